@@ -1,0 +1,84 @@
+"""Registry of random-access data sources, the contract between datasets and the input pipeline.
+
+A *source* is what `get_source(name, split, data_dir=...)` returns: an object with `__len__` and
+`__getitem__(index) -> dict[str, np.ndarray]` (grain's RandomAccessDataSource protocol). Each example
+is a dict with the standard keys below; a dataset provides the keys it has and nothing else.
+
+  image        uint8   (H, W, 3)        RGB
+  semantic     int32   (H, W)           class id, 255 = ignore
+  depth        float32 (H, W)           metres (or scene units), 0 = invalid
+  normals      float32 (H, W, 3)        unit (x right, y down, z towards the camera), 0 = invalid
+  masks        uint8   (N, H, W)        instance masks, padded to N = max instances
+  boxes        float32 (N, 4)           (y0, x0, y1, x1) in pixels, half-open, padded with 0
+  classes      int32   (N,)             instance class id, 0 for padding
+  num_instances int32  ()               number of valid rows in masks/boxes/classes/keypoints
+  keypoints    float32 (N, K, 3)        (x, y, visibility) in pixels; visibility 0 = absent, 1 = occluded, 2 = visible
+  panoptic     int32   (H, W)           segment id per pixel, 0 = void
+  segment_classes int32 (S,)            class of each segment id (index = id), padded
+  segment_is_thing uint8 (S,)           1 if the segment is a thing instance
+
+Sources are registered by name (e.g. 'dense_shapes/small_64', 'voc2012'): a factory
+`factory(split, data_dir) -> source` plus a `DatasetInfo` describing classes and available keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+import numpy as np
+
+
+class Source(Protocol):
+  def __len__(self) -> int: ...
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What a model and a metric need to know about a dataset."""
+  name: str
+  num_classes: int                 # semantic classes including background/class 0
+  class_names: tuple[str, ...]
+  keys: tuple[str, ...]            # which of the standard keys the examples carry
+  splits: tuple[str, ...]
+  ignore_label: int = 255
+  thing_classes: tuple[int, ...] = ()   # semantic ids that are countable instances
+  num_keypoints: int = 0
+  description: str = ""            # where the files come from and where to put them
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  info: DatasetInfo
+  factory: Callable[[str, str | None], Source]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_source(info: DatasetInfo, factory: Callable[[str, str | None], Source]) -> None:
+  """Registers `factory(split, data_dir)` under `info.name` (re-registering replaces)."""
+  _REGISTRY[info.name] = _Entry(info, factory)
+
+
+def available() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def _entry(name: str) -> _Entry:
+  if name not in _REGISTRY:
+    raise ValueError(f"dataset: expected one of {available()}, got {name!r}")
+  return _REGISTRY[name]
+
+
+def dataset_info(name: str) -> DatasetInfo:
+  return _entry(name).info
+
+
+def get_source(name: str, split: str, data_dir: str | None = None) -> Source:
+  """The random-access source of `split` of dataset `name`; clear errors for unknown names and splits."""
+  entry = _entry(name)
+  if split not in entry.info.splits:
+    raise ValueError(f"split: expected one of {list(entry.info.splits)} for dataset {name!r}, got {split!r}")
+  return entry.factory(split, data_dir)
