@@ -1,7 +1,8 @@
 """Real datasets, registered by name as data sources (see `dense_jax.data.sources`)."""
 
-from dense_jax.data.real import voc
+from dense_jax.data.real import cityscapes, voc
 from dense_jax.data.sources import register_source
 
 register_source(voc.INFO, voc.make_source)
 register_source(voc.SBD_INFO, voc.make_sbd_source)
+register_source(cityscapes.INFO, cityscapes.make_source)
