@@ -1,6 +1,7 @@
 """VOC 2012 (+ SBD train_aug) from a fake official tar: the TFDS builder, class labels, ignore band."""
 
 import pathlib
+import pickle
 import tarfile
 
 import numpy as np
@@ -57,6 +58,7 @@ def test_voc2012_from_tar(tmp_path, fakes):
   _check(train, ["2007_000005", "2007_000032"], images, labels)  # sorted id order
   assert 255 in train[0]["semantic"] and set(np.unique(train[0]["semantic"])) == {0, 255, 2}
   _check(sources.get_source("voc2012", "validation", data_dir=str(tmp_path)), ["2008_000001"], images, labels)
+  _check(pickle.loads(pickle.dumps(train)), ["2007_000005", "2007_000032"], images, labels)  # grain workers
   # Once prepared, the TFDS dataset under tfds/ is read without the tar.
   (tmp_path / voc.TAR_NAME).unlink()
   _check(sources.get_source("voc2012", "train", data_dir=str(tmp_path)), ["2007_000005", "2007_000032"],
