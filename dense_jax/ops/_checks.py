@@ -30,3 +30,26 @@ def as_pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
 def check_channels(actual: int, expected: int, name: str) -> None:
   if actual != expected:
     raise ValueError(f"{name}: expected {expected} channels, got {actual}")
+
+
+def as_pad_pairs(value, name: str) -> tuple[tuple[int, int], tuple[int, int]]:
+  """An int, a pair of ints `(ph, pw)` or a pair of `(lo, hi)` pairs -> `((lo_h, hi_h), (lo_w, hi_w))`,
+  each an int >= 0."""
+  def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+  if is_int(value) or (isinstance(value, Sequence) and len(value) == 2 and all(is_int(v) for v in value)):
+    ph, pw = as_pair(value, name, minimum=0)
+    return (ph, ph), (pw, pw)
+  if (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(
+      isinstance(v, Sequence) and len(v) == 2 and all(is_int(u) for u in v) for v in value)):
+    pairs = tuple((int(v[0]), int(v[1])) for v in value)
+    if min(min(v) for v in pairs) < 0:
+      raise ValueError(f"{name}: expected values >= 0, got {value!r}")
+    return pairs  # type: ignore[return-value]
+  raise ValueError(f"{name}: expected an int, a pair of ints or a pair of (lo, hi) pairs, got {value!r}")
+
+
+def check_choice(value, choices: Sequence, name: str) -> None:
+  """Raise ValueError unless `value` is one of `choices`."""
+  if value not in tuple(choices):
+    raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
