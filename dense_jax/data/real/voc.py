@@ -117,6 +117,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
             "segmentation": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
         }),
         homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
+        metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES), ignore_label=255),
         disable_shuffling=True,  # keep the sorted id order: reproducible evaluation, findable examples
     )
 

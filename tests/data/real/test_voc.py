@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 import scipy.io
+import tensorflow_datasets as tfds
 
 import dense_jax.data.real  # noqa: F401  (registers the real datasets)
 from dense_jax.data import sources
@@ -59,6 +60,11 @@ def test_voc2012_from_tar(tmp_path, fakes):
   assert 255 in train[0]["semantic"] and set(np.unique(train[0]["semantic"])) == {0, 255, 2}
   _check(sources.get_source("voc2012", "validation", data_dir=str(tmp_path)), ["2008_000001"], images, labels)
   _check(pickle.loads(pickle.dumps(train)), ["2007_000005", "2007_000032"], images, labels)  # grain workers
+  # The prepared dataset is also a plain TFDS dataset, with the class names in its metadata.
+  builder = tfds.builder("voc2012_segmentation/segmentation", data_dir=str(tmp_path / "tfds"))
+  assert builder.info.metadata["class_names"][15] == "person"
+  assert len(tfds.data_source("voc2012_segmentation/segmentation", split="train",
+                              data_dir=str(tmp_path / "tfds"))) == 2
   # Once prepared, the TFDS dataset under tfds/ is read without the tar.
   (tmp_path / voc.TAR_NAME).unlink()
   _check(sources.get_source("voc2012", "train", data_dir=str(tmp_path)), ["2007_000005", "2007_000032"],
