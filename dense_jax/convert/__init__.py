@@ -1,0 +1,1 @@
+"""Importers of public pretrained weights (torchvision state dicts) into dense_jax variables."""

@@ -1,0 +1,276 @@
+"""Import torchvision state dicts into the zoo's Flax variables.
+
+    sd = load_state_dict("deeplabv3_resnet50_coco.pth")        # torch.load(..., weights_only=True)
+    imported = deeplabv3_resnet50(sd)                          # {'params': ..., 'batch_stats': ...}
+    model = get_model("deeplabv3_resnet50", aux_classifier="aux_classifier.0.weight" in sd)
+    variables = load_into(model.init(key, x, train=False), imported)
+
+Supported: VGG16 / VGG16-BN (`vgg16`; its fc6/fc7 as 7×7 / 1×1 conv kernels with `vgg16_fc`, for
+FCN, DeconvNet and the dilated front-end), ResNet-50/101 (`resnet`), and torchvision's segmentation
+models whole: `fcn_resnet50` / `fcn_resnet101` (`fcn_resnet`) and `deeplabv3_resnet50` / `_resnet101`
+(`deeplabv3_resnet`), with or without their auxiliary classifier.
+
+Layouts: a torch conv weight `(out, in, kh, kw)` becomes our HWIO kernel `w.transpose(2, 3, 1, 0)`;
+BatchNorm `weight, bias` → params `scale, bias`, `running_mean, running_var` → batch_stats
+`mean, var` (`num_batches_tracked` is dropped); a Linear `(out, in)` that reads a flattened NCHW
+map `(C, k, k)` becomes a k×k conv kernel `w.reshape(out, C, k, k).transpose(2, 3, 1, 0)`.
+Every function checks that it used every tensor it was meant to (so a wrong architecture or a
+renamed key fails loudly), and `load_into` checks every shape against the model's own variables.
+Requires torch only in `load_state_dict`; the converters take any mapping of name → array.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from dense_jax.models.backbones.resnet import DEPTHS
+from dense_jax.models.backbones.vgg import VGG16_BLOCKS
+
+Tree = dict[str, Any]
+
+
+def load_state_dict(path) -> dict[str, np.ndarray]:
+  """`torch.load(path, weights_only=True, map_location='cpu')` as numpy float32 arrays.
+
+  Accepts a bare state dict or a checkpoint with a 'state_dict' / 'model' entry.
+  """
+  import torch  # Only this function needs torch.
+  obj = torch.load(path, map_location="cpu", weights_only=True)
+  for key in ("state_dict", "model"):
+    if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+      obj = obj[key]
+  if not isinstance(obj, Mapping):
+    raise ValueError(f"path: expected a state dict (a mapping of names to tensors), got {type(obj)}")
+  return {k: v.detach().cpu().numpy() for k, v in obj.items()}
+
+
+class _Importer:
+  """Collects params / batch_stats from a state dict and remembers which keys it used."""
+
+  def __init__(self, state_dict: Mapping[str, Any]):
+    self.sd = {k: np.asarray(v) for k, v in state_dict.items()}
+    self.params: Tree = {}
+    self.stats: Tree = {}
+    self.used: set[str] = set()
+
+  def _take(self, key):
+    if key not in self.sd:
+      raise ValueError(f"state_dict: missing key {key!r}")
+    self.used.add(key)
+    return self.sd[key].astype(np.float32)
+
+  @staticmethod
+  def _put(tree, path, name, value):
+    for p in path:
+      tree = tree.setdefault(p, {})
+    tree[name] = value
+
+  def conv(self, key: str, path: tuple[str, ...]):
+    w = self._take(f"{key}.weight")
+    if w.ndim != 4:
+      raise ValueError(f"state_dict: {key}.weight: expected a 4-D conv weight, got shape {w.shape}")
+    self._put(self.params, path, "kernel", w.transpose(2, 3, 1, 0))
+    if f"{key}.bias" in self.sd:
+      self._put(self.params, path, "bias", self._take(f"{key}.bias"))
+
+  def linear_as_conv(self, key: str, path: tuple[str, ...], channels: int, kernel: int):
+    w = self._take(f"{key}.weight")
+    if w.shape[1] != channels * kernel * kernel:
+      raise ValueError(f"state_dict: {key}.weight: expected {channels}x{kernel}x{kernel} inputs, got {w.shape}")
+    self._put(self.params, path, "kernel", w.reshape(w.shape[0], channels, kernel, kernel).transpose(2, 3, 1, 0))
+    self._put(self.params, path, "bias", self._take(f"{key}.bias"))
+
+  def bn(self, key: str, path: tuple[str, ...]):
+    self._put(self.params, path, "scale", self._take(f"{key}.weight"))
+    self._put(self.params, path, "bias", self._take(f"{key}.bias"))
+    self._put(self.stats, path, "mean", self._take(f"{key}.running_mean"))
+    self._put(self.stats, path, "var", self._take(f"{key}.running_var"))
+    self.used.add(f"{key}.num_batches_tracked")
+
+  def finish(self, prefixes: tuple[str, ...] = ("",), ignore: tuple[str, ...] = ()) -> Tree:
+    """Variables; ValueError if a key under `prefixes` (and not under `ignore`) went unused."""
+    left = sorted(k for k in self.sd if k not in self.used and k.startswith(prefixes)
+                  and not k.startswith(ignore) and not k.endswith("num_batches_tracked"))
+    if left:
+      raise ValueError(f"state_dict: {len(left)} tensors were not imported (wrong architecture?): {left[:8]}")
+    out = {"params": self.params}
+    if self.stats:
+      out["batch_stats"] = self.stats
+    return out
+
+
+# ----------------------------------------------------------------------------- VGG16
+
+
+def _vgg16_into(imp: _Importer, prefix: str, batch_norm: bool, path: tuple[str, ...]):
+  index = 0
+  for b, block in enumerate(VGG16_BLOCKS, start=1):
+    for i, _ in enumerate(block, start=1):
+      imp.conv(f"{prefix}{index}", path + (f"conv{b}_{i}",))
+      index += 1
+      if batch_norm:
+        imp.bn(f"{prefix}{index}", path + (f"bn{b}_{i}",))
+        index += 1
+      index += 1  # ReLU
+    index += 1  # MaxPool
+
+
+def vgg16(state_dict, batch_norm: bool | None = None) -> Tree:
+  """torchvision `vgg16` / `vgg16_bn` `features.*` → variables of `backbones.VGG16` (classifier ignored).
+
+  `batch_norm=None` detects it from the state dict.
+  """
+  if batch_norm is None:
+    batch_norm = "features.1.running_mean" in state_dict
+  imp = _Importer(state_dict)
+  _vgg16_into(imp, "features.", batch_norm, ())
+  return imp.finish(prefixes=("features.",))
+
+
+def vgg16_fc(state_dict) -> Tree:
+  """torchvision VGG16's classifier.0 / classifier.3 as `fc6` (7×7 conv on pool5) and `fc7` (1×1) params.
+
+  The FCN "convolutionalization": fc6 reads the flattened 512×7×7 pool5 map, so its weight reshapes
+  to a 7×7×512×4096 kernel and its output at each position equals the Linear layer on the 7×7 window.
+  """
+  imp = _Importer(state_dict)
+  imp.linear_as_conv("classifier.0", ("fc6",), 512, 7)
+  imp.linear_as_conv("classifier.3", ("fc7",), 4096, 1)
+  return imp.finish(prefixes=("classifier.0", "classifier.3"))
+
+
+# ----------------------------------------------------------------------------- ResNet
+
+
+def _resnet_into(imp: _Importer, prefix: str, depth: int, path: tuple[str, ...]):
+  if depth not in DEPTHS:
+    raise ValueError(f"depth: expected one of {sorted(DEPTHS)}, got {depth!r}")
+  imp.conv(f"{prefix}conv1", path + ("conv1",))
+  imp.bn(f"{prefix}bn1", path + ("bn1",))
+  for s, n in enumerate(DEPTHS[depth], start=1):
+    for i in range(n):
+      t, p = f"{prefix}layer{s}.{i}", path + (f"layer{s}_{i}",)
+      for j in (1, 2, 3):
+        imp.conv(f"{t}.conv{j}", p + (f"conv{j}",))
+        imp.bn(f"{t}.bn{j}", p + (f"bn{j}",))
+      if f"{t}.downsample.0.weight" in imp.sd:
+        imp.conv(f"{t}.downsample.0", p + ("downsample_conv",))
+        imp.bn(f"{t}.downsample.1", p + ("downsample_bn",))
+
+
+def _detect_depth(state_dict, prefix: str) -> int:
+  blocks = {k[len(prefix):].split(".")[1] for k in state_dict if k.startswith(f"{prefix}layer3.")}
+  n = len(blocks)
+  for depth, stages in DEPTHS.items():
+    if stages[2] == n:
+      return depth
+  raise ValueError(f"state_dict: {n} blocks in layer3 match no supported ResNet depth {sorted(DEPTHS)}")
+
+
+def resnet(state_dict, depth: int | None = None) -> Tree:
+  """torchvision `resnet50` / `resnet101` → variables of `backbones.ResNet` (`fc` ignored)."""
+  depth = depth or _detect_depth(state_dict, "")
+  imp = _Importer(state_dict)
+  _resnet_into(imp, "", depth, ())
+  return imp.finish(ignore=("fc.",))
+
+
+# ----------------------------------------------------------------------------- segmentation models
+
+
+def _fcn_head_into(imp: _Importer, prefix: str, path: tuple[str, ...]):
+  imp.conv(f"{prefix}.0", path + ("conv",))
+  imp.bn(f"{prefix}.1", path + ("bn",))
+  imp.conv(f"{prefix}.4", path + ("classifier",))
+
+
+def _segmentation(state_dict, depth, head_into) -> Tree:
+  depth = depth or _detect_depth(state_dict, "backbone.")
+  imp = _Importer(state_dict)
+  _resnet_into(imp, "backbone.", depth, ("backbone",))
+  head_into(imp)
+  if "aux_classifier.0.weight" in imp.sd:
+    _fcn_head_into(imp, "aux_classifier", ("aux_classifier",))
+  return imp.finish()
+
+
+def fcn_resnet(state_dict, depth: int | None = None) -> Tree:
+  """torchvision `fcn_resnet50` / `fcn_resnet101` (with its aux head if present) → `FCNResNet` variables.
+
+  Build the model with `aux_classifier=True` when the state dict has `aux_classifier.*`.
+  """
+  return _segmentation(state_dict, depth, lambda imp: _fcn_head_into(imp, "classifier", ("classifier",)))
+
+
+def _deeplab_head_into(imp: _Importer):
+  aspp = "classifier.0"
+  branches = sorted({int(k.split(".")[3]) for k in imp.sd if k.startswith(f"{aspp}.convs.")})
+  pool = branches[-1]  # ASPPPooling is the last branch: [avgpool, conv, bn, relu].
+  for b in branches[:-1]:
+    imp.conv(f"{aspp}.convs.{b}.0", ("aspp", f"branch{b}_conv"))
+    imp.bn(f"{aspp}.convs.{b}.1", ("aspp", f"branch{b}_bn"))
+  imp.conv(f"{aspp}.convs.{pool}.1", ("aspp", "pool_conv"))
+  imp.bn(f"{aspp}.convs.{pool}.2", ("aspp", "pool_bn"))
+  imp.conv(f"{aspp}.project.0", ("aspp", "project_conv"))
+  imp.bn(f"{aspp}.project.1", ("aspp", "project_bn"))
+  imp.conv("classifier.1", ("head_conv",))
+  imp.bn("classifier.2", ("head_bn",))
+  imp.conv("classifier.4", ("classifier",))
+
+
+def deeplabv3_resnet(state_dict, depth: int | None = None) -> Tree:
+  """torchvision `deeplabv3_resnet50` / `_resnet101` (with its aux head if present) → `DeepLabV3` variables."""
+  return _segmentation(state_dict, depth, _deeplab_head_into)
+
+
+fcn_resnet50 = fcn_resnet
+deeplabv3_resnet50 = deeplabv3_resnet
+
+
+# ----------------------------------------------------------------------------- placing into a model
+
+
+def nest(tree: Tree, *path: str) -> Tree:
+  """Put each collection of `tree` under `path`: `nest(vgg16(sd), 'backbone')` for a model's trunk."""
+  out = {}
+  for collection, sub in tree.items():
+    for p in reversed(path):
+      sub = {p: sub}
+    out[collection] = sub
+  return out
+
+
+def load_into(variables, imported: Tree, strict: bool = False):
+  """`variables` (from `model.init`) with every leaf of `imported` put in its place.
+
+  ValueError if an imported leaf has no counterpart or a different shape (naming the path and both
+  shapes), or, with `strict=True`, if a model leaf received nothing. Returns new nested dicts of
+  jnp arrays; `variables` is not modified.
+  """
+  import jax.numpy as jnp
+
+  def merge(dst, src, path):
+    if not isinstance(src, Mapping):
+      if isinstance(dst, Mapping):
+        raise ValueError(f"imported {'/'.join(path)}: the model has a subtree here, not an array")
+      if tuple(dst.shape) != tuple(np.shape(src)):
+        raise ValueError(f"imported {'/'.join(path)}: expected shape {tuple(dst.shape)} (the model's), "
+                         f"got {tuple(np.shape(src))}")
+      return jnp.asarray(src, dst.dtype)
+    if not isinstance(dst, Mapping):
+      raise ValueError(f"imported {'/'.join(path)}: the model has an array here, not a subtree")
+    out = dict(dst)
+    for k, v in src.items():
+      if k not in dst:
+        raise ValueError(f"imported {'/'.join(path + (k,))}: the model has no such variable "
+                         f"(it has {sorted(dst)})")
+      out[k] = merge(dst[k], v, path + (k,))
+    if strict:
+      missing = sorted(set(dst) - set(src))
+      if missing:
+        raise ValueError(f"imported {'/'.join(path) or '<root>'}: nothing for {missing}")
+    return out
+
+  return merge(variables, imported, ())

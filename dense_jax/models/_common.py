@@ -1,0 +1,115 @@
+"""Small pieces shared by the model-zoo families: PyTorch-style conv/BN, width scaling, input checks.
+
+Conventions (DESIGN.md): activations NHWC, conv kernels HWIO `(kh, kw, in, out)`, transposed-conv
+kernels `(kh, kw, in, out)` as `dense_jax.ops.conv_transpose2d` takes them.
+
+Convolutions use *symmetric* integer padding like `torch.nn.Conv2d(padding=p)` (not XLA's 'SAME',
+which pads (0, 1) for a stride-2 conv on an even input), so imported torchvision weights reproduce
+torchvision's outputs. Initialisers follow torchvision (`kaiming_normal_(mode='fan_out')` for convs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dense_jax.ops._checks import check_rank
+
+# torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu") -> N(0, 2 / fan_out).
+kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+Dtype = Any
+
+
+def scaled(channels: int, width: float) -> int:
+  """Channel count `channels · width`, rounded, at least 1 (the width multiplier of the narrow variants)."""
+  if width <= 0:
+    raise ValueError(f"width: expected a multiplier > 0, got {width!r}")
+  return max(1, int(round(channels * width)))
+
+
+def conv(features: int, kernel: int, *, stride: int = 1, padding: int = 0, dilation: int = 1,
+         use_bias: bool = True, name: str | None = None, dtype: Dtype = jnp.float32,
+         kernel_init=kaiming_fan_out) -> nn.Conv:
+  """`torch.nn.Conv2d(in, features, kernel, stride, padding, dilation, bias=use_bias)` as `nn.Conv`.
+
+  Output size per axis: `(H + 2·padding - dilation·(kernel - 1) - 1) // stride + 1`.
+  """
+  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                 padding=((padding, padding), (padding, padding)),
+                 kernel_dilation=(dilation, dilation), use_bias=use_bias, dtype=dtype,
+                 kernel_init=kernel_init, name=name)
+
+
+def batch_norm(train: bool, *, name: str | None = None, frozen: bool = False,
+               dtype: Dtype = jnp.float32) -> nn.BatchNorm:
+  """`torch.nn.BatchNorm2d` defaults (momentum 0.1 → flax 0.9, eps 1e-5); batch statistics in training.
+
+  `frozen=True` always normalises with the running statistics (and never updates them), the usual
+  choice when fine-tuning a pretrained backbone with small per-device batches.
+  """
+  return nn.BatchNorm(use_running_average=frozen or not train, momentum=0.9, epsilon=1e-5,
+                      dtype=dtype, name=name)
+
+
+class ConvTranspose(nn.Module):
+  """Transposed convolution holding a `(k, k, in, out)` kernel; calls `dense_jax.ops.conv_transpose2d`.
+
+  Same function as `torch.nn.ConvTranspose2d(in, out, k, stride, padding, output_padding)` whose
+  weight is `kernel.transpose(2, 3, 0, 1)`. Output size: `(H - 1)·stride - 2·padding + k + output_padding`.
+  `learnable=False` keeps the kernel a constant equal to `kernel_init` (FCN's fixed bilinear layers),
+  so it is not in `params`.
+  """
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: int = 0
+  output_padding: int = 0
+  use_bias: bool = True
+  learnable: bool = True
+  kernel_init: Any = kaiming_fan_out
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    from dense_jax.ops import conv_transpose2d  # Imported late: a sibling helper owns the op.
+    shape = (self.kernel, self.kernel, x.shape[-1], self.features)
+    if self.learnable:
+      w = self.param("kernel", self.kernel_init, shape, jnp.float32)
+    else:
+      w = self.kernel_init(jax.random.key(0), shape, jnp.float32)
+    y = conv_transpose2d(x.astype(self.dtype), w.astype(self.dtype), stride=self.stride,
+                         padding=self.padding, output_padding=self.output_padding)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+    return y
+
+
+def check_image(x, name: str = "x", *, multiple: int = 1, min_size: int = 1, why: str = "") -> None:
+  """ValueError unless `x` is NHWC with height and width divisible by `multiple` and >= `min_size`."""
+  check_rank(x, 4, name, "NHWC")
+  h, w = x.shape[1], x.shape[2]
+  reason = f" ({why})" if why else ""
+  if h % multiple or w % multiple:
+    raise ValueError(f"{name}: expected height and width divisible by {multiple}{reason}, got "
+                     f"{h}x{w} (shape {tuple(x.shape)})")
+  if min(h, w) < min_size:
+    raise ValueError(f"{name}: expected height and width >= {min_size}{reason}, got {h}x{w} "
+                     f"(shape {tuple(x.shape)})")
+
+
+def crop(x, offset: tuple[int, int], size: tuple[int, int], name: str = "x"):
+  """`x[:, oh:oh + H, ow:ow + W]` (Caffe's Crop layer), ValueError if `x` is too small for it."""
+  (oh, ow), (h, w) = offset, size
+  if oh < 0 or ow < 0 or x.shape[1] < oh + h or x.shape[2] < ow + w:
+    raise ValueError(f"{name}: cannot crop {h}x{w} at offset {(oh, ow)} from a map of "
+                     f"{x.shape[1]}x{x.shape[2]}")
+  return x[:, oh:oh + h, ow:ow + w]
+
+
+def torch_like_dropout(rate: float, train: bool, name: str | None = None) -> nn.Dropout:
+  """`torch.nn.Dropout(rate)`: active only in training (needs the 'dropout' PRNG stream then)."""
+  return nn.Dropout(rate, deterministic=not train or rate == 0.0, name=name)
