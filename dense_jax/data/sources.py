@@ -46,6 +46,10 @@ class DatasetInfo:
   thing_classes: tuple[int, ...] = ()   # semantic ids that are countable instances
   num_keypoints: int = 0
   description: str = ""            # where the files come from and where to put them
+  # How a horizontal flip renumbers keypoint slots: row c is the permutation for instances of class c
+  # (new slot k takes old slot perm[k]); a single row applies to every class; () = no renumbering.
+  keypoint_flip_perm: tuple[tuple[int, ...], ...] = ()
+  image_size: tuple[int, int] | None = None   # (H, W) when every example has it, else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,307 @@
+"""Paired augmentations in NumPy that keep every label of an example consistent (no TF, no JAX).
+
+An example is a dict with any of the standard keys of `dense_jax.data.sources`; each function returns a
+new dict and leaves keys it does not know (and `segment_classes`, `segment_is_thing`) unchanged.
+Coordinates are continuous pixel coordinates in which pixel i spans [i, i + 1) (boxes half-open,
+keypoints at pixel centres i + 0.5); a geometric map x -> a x + b is applied to boxes and keypoints
+exactly as to the pixel grid.
+
+How each key is transformed:
+
+  key          resize / scale        crop & pad (pad value)          horizontal flip
+  image        bilinear (half-pixel)  0                                mirrored
+  semantic     nearest                `ignore_label` (255)             mirrored
+  depth        nearest, values kept   0 (= invalid)                    mirrored
+  normals      nearest, values kept   0 (= invalid)                    mirrored, x component negated
+  masks        nearest                0                                mirrored
+  panoptic     nearest                0 (= void)                       mirrored
+  boxes        scaled                 shifted, clipped to the window   x0, x1 -> W - x1, W - x0
+  keypoints    scaled                 shifted; outside -> (0, 0, 0)    x -> W - x, slots permuted
+  classes, num_instances: instances with no pixel left (or, without masks, an empty box) are dropped
+  and the rest moved up (order kept), so rows [0, num_instances) stay the valid ones.
+
+Depth and normals values do not change under scaling: in an orthographic camera, magnifying the image
+is a change of pixel size, not of distance or surface orientation (documented simplification; a
+perspective zoom would also scale depth). The flip permutation of keypoint slots is per class
+(`DatasetInfo.keypoint_flip_perm`): row c applies to instances of class c, a single row to all.
+Photometric jitter touches only the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+SPATIAL_NEAREST = ("semantic", "depth", "normals", "panoptic")
+
+
+# ----------------------------------------------------------------------------------------- resampling
+
+def _nearest_index(out_len: int, in_len: int) -> np.ndarray:
+  """Source index of each output pixel for nearest resampling with half-pixel centres."""
+  return np.minimum(np.floor((np.arange(out_len) + 0.5) * in_len / out_len).astype(np.int64), in_len - 1)
+
+
+def _linear_weights(out_len: int, in_len: int):
+  src = (np.arange(out_len) + 0.5) * in_len / out_len - 0.5
+  src = np.clip(src, 0.0, in_len - 1)
+  i0 = np.floor(src).astype(np.int64)
+  i1 = np.minimum(i0 + 1, in_len - 1)
+  return i0, i1, (src - i0).astype(np.float32)
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Bilinear resize of (H, W, C) with half-pixel centres (PyTorch align_corners=False, no antialias)."""
+  h, w = size
+  y0, y1, fy = _linear_weights(h, image.shape[0])
+  x0, x1, fx = _linear_weights(w, image.shape[1])
+  img = image.astype(np.float32)
+  rows = img[y0] * (1 - fy)[:, None, None] + img[y1] * fy[:, None, None]
+  return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+
+
+def resize_nearest(x: np.ndarray, size: tuple[int, int], axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+  """Nearest resize of the two spatial `axes` of `x` to `size`."""
+  iy = _nearest_index(size[0], x.shape[axes[0]])
+  ix = _nearest_index(size[1], x.shape[axes[1]])
+  return np.take(np.take(x, iy, axis=axes[0]), ix, axis=axes[1])
+
+
+def _hw(ex: dict) -> tuple[int, int]:
+  for key in ("image", "semantic", "depth", "panoptic"):
+    if key in ex:
+      return tuple(np.shape(ex[key])[:2])
+  if "masks" in ex:
+    return tuple(np.shape(ex["masks"])[1:3])
+  raise ValueError(f"example: expected one of image/semantic/depth/panoptic/masks, got keys {sorted(ex)}")
+
+
+# ----------------------------------------------------------------------------------------- instances
+
+def drop_empty_instances(ex: dict) -> dict:
+  """Removes instances with no pixel in `masks` (or an empty box when there are no masks); compacts rows."""
+  if "num_instances" not in ex:
+    return ex
+  n = int(ex["num_instances"])
+  if "masks" in ex:
+    alive = ex["masks"][:n].reshape(n, -1).any(axis=1)
+  elif "boxes" in ex:
+    b = ex["boxes"][:n]
+    alive = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+  else:
+    return ex
+  if alive.all():
+    return ex
+  out = dict(ex)
+  keep = np.nonzero(alive)[0]
+  for key in ("masks", "boxes", "classes", "keypoints"):
+    if key in ex:
+      arr = np.zeros_like(ex[key])
+      arr[:len(keep)] = ex[key][keep]
+      out[key] = arr
+  out["num_instances"] = np.asarray(len(keep), np.int32)
+  return out
+
+
+def _affine_instances(ex: dict, sy: float, sx: float, ty: float, tx: float, hw: tuple[int, int]) -> dict:
+  """Applies y -> sy y + ty, x -> sx x + tx to boxes/keypoints and clips them to [0, H) x [0, W)."""
+  out = dict(ex)
+  h, w = hw
+  n = int(ex.get("num_instances", 0))
+  if "boxes" in ex:
+    b = ex["boxes"].astype(np.float32).copy()
+    b[:n, [0, 2]] = np.clip(b[:n, [0, 2]] * sy + ty, 0, h)
+    b[:n, [1, 3]] = np.clip(b[:n, [1, 3]] * sx + tx, 0, w)
+    out["boxes"] = b
+  if "keypoints" in ex:
+    k = ex["keypoints"].astype(np.float32).copy()
+    k[..., 0] = k[..., 0] * sx + tx
+    k[..., 1] = k[..., 1] * sy + ty
+    inside = (k[..., 0] >= 0) & (k[..., 0] < w) & (k[..., 1] >= 0) & (k[..., 1] < h) & (k[..., 2] > 0)
+    k[~inside] = 0.0
+    out["keypoints"] = k
+  return out
+
+
+# ----------------------------------------------------------------------------------------- geometry
+
+def resize(ex: dict, size: tuple[int, int]) -> dict:
+  """Resizes every spatial key to `size` = (h, w) (see the module table)."""
+  h0, w0 = _hw(ex)
+  h, w = int(size[0]), int(size[1])
+  if (h, w) == (h0, w0):
+    return dict(ex)
+  out = dict(ex)
+  if "image" in ex:
+    out["image"] = resize_bilinear(ex["image"], (h, w))
+  for key in SPATIAL_NEAREST:
+    if key in ex:
+      out[key] = resize_nearest(ex[key], (h, w))
+  if "masks" in ex:
+    out["masks"] = resize_nearest(ex["masks"], (h, w), axes=(1, 2))
+  out = _affine_instances(out, h / h0, w / w0, 0.0, 0.0, (h, w))
+  return drop_empty_instances(out)
+
+
+def scale(ex: dict, factor: float) -> dict:
+  """Resizes by `factor` (output size rounded to whole pixels; boxes use the exact size ratio)."""
+  h0, w0 = _hw(ex)
+  return resize(ex, (max(1, int(round(h0 * factor))), max(1, int(round(w0 * factor)))))
+
+
+def crop(ex: dict, y0: int, x0: int, size: tuple[int, int], ignore_label: int = 255) -> dict:
+  """The window [y0, y0 + h) x [x0, x0 + w); parts outside the image are padded (see module table)."""
+  h0, w0 = _hw(ex)
+  h, w = int(size[0]), int(size[1])
+  y0, x0 = int(y0), int(x0)
+  # Overlap of the window with the image, in image and in window coordinates.
+  sy0, sy1 = max(y0, 0), min(y0 + h, h0)
+  sx0, sx1 = max(x0, 0), min(x0 + w, w0)
+  dy0, dx0 = sy0 - y0, sx0 - x0
+
+  def window(arr, fill, axes=(0, 1)):
+    shape = list(arr.shape)
+    shape[axes[0]], shape[axes[1]] = h, w
+    res = np.full(shape, fill, dtype=arr.dtype)
+    if sy1 > sy0 and sx1 > sx0:
+      src = [slice(None)] * arr.ndim
+      dst = [slice(None)] * arr.ndim
+      src[axes[0]], src[axes[1]] = slice(sy0, sy1), slice(sx0, sx1)
+      dst[axes[0]] = slice(dy0, dy0 + sy1 - sy0)
+      dst[axes[1]] = slice(dx0, dx0 + sx1 - sx0)
+      res[tuple(dst)] = arr[tuple(src)]
+    return res
+
+  out = dict(ex)
+  fills = {"image": 0, "semantic": ignore_label, "depth": 0, "normals": 0, "panoptic": 0}
+  for key, fill in fills.items():
+    if key in ex:
+      out[key] = window(np.asarray(ex[key]), fill)
+  if "masks" in ex:
+    out["masks"] = window(np.asarray(ex["masks"]), 0, axes=(1, 2))
+  out = _affine_instances(out, 1.0, 1.0, -y0, -x0, (h, w))
+  return drop_empty_instances(out)
+
+
+def _flip_perm_rows(perm, num_rows_needed: int) -> np.ndarray | None:
+  if perm is None or len(perm) == 0:
+    return None
+  perm = np.asarray(perm, dtype=np.int64)
+  if perm.ndim == 1:
+    perm = perm[None]
+  return perm
+
+
+def hflip(ex: dict, keypoint_flip_perm=None) -> dict:
+  """Mirrors left-right: normals' x negated, boxes and keypoints mirrored, keypoint slots permuted.
+
+  keypoint_flip_perm: (K,) or (C, K) int; row c is the permutation for instances of class c (new slot k
+    takes old slot perm[k]); None or () keeps the slots.
+  """
+  _, w = _hw(ex)
+  out = dict(ex)
+  for key in ("image", "semantic", "depth", "panoptic"):
+    if key in ex:
+      out[key] = ex[key][:, ::-1].copy()
+  if "normals" in ex:
+    nrm = ex["normals"][:, ::-1].copy()
+    nrm[..., 0] = -nrm[..., 0]
+    out["normals"] = nrm
+  if "masks" in ex:
+    out["masks"] = ex["masks"][:, :, ::-1].copy()
+  n = int(ex.get("num_instances", 0))
+  if "boxes" in ex:
+    b = ex["boxes"].copy()
+    b[:n, 1], b[:n, 3] = w - ex["boxes"][:n, 3], w - ex["boxes"][:n, 1]
+    out["boxes"] = b
+  if "keypoints" in ex:
+    k = ex["keypoints"].copy()
+    present = k[..., 2] > 0
+    k[..., 0] = np.where(present, w - k[..., 0], 0.0)
+    perm = _flip_perm_rows(keypoint_flip_perm, 0)
+    if perm is not None:
+      classes = ex.get("classes", np.zeros((k.shape[0],), np.int32))
+      for i in range(n):
+        row = perm[0] if perm.shape[0] == 1 else perm[int(classes[i])]
+        k[i] = k[i][row]
+    out["keypoints"] = k
+  return out
+
+
+# ----------------------------------------------------------------------------------------- photometric
+
+def photometric(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.15,
+                contrast: float = 0.2, saturation: float = 0.2) -> np.ndarray:
+  """Random brightness (additive), contrast and saturation (around the mean / grey) of a float image
+  in [0, 1], applied in a random order; returns float32 clipped to [0, 1]."""
+  img = image.astype(np.float32)
+  ops = rng.permutation(3)
+  b = rng.uniform(-brightness, brightness)
+  c = rng.uniform(1 - contrast, 1 + contrast)
+  s = rng.uniform(1 - saturation, 1 + saturation)
+  for op in ops:
+    if op == 0:
+      img = img + b
+    elif op == 1:
+      img = (img - img.mean()) * c + img.mean()
+    else:
+      grey = img @ np.array([0.299, 0.587, 0.114], np.float32)
+      img = (img - grey[..., None]) * s + grey[..., None]
+  return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------- recipes
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """The training augmentation: photometric jitter, random scale, random crop (with padding), flip."""
+  scale_range: tuple[float, float] = (0.75, 1.5)
+  flip_prob: float = 0.5
+  photometric: bool = True
+  brightness: float = 0.15
+  contrast: float = 0.2
+  saturation: float = 0.2
+
+
+def to_float_image(ex: dict) -> dict:
+  """`image` uint8 [0, 255] -> float32 [0, 1] (other keys untouched)."""
+  out = dict(ex)
+  if "image" in ex and ex["image"].dtype == np.uint8:
+    out["image"] = ex["image"].astype(np.float32) / np.float32(255.0)
+  return out
+
+
+def random_augment(ex: dict, rng: np.random.Generator, size: tuple[int, int],
+                   config: AugmentConfig = AugmentConfig(), *, keypoint_flip_perm=None,
+                   ignore_label: int = 255) -> dict:
+  """Training transform: float image, photometric jitter, scale by U(scale_range), a random `size`
+  window (padded where the scaled image is smaller), horizontal flip with probability `flip_prob`."""
+  ex = to_float_image(ex)
+  if config.photometric and "image" in ex:
+    ex["image"] = photometric(ex["image"], rng, config.brightness, config.contrast, config.saturation)
+  lo, hi = config.scale_range
+  ex = scale(ex, rng.uniform(lo, hi)) if (lo, hi) != (1.0, 1.0) else ex
+  h, w = _hw(ex)
+  th, tw = size
+  y0 = int(rng.integers(min(0, h - th), max(0, h - th) + 1))
+  x0 = int(rng.integers(min(0, w - tw), max(0, w - tw) + 1))
+  ex = crop(ex, y0, x0, (th, tw), ignore_label)
+  if rng.uniform() < config.flip_prob:
+    ex = hflip(ex, keypoint_flip_perm)
+  return ex
+
+
+def eval_transform(ex: dict, size: tuple[int, int] | None, ignore_label: int = 255) -> dict:
+  """Evaluation transform: float image; if `size` differs, resize so the image fits inside `size`
+  keeping its aspect ratio, then pad bottom/right (padding as in `crop`)."""
+  ex = to_float_image(ex)
+  if size is None:
+    return ex
+  h, w = _hw(ex)
+  th, tw = size
+  if (h, w) == (th, tw):
+    return ex
+  f = min(th / h, tw / w)
+  ex = resize(ex, (max(1, min(th, int(round(h * f)))), max(1, min(tw, int(round(w * f))))))
+  return crop(ex, 0, 0, (th, tw), ignore_label)
