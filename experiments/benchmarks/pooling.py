@@ -8,15 +8,14 @@ Input: batch 4, 64×64, 64 channels (NHWC, float32). Rows:
 - `argmax pool + unpool`: pooling, then `max_unpool` back to 64×64 (the SegNet pair);
 - `torch pool+unpool`: `max_pool2d(return_indices=True)` + `max_unpool2d` (NCHW), when torch is installed.
 "fwd+bwd" is the output and the VJP with a fixed cotangent. Each time is the median of `--repeats`
-runs after a warm-up, with `block_until_ready`. "scatter" says whether the optimized HLO of the
-fwd+bwd program has a scatter op (`scatter` or `select-and-scatter`). The figure to reach
-(issue 2): "pool + unpool" fwd+bwd within 2× of "flax max_pool" fwd+bwd, with no scatter.
+runs after a warm-up, with `block_until_ready`. "scatter" says whether the fwd+bwd program has a
+scatter or select-and-scatter, before or after XLA's passes. The figure to reach (issue 2):
+"argmax pool + unpool" fwd+bwd within 2× of "flax max_pool" fwd+bwd, with no scatter.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 
@@ -25,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dense_jax.ops._hlo import has_scatter
 from dense_jax.ops.pooling import max_pool_with_argmax, max_unpool
 
 
@@ -45,12 +45,6 @@ def _fwd_bwd(f):
     y, vjp = jax.vjp(f, x)
     return y, vjp(ct)[0]
   return jax.jit(run)
-
-
-def has_scatter(jitted, *args) -> bool:
-  """Whether the optimized (compiled) HLO of `jitted(*args)` contains a scatter op."""
-  text = jitted.lower(*args).compile().as_text()
-  return re.search(r"\bscatter\b|select-and-scatter", text) is not None
 
 
 def _cases(window: int, stride: int, padding: int, size: int):
