@@ -56,7 +56,8 @@ def example_seed(config: SceneConfig, split: str, index: int) -> np.random.SeedS
 def _as_rng(seed_or_rng) -> np.random.Generator:
   if isinstance(seed_or_rng, np.random.Generator):
     return seed_or_rng
-  if isinstance(seed_or_rng, (int, np.integer, np.random.SeedSequence)) or isinstance(seed_or_rng, Sequence):
+  if isinstance(seed_or_rng, (int, np.integer, np.random.SeedSequence)) or (
+      isinstance(seed_or_rng, Sequence) and not isinstance(seed_or_rng, (str, bytes))):
     return np.random.default_rng(seed_or_rng)
   raise ValueError(f"seed_or_rng: expected an int, a sequence of ints, a SeedSequence or a "
                    f"np.random.Generator, got {type(seed_or_rng).__name__}")

@@ -1,0 +1,208 @@
+"""Paired augmentations: every label type stays consistent under flip, scale, crop and the full recipe."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dense_jax.data import augment
+from dense_jax.data.dense_shapes import config as config_lib
+from dense_jax.data.dense_shapes import scene as scene_lib
+
+CFG = dataclasses.replace(config_lib.CONFIGS["small_64"], name="aug_test", image_size=48)
+FLIP_PERM = CFG.classes.keypoint_flip_perm()
+THINGS = CFG.classes.thing_ids
+
+
+def _example(i):
+  return scene_lib.generate_example(scene_lib.example_seed(CFG, "train", i), CFG)
+
+
+@pytest.fixture(scope="module")
+def examples():
+  # Enough scenes that squares and triangles with visible and occluded corners all occur.
+  return [_example(i) for i in range(12)]
+
+
+def _check_consistent(ex, box_tol=0.0, kp_tol=0.0):
+  """The invariants every transformed example keeps (tolerances in pixels, 0 = exact)."""
+  n = int(ex["num_instances"])
+  masks = ex["masks"].astype(bool)
+  sem = ex["semantic"]
+  assert not masks[n:].any() and not ex["classes"][n:].any() and not ex["keypoints"][n:].any()
+  assert masks[:n].sum(0).max(initial=0) <= 1
+  np.testing.assert_array_equal(masks.any(0), np.isin(sem, THINGS))
+  h, w = sem.shape
+  for i in range(n):
+    assert masks[i].any()
+    assert np.all(sem[masks[i]] == ex["classes"][i])
+    ys, xs = np.nonzero(masks[i])
+    y0, x0, y1, x1 = ex["boxes"][i]
+    assert 0 <= y0 <= y1 <= h and 0 <= x0 <= x1 <= w
+    assert y0 <= ys.min() + box_tol and x0 <= xs.min() + box_tol
+    assert y1 >= ys.max() + 1 - box_tol and x1 >= xs.max() + 1 - box_tol
+    for x, y, v in ex["keypoints"][i]:
+      if v == 2 and kp_tol == 0:
+        assert masks[i][int(np.floor(y)), int(np.floor(x))]
+      elif v == 2:   # resampling moves silhouettes by up to a source pixel: distance to the mask
+        assert np.sqrt(np.min((xs + 0.5 - x) ** 2 + (ys + 0.5 - y) ** 2)) <= kp_tol
+      elif v == 0:
+        assert x == 0 and y == 0
+  valid = np.linalg.norm(ex["normals"], axis=-1)
+  assert np.all((np.abs(valid - 1) < 1e-5) | (valid == 0))
+  assert np.all((valid == 0) == (ex["depth"] == 0))
+  seg = ex["segment_classes"][ex["panoptic"]]
+  ignore = sem == 255
+  np.testing.assert_array_equal(seg[~ignore], sem[~ignore])
+  assert np.all(ex["panoptic"][ignore] == 0) and np.all(valid[ignore] == 0)
+
+
+def test_generated_examples_satisfy_the_checker(examples):
+  for ex in examples:
+    _check_consistent(ex)
+
+
+def test_hflip_mirrors_every_label(examples):
+  for ex in examples:
+    f = augment.hflip(ex, FLIP_PERM)
+    _check_consistent(f)
+    w = ex["image"].shape[1]
+    np.testing.assert_array_equal(f["image"], ex["image"][:, ::-1])
+    np.testing.assert_array_equal(f["masks"], ex["masks"][:, :, ::-1])
+    np.testing.assert_array_equal(f["panoptic"], ex["panoptic"][:, ::-1])
+    np.testing.assert_array_equal(f["normals"][..., 0], -ex["normals"][:, ::-1, 0])
+    np.testing.assert_array_equal(f["normals"][..., 1:], ex["normals"][:, ::-1, 1:])
+    n = int(ex["num_instances"])
+    for i in range(n):   # flipped boxes are still the tight boxes of the flipped masks
+      ys, xs = np.nonzero(f["masks"][i])
+      np.testing.assert_array_equal(f["boxes"][i], [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1])
+    # Slots keep their meaning: square slot 0 (up-left) is left of slot 1 (up-right), and so on.
+    for i in range(n):
+      kind = CFG.classes.kind_of(int(f["classes"][i]))
+      kp = f["keypoints"][i]
+      if kind == "square" and kp[0, 2] and kp[1, 2]:
+        assert kp[0, 0] <= kp[1, 0]
+      if kind == "triangle" and kp[1, 2] and kp[2, 2]:
+        assert kp[1, 0] <= kp[2, 0]
+      orig = ex["keypoints"][i]
+      perm = list(FLIP_PERM[int(ex["classes"][i])])
+      present = orig[perm, 2] > 0
+      np.testing.assert_allclose(kp[present, 0], w - orig[perm][present, 0])
+    back = augment.hflip(f, FLIP_PERM)
+    for k in ex:
+      np.testing.assert_array_equal(back[k], ex[k], err_msg=k)
+
+
+def test_scale_by_two_is_exact(examples):
+  for ex in examples:
+    s = augment.scale(ex, 2.0)
+    _check_consistent(s)
+    np.testing.assert_array_equal(s["masks"], ex["masks"].repeat(2, 1).repeat(2, 2))
+    np.testing.assert_array_equal(s["semantic"], ex["semantic"].repeat(2, 0).repeat(2, 1))
+    np.testing.assert_array_equal(s["depth"], ex["depth"].repeat(2, 0).repeat(2, 1))   # values kept
+    np.testing.assert_array_equal(s["normals"], ex["normals"].repeat(2, 0).repeat(2, 1))
+    n = int(ex["num_instances"])
+    np.testing.assert_array_equal(s["boxes"][:n], ex["boxes"][:n] * 2)
+    assert s["image"].dtype == np.float32 and s["image"].shape == (96, 96, 3)
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.77, 1.37])
+def test_scale_keeps_labels_consistent(examples, factor):
+  for ex in examples:
+    s = augment.scale(ex, factor)
+    assert s["semantic"].shape == (round(48 * factor),) * 2
+    _check_consistent(s, box_tol=1.0, kp_tol=0.5 + 1 / factor)
+    assert set(np.unique(s["semantic"])) <= set(np.unique(ex["semantic"]))
+
+
+def test_crop_with_padding(examples):
+  ex = examples[0]
+  c = augment.crop(ex, -5, 10, (40, 60))
+  _check_consistent(c)
+  assert c["image"].shape == (40, 60, 3)
+  # Inside: a shifted copy; outside: the documented padding.
+  np.testing.assert_array_equal(c["semantic"][5:, :38], ex["semantic"][:35, 10:48])
+  assert np.all(c["semantic"][:5] == 255) and np.all(c["semantic"][:, 38:] == 255)
+  for key in ("image", "depth", "normals", "panoptic", "masks"):
+    arr = c[key] if key != "masks" else c[key].transpose(1, 2, 0)
+    assert not arr[:5].any() and not arr[:, 38:].any(), key
+  n = int(c["num_instances"])
+  for i in range(n):
+    j = [k for k in range(int(ex["num_instances"])) if ex["classes"][k] == c["classes"][i]]
+    assert j  # rows come from the original instances
+
+
+def test_crop_drops_instances_that_leave_and_compacts(examples):
+  for ex in examples:
+    n = int(ex["num_instances"])
+    c = augment.crop(ex, 0, 0, (20, 20))
+    _check_consistent(c)
+    kept = [i for i in range(n) if ex["masks"][i][:20, :20].any()]
+    assert int(c["num_instances"]) == len(kept)
+    np.testing.assert_array_equal(c["classes"][:len(kept)], ex["classes"][kept])
+    np.testing.assert_array_equal(c["masks"][:len(kept)], ex["masks"][kept][:, :20, :20])
+    # Keypoints outside the window are absent.
+    kp = c["keypoints"][:len(kept)]
+    assert np.all((kp[..., 2] == 0) | ((kp[..., 0] < 20) & (kp[..., 1] < 20)))
+
+
+def test_crop_entirely_outside_leaves_only_padding(examples):
+  c = augment.crop(examples[1], 100, 100, (16, 16))
+  assert int(c["num_instances"]) == 0 and np.all(c["semantic"] == 255) and not c["masks"].any()
+
+
+def test_photometric_touches_only_the_image(examples):
+  ex = augment.to_float_image(examples[2])
+  rng = np.random.default_rng(0)
+  out = augment.random_augment(ex, rng, (48, 48), augment.AugmentConfig(scale_range=(1.0, 1.0), flip_prob=0.0))
+  for k in ex:
+    if k != "image":
+      np.testing.assert_array_equal(out[k], ex[k], err_msg=k)
+  assert not np.allclose(out["image"], ex["image"])
+  assert out["image"].min() >= 0 and out["image"].max() <= 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_augment_is_consistent_and_deterministic(examples, seed):
+  ex = examples[seed]
+  a = augment.random_augment(ex, np.random.default_rng(seed), (40, 40), keypoint_flip_perm=FLIP_PERM)
+  b = augment.random_augment(ex, np.random.default_rng(seed), (40, 40), keypoint_flip_perm=FLIP_PERM)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+    assert a[k].dtype == (np.float32 if k == "image" else ex[k].dtype), k
+  assert a["image"].shape == (40, 40, 3) and a["masks"].shape == (CFG.max_instances, 40, 40)
+  _check_consistent(a, box_tol=1.0, kp_tol=0.5 + 1 / 0.75)
+
+
+def test_eval_transform_resizes_keeping_aspect_and_pads(examples):
+  ex = examples[3]
+  wide = augment.crop(ex, 0, 0, (24, 48))
+  out = augment.eval_transform(wide, (32, 32))
+  assert out["image"].shape == (32, 32, 3) and out["image"].dtype == np.float32
+  assert np.all(out["semantic"][16:] == 255) and np.all(out["semantic"][:16] != 255)
+  same = augment.eval_transform(ex, (48, 48))
+  np.testing.assert_array_equal(same["semantic"], ex["semantic"])
+  np.testing.assert_allclose(same["image"], ex["image"] / 255.0)
+
+
+def test_bilinear_resize_matches_a_float64_reference():
+  rng = np.random.default_rng(0)
+  img = rng.uniform(size=(5, 7, 2))
+  out = augment.resize_bilinear(img, (9, 4))
+  # Reference: half-pixel centres, clamped at the border, written out per output pixel.
+  ref = np.zeros((9, 4, 2))
+  for i in range(9):
+    for j in range(4):
+      y = min(max((i + 0.5) * 5 / 9 - 0.5, 0), 4)
+      x = min(max((j + 0.5) * 7 / 4 - 0.5, 0), 6)
+      y0, x0 = int(y), int(x)
+      y1, x1 = min(y0 + 1, 4), min(x0 + 1, 6)
+      fy, fx = y - y0, x - x0
+      ref[i, j] = ((1 - fy) * (1 - fx) * img[y0, x0] + (1 - fy) * fx * img[y0, x1]
+                   + fy * (1 - fx) * img[y1, x0] + fy * fx * img[y1, x1])
+  np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+def test_bad_example_raises():
+  with pytest.raises(ValueError, match="example"):
+    augment.scale({"boxes": np.zeros((2, 4))}, 2.0)
