@@ -16,7 +16,8 @@ Parameters (21 classes): 251,805,653 trainable (BN running statistics excluded) 
 
 `fc_padding='valid'` (default, the paper) needs pool5 ≥ 7×7, i.e. inputs ≥ 224 px; `fc_padding='same'`
 (pad 3 in fc6 and fc6-deconv; the narrow CPU variant) keeps every spatial size and takes any
-multiple of 32. Input height and width must be multiples of 32 (five poolings inverted exactly).
+input of at least 32×32. Odd sizes are fine: pooling floors them and unpooling returns to the
+encoder's exact pre-pooling size. The unpooled maps are sown as `intermediates/unpool{b}`.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class DeconvNet(nn.Module):
     if self.fc_padding not in ("valid", "same"):
       raise ValueError(f"fc_padding: expected 'valid' or 'same', got {self.fc_padding!r}")
     valid = self.fc_padding == "valid"
-    check_image(x, multiple=32, min_size=224 if valid else 32,
-                why="five poolings inverted by unpooling" + (", and fc6 is a 7x7 'valid' conv on pool5" if valid else ""))
+    check_image(x, min_size=224 if valid else 32,
+                why="fc6 is a 7x7 'valid' conv on pool5 = input / 32" if valid else "five poolings")
     bn = lambda name: batch_norm(train, name=name, dtype=self.dtype)
     feats = VGG16(width=self.width, batch_norm=True, return_indices=True, dtype=self.dtype,
                   name="encoder")(x, train)
@@ -59,6 +60,7 @@ class DeconvNet(nn.Module):
     h = nn.relu(bn("fc6_deconv_bn")(h))
     for b, channels in DECONVNET_DECODER:
       h = max_unpool(h, feats[f"indices{b}"], 2, 2, output_size=feats[f"conv{b}"].shape[1:3])
+      self.sow("intermediates", f"unpool{b}", h)
       for i, c in enumerate(channels, start=1):
         h = ConvTranspose(scaled(c, self.width), 3, padding=1, dtype=self.dtype, name=f"deconv{b}_{i}")(h)
         h = nn.relu(bn(f"deconv{b}_{i}_bn")(h))

@@ -13,7 +13,9 @@ saving over U-Net / FCN).
 
 Trainable parameters (conv weights and biases, BN scale and offset; running statistics excluded):
 29,455,125 with 21 classes, 29,449,355 with CamVid's 11 — the paper's "29.5M".
-Input height and width must be multiples of 32 (five poolings that the decoder inverts exactly).
+Any input of at least 32×32 works: pooling floors odd sizes and unpooling returns to the encoder's
+exact pre-pooling size (the reference's `upsample_h/w`, e.g. CamVid's 360×480). The unpooled maps are
+sown as `intermediates/unpool{b}` (apply with `mutable=['intermediates']` to inspect them).
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ class SegNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     from dense_jax.ops import max_unpool
-    check_image(x, multiple=32, why="SegNet pools 5 times and unpools back to the same size")
+    check_image(x, min_size=32, why="SegNet pools 5 times")
     feats = VGG16(width=self.width, batch_norm=True, return_indices=True, dtype=self.dtype,
                   name="encoder")(x, train)
     h = feats["pool5"]
     for b, channels in SEGNET_DECODER:
       h = max_unpool(h, feats[f"indices{b}"], 2, 2, output_size=feats[f"conv{b}"].shape[1:3])
+      self.sow("intermediates", f"unpool{b}", h)
       for i, c in enumerate(channels):
         name = f"conv{b}_{len(channels) - i}_D"  # Caffe names count down: conv5_3_D, conv5_2_D, ...
         if c is None:
