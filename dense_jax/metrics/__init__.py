@@ -1,0 +1,1 @@
+"""Evaluation metrics; `segmentation`: confusion-matrix mIoU with an ignore label."""

@@ -1,0 +1,75 @@
+"""Model registry: configs name an architecture by string, the trainer builds it with `get_model`.
+
+    @register_model("unet")
+    class UNet(nn.Module): ...
+
+    model = get_model("unet", num_classes=9, width=16)   # -> a flax.linen Module
+
+A registered entry is a class or a factory function; `get_model(name, **kwargs)` calls it with the
+keyword arguments (a config's `model` block minus `name`). Every module in `dense_jax.models` (and in
+its sub-packages) is imported on the first lookup, so a family registers itself simply by living in
+this package — nobody has to edit a central list.
+
+Contract of a registered model (what `dense_jax.train` relies on): a `flax.linen.Module` with
+`__call__(images, *, train: bool) -> logits`, images float `(B, H, W, 3)`, logits `(B, H', W', K)`.
+Models whose output is smaller than the input (the valid-convolution U-Net) return the centre of the
+label map; the trainer crops the labels to the logits' size around the centre. Batch-norm statistics
+live in the `batch_stats` collection. Models take `num_classes` and, where they can, `dtype` (the
+compute dtype; parameters stay float32).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+_FAMILIES_IMPORTED = False
+
+
+def register_model(name: str):
+  """Decorator registering a model class or factory under `name` (re-registering the same object is
+  allowed, so reloading a module is harmless; a different object under a taken name is an error)."""
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"name: expected a non-empty string, got {name!r}")
+
+  def decorator(cls_or_factory):
+    previous = _REGISTRY.get(name)
+    if previous is not None and getattr(previous, "__qualname__", None) != getattr(
+        cls_or_factory, "__qualname__", object()):
+      raise ValueError(f"model name {name!r} is already registered to {previous!r}")
+    _REGISTRY[name] = cls_or_factory
+    return cls_or_factory
+
+  return decorator
+
+
+def _import_families() -> None:
+  """Imports every module below `dense_jax.models` once, so their `register_model` calls run."""
+  global _FAMILIES_IMPORTED
+  if _FAMILIES_IMPORTED:
+    return
+  _FAMILIES_IMPORTED = True
+  package = importlib.import_module("dense_jax.models")
+  for info in pkgutil.walk_packages(package.__path__, prefix="dense_jax.models."):
+    if info.name.rsplit(".", 1)[-1].startswith("_") or info.name == __name__:
+      continue
+    importlib.import_module(info.name)
+
+
+def available_models() -> list[str]:
+  """Sorted names of every registered model."""
+  _import_families()
+  return sorted(_REGISTRY)
+
+
+def get_model(name: str, **kwargs):
+  """Builds the model registered as `name` with `kwargs`; unknown names list the known ones."""
+  _import_families()
+  if name not in _REGISTRY:
+    raise ValueError(f"model: expected one of {sorted(_REGISTRY)}, got {name!r}")
+  try:
+    return _REGISTRY[name](**kwargs)
+  except TypeError as e:
+    raise ValueError(f"model {name!r}: bad arguments {sorted(kwargs)}: {e}") from e

@@ -1,0 +1,56 @@
+"""Command line: `python -m dense_jax.train --config experiments/<name>.py[:args] --workdir DIR`.
+
+    python -m dense_jax.train --config experiments/unet_dense_shapes.py:quick --workdir /tmp/dense_jax_unet
+    python -m dense_jax.train --config experiments/unet_dense_shapes.py:quick --workdir /tmp/u \\
+        --config.total_steps=100 --config.optimizer.learning_rate=0.001
+    # several processes (one per host / GPU); on TPU pods and SLURM the flags can be left out:
+    python -m dense_jax.train ... --coordinator_address=host0:12345 --num_processes=2 --process_id=0
+
+Re-running the same command resumes from the newest checkpoint in `--workdir/checkpoints`.
+Exit status: 0 done or stopped by SIGTERM/SIGINT after saving; 1 non-finite loss; 2 bad config.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (TensorBoard writer) start-up chatter
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only writes event files here; silences its oneDNN note
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file, `path.py[:arg]`.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and figures.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  # pylint: disable=g-import-not-at-top
+  from dense_jax.train import distributed
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  from dense_jax.train import loop
+  try:
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except loop.NonFiniteLossError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return 1
+  except loop.ConfigError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,123 @@
+"""Checkpoints with orbax: the train state, the input iterators' positions, and nothing to lose.
+
+Layout: `<workdir>/checkpoints/<step>/{state,data}` written by an `ocp.CheckpointManager`:
+- `state`: the `TrainState` pytree (params, batch stats, optimizer state, step, RNG) — sharded arrays
+  are written by every process in parallel and restored straight into the requested shardings;
+- `data`: JSON, the position of every input iterator: each process passes a dict of its own iterators'
+  states (keyed by input shard), the saved JSON is the union over processes, so a resumed run sees
+  exactly the batches it would have seen — even with a different number of processes, as long as the
+  input shards are the same.
+
+Saves are asynchronous (the step loop goes on while the arrays are written), every `save_every` steps
+(plus forced saves at the end and on preemption), keeping the newest `keep`. Orbax writes a step into a
+temporary directory and renames it when complete, so a crash mid-save never leaves a half-written step
+under its final name. If the newest step still fails to restore (truncated or damaged files), it is
+moved aside to `<workdir>/checkpoints_corrupt/<step>` with a warning and the step before is tried;
+nothing is deleted, and because the bad step leaves the manager's directory, the run can save that
+step number again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+def _allgather_json(obj) -> list:
+  """`[obj_of_process_0, obj_of_process_1, …]` on every process (JSON-able objects)."""
+  if jax.process_count() == 1:
+    return [obj]
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+  sizes = multihost_utils.process_allgather(np.array([data.size], np.int32))
+  padded = np.zeros(int(np.max(sizes)), np.uint8)
+  padded[:data.size] = data
+  everything = multihost_utils.process_allgather(padded)
+  return [json.loads(bytes(row[:int(n)]).decode()) for row, n in zip(everything, np.ravel(sizes))]
+
+
+class Checkpointer:
+  """Saves and restores `(state, iterator position)` pairs under `directory` (see module doc)."""
+
+  def __init__(self, directory: str | pathlib.Path, *, save_every: int, keep: int = 3,
+               async_save: bool = True):
+    self.directory = pathlib.Path(directory).absolute()
+    self.corrupt_directory = self.directory.parent / (self.directory.name + "_corrupt")
+    self.save_every = max(1, int(save_every))
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=max(1, int(save_every)), max_to_keep=keep, create=True,
+        enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def should_save(self, step: int) -> bool:
+    """Every `save_every` steps (orbax's own rule also saves the very first step; we do not)."""
+    return step % self.save_every == 0 and step not in self._manager.all_steps()
+
+  def save(self, step: int, state, data_state: dict[str, Any], *, force: bool = False) -> bool:
+    """Starts saving `state` and the iterator positions as `step` (a collective: every process calls
+    it, `data_state` holding its own iterators' states by string key). Returns whether a save started
+    (not if the interval says no or the step exists already).
+    """
+    merged = {}
+    for part in _allgather_json(data_state):
+      merged.update(part)
+    if step in self._manager.all_steps():
+      return False
+    data = {"format": 1, "iterators": merged}
+    return self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)), force=force)
+
+  def wait(self) -> None:
+    """Blocks until the pending asynchronous save is on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def _quarantine(self, step: int, error: Exception) -> None:
+    log.warning("checkpoint step %d in %s cannot be restored (%s: %s); moving it to %s and falling back "
+                "to the previous one", step, self.directory, type(error).__name__, error,
+                self.corrupt_directory)
+    print(f"WARNING: checkpoint {self.directory / str(step)} is damaged ({type(error).__name__}: "
+          f"{str(error)[:300]}); moved to {self.corrupt_directory}, trying the previous one.", flush=True)
+    if jax.process_index() == 0:
+      self.corrupt_directory.mkdir(parents=True, exist_ok=True)
+      target = self.corrupt_directory / f"{step}_{int(time.time())}"
+      shutil.move(str(self.directory / str(step)), str(target))
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices(f"dense_jax_quarantine_{step}")
+    self._manager.reload()
+
+  def restore_latest(self, abstract_state) -> tuple[int, Any, dict] | None:
+    """`(step, state, iterator states of all processes)` from the newest step that restores, or None.
+
+    `abstract_state`: the state's `jax.ShapeDtypeStruct`s with `.sharding` set, so arrays come back
+    placed as the train step expects them.
+    """
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        data = restored["data"]
+        if not isinstance(data, dict) or not isinstance(data.get("iterators"), dict):
+          raise ValueError(f"the iterator positions are missing or malformed: {str(data)[:200]}")
+      except Exception as e:  # pylint: disable=broad-except  # any failure means "this step is unusable"
+        self._quarantine(step, e)
+        continue
+      return step, restored["state"], data["iterators"]
+    return None

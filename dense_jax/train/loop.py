@@ -1,0 +1,445 @@
+"""`train_and_evaluate(config, workdir)`: the whole run, from a config to a final metrics dict.
+
+Sections, in the order they run: config → data and mesh checks → model and optimizer → input
+iterators → state (restored from the newest good checkpoint, or initialised) → compiled steps → the
+loop (train, log, evaluate, checkpoint, stop on signal or non-finite loss) → final evaluation.
+
+Everything that can be wrong with the config (unknown keys, a mesh that does not divide the devices,
+a batch that does not divide the 'data' axis, an unknown model, a missing dataset) raises ValueError
+before the first compilation.
+
+The step is one `jax.jit` of a pure `(state, batch) -> (state, metrics)` with `NamedSharding`s on both
+sides, the state donated. The batch is a global array assembled from every process's rows; batch-norm
+statistics, the loss and the gradients are over the global batch, so the numbers do not depend on the
+mesh (up to float summation order, see tests/train/test_sharding_equivalence.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from dense_jax import losses
+from dense_jax.metrics import segmentation as seg_metrics
+from dense_jax.train import checkpoint as checkpoint_lib
+from dense_jax.train import config as config_lib
+from dense_jax.train import optimizers
+from dense_jax.train import reporting
+from dense_jax.train import sharding as sharding_lib
+from dense_jax.train.state import TrainState, init_train_state
+
+CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN/inf; the run stopped without saving the bad state."""
+
+
+class ConfigError(ValueError):
+  """Bad input found before compiling: the config, the mesh, the batch, the model or the dataset."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Input: a global batch assembled from input shards.
+# --------------------------------------------------------------------------------------------------
+class ShardedInput:
+  """The process's share of the input: iterators over input shards `shards` (of `num_shards`),
+  concatenated in shard order. Shard s reads examples s, s + S, s + 2S, … of the split, so the global
+  batch is the same whatever the number of processes, as long as `num_shards` is."""
+
+  def __init__(self, make_iterator, shards: list[int], num_shards: int, keys: tuple[str, ...]):
+    self.shards = shards
+    self.keys = keys
+    self._iters = [make_iterator(process_index=s, process_count=num_shards) for s in shards]
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    parts = [next(it) for it in self._iters]
+    return {k: np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in self.keys}
+
+  def get_state(self) -> dict[str, Any]:
+    return {str(s): it.get_state() for s, it in zip(self.shards, self._iters)}
+
+  def set_state(self, states: dict[str, Any]) -> None:
+    for s, it in zip(self.shards, self._iters):
+      if str(s) not in states:
+        raise ValueError(f"checkpoint: no saved position for input shard {s}; saved shards: "
+                         f"{sorted(states)} (was config.dataset.input_shards changed?)")
+      it.set_state(states[str(s)])
+
+  def close(self) -> None:
+    for it in self._iters:
+      it.close()
+
+
+def _input_shards(config) -> tuple[int, list[int]]:
+  """(number of input shards, the ones this process reads)."""
+  pc, pi = jax.process_count(), jax.process_index()
+  num = config.dataset.input_shards or pc
+  if num % pc:
+    raise ValueError(f"config.dataset.input_shards: expected a multiple of the process count {pc}, got {num}")
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % num:
+      raise ValueError(f"config.{key}: expected a multiple of config.dataset.input_shards = {num}, "
+                       f"got {config[key]}")
+  per = num // pc
+  return num, list(range(pi * per, (pi + 1) * per))
+
+
+# --------------------------------------------------------------------------------------------------
+# The steps.
+# --------------------------------------------------------------------------------------------------
+def make_train_step(model, tx, schedule, spatial: bool):
+  """The pure train step `(state, batch) -> (state, metrics)` (not yet jitted)."""
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      variables = {"params": params}
+      if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+      logits, new_vars = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
+                                     rngs={"dropout": rng})
+      logits = sharding_lib.constrain_spatial(logits, spatial)
+      labels = losses.centre_crop_labels(batch["semantic"], logits.shape[1:3])
+      loss, _ = losses.segmentation_cross_entropy(logits, labels)
+      return loss, (new_vars.get("batch_stats", state.batch_stats), logits, labels)
+
+    (loss, (batch_stats, logits, labels)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    valid = labels != losses.IGNORE_LABEL
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step),
+               "train_pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1)}
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model, num_classes: int, spatial: bool):
+  """`(state, batch) -> (confusion (K, K) int32, predictions)`; padded examples (batch_mask 0) count
+  for nothing."""
+
+  def eval_step(state: TrainState, batch):
+    logits = model.apply(state.variables(), batch["image"], train=False)
+    logits = sharding_lib.constrain_spatial(logits, spatial)
+    labels = losses.centre_crop_labels(batch["semantic"], logits.shape[1:3])
+    labels = jnp.where(batch["batch_mask"][:, None, None] > 0, labels, losses.IGNORE_LABEL)
+    predictions = jnp.argmax(logits, -1).astype(jnp.int32)
+    return seg_metrics.confusion_matrix(labels, predictions, num_classes), predictions
+
+  return eval_step
+
+
+# --------------------------------------------------------------------------------------------------
+# Signals: SIGTERM / SIGINT ask the loop to save and stop.
+# --------------------------------------------------------------------------------------------------
+class StopRequest:
+  """Set by SIGTERM/SIGINT (a second SIGINT interrupts at once). Handlers only in the main thread."""
+
+  def __init__(self):
+    self.signal_name: str | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signal_name is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def requested(self) -> bool:
+    """Whether any process was asked to stop (an all-gather when there are several processes)."""
+    local = self.signal_name is not None
+    if jax.process_count() == 1:
+      return local
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return bool(np.any(multihost_utils.process_allgather(np.array([local], np.int32))))
+
+
+# --------------------------------------------------------------------------------------------------
+# The run.
+# --------------------------------------------------------------------------------------------------
+def _model_kwargs(config, num_classes: int) -> tuple[str, dict]:
+  kwargs = dict(config.model.to_dict())
+  name = kwargs.pop("name")
+  kwargs.setdefault("num_classes", num_classes)
+  if config.compute_dtype == "bfloat16":
+    kwargs["dtype"] = jnp.bfloat16
+  return name, kwargs
+
+
+@dataclasses.dataclass
+class _Setup:
+  """What the checks before compiling produce."""
+  config: ml_collections.ConfigDict
+  info: Any                      # dense_jax.data.DatasetInfo
+  image_size: tuple[int, int]
+  mesh: jax.sharding.Mesh
+  spatial: bool
+  model: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  rules: tuple
+  train_input: ShardedInput
+  make_eval_input: Any           # () -> ShardedInput over the evaluation split
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains and evaluates as `config` says, writing into `workdir`; resumes if `workdir` has checkpoints.
+
+  Returns the final metrics: the last logged train metrics, the final evaluation (`val/miou`, …),
+  `step`, `interrupted` (a signal stopped the run), `train_step_compilations`, `wall_time_s`.
+  Raises ConfigError (a ValueError) for bad input, before compiling anything, and NonFiniteLossError
+  for a diverged run.
+  """
+  start_time = time.perf_counter()
+  try:
+    setup = _prepare(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  try:
+    return _run(setup, pathlib.Path(workdir).absolute(), start_time)
+  finally:
+    setup.train_input.close()
+
+
+def _prepare(config) -> _Setup:
+  """Validates the config and builds everything that needs no compilation (raises ValueError)."""
+  # pylint: disable=g-import-not-at-top
+  from dense_jax import data as data_lib
+  from dense_jax import models as models_lib
+
+  config = config_lib.resolve(config)
+  info = data_lib.dataset_info(config.dataset.name)
+  image_size = config.dataset.image_size or info.image_size
+  if image_size is None:
+    raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
+                     f"size; set image_size")
+  image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+  mesh = sharding_lib.make_mesh(config.mesh_shape)
+  spatial = bool(config.sharding.spatial)
+  for key in ("batch_size", "eval_batch_size"):
+    try:
+      sharding_lib.check_batch(config[key], mesh, image_size, spatial)
+    except ValueError as e:
+      raise ValueError(str(e).replace("config.batch_size", f"config.{key}")) from None
+  num_shards, my_shards = _input_shards(config)
+  model_name, model_kwargs = _model_kwargs(config, info.num_classes)
+  model = models_lib.get_model(model_name, **model_kwargs)
+  tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
+  rules = tuple(tuple(r) for r in config.sharding.params)
+  sharding_lib.check_rules(rules)
+
+  def make_iterator(split, train, batch_size, **kw):
+    return data_lib.create_iterator(
+        config.dataset.name, split, global_batch_size=batch_size, seed=config.seed, train=train,
+        image_size=image_size, data_dir=config.dataset.data_dir,
+        augment=config.dataset.augment if train else False, keys=("image", "semantic"),
+        num_threads=config.dataset.num_threads, **kw)
+
+  # Creating an iterator opens the dataset: a missing dataset fails here, before any compile.
+  train_input = ShardedInput(functools.partial(make_iterator, config.dataset.train_split, True,
+                                               config.batch_size), my_shards, num_shards,
+                             keys=("image", "semantic"))
+  make_eval_input = functools.partial(
+      ShardedInput, functools.partial(make_iterator, config.dataset.eval_split, False, config.eval_batch_size),
+      my_shards, num_shards, keys=("image", "semantic", "batch_mask"))
+  try:
+    make_eval_input().close()
+  except Exception:
+    train_input.close()
+    raise
+  return _Setup(config, info, image_size, mesh, spatial, model, tx, schedule, rules, train_input,
+                make_eval_input)
+
+
+def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, Any]:
+  """The compiled part of the run (see `train_and_evaluate`)."""
+  config, info, image_size, mesh, spatial = (setup.config, setup.info, setup.image_size, setup.mesh,
+                                             setup.spatial)
+  model, tx, schedule, rules = setup.model, setup.tx, setup.schedule, setup.rules
+  train_input, make_eval_input = setup.train_input, setup.make_eval_input
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+  stack = contextlib.ExitStack()
+  with stack:
+    stack.enter_context(jax.set_mesh(mesh))
+    stop = stack.enter_context(StopRequest())
+
+    # ---- State: the newest good checkpoint, or a fresh initialisation.
+    init_fn = functools.partial(init_train_state, model, tx)
+    sample = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
+    rng = jax.random.PRNGKey(config.seed)
+    abstract = jax.eval_shape(init_fn, rng, sample)
+    state_sharding = sharding_lib.tree_shardings(abstract, mesh, rules)
+    checkpointer = checkpoint_lib.Checkpointer(
+        workdir / "checkpoints", save_every=config.checkpoint_every, keep=config.keep_checkpoints,
+        async_save=config.async_checkpoints)
+    stack.callback(checkpointer.close)
+    abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                    abstract, state_sharding)
+    restored = checkpointer.restore_latest(abstract_sharded)
+    if restored is not None:
+      start_step, state, data_states = restored
+      train_input.set_state(data_states)
+    else:
+      start_step = 0
+      state = jax.jit(init_fn, out_shardings=state_sharding)(rng, sample)
+    last_step = min(config.total_steps, config.stop_at_step or config.total_steps)
+
+    reporter = reporting.Reporter(workdir, enabled=is_main, total_steps=config.total_steps,
+                                  start_step=start_step, tensorboard=config.tensorboard)
+    stack.callback(reporter.close)
+    if restored is not None:
+      reporter.message(f"Resuming from step {start_step} ({checkpointer.directory / str(start_step)}).")
+
+    # ---- Compiled steps.
+    batch_specs = sharding_lib.batch_specs(spatial)
+    batch_sharding = {k: NamedSharding(mesh, s) for k, s in batch_specs.items()}
+    replicated = NamedSharding(mesh, P())
+    train_step = jax.jit(make_train_step(model, tx, schedule, spatial),
+                         in_shardings=(state_sharding, batch_sharding),
+                         out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+    eval_sharding = dict(batch_sharding, batch_mask=NamedSharding(mesh, P("data")))
+    eval_step = jax.jit(make_eval_step(model, info.num_classes, spatial),
+                        in_shardings=(state_sharding, eval_sharding), out_shardings=(replicated, replicated))
+
+    def evaluate(step: int) -> dict:
+      confusion = np.zeros((info.num_classes, info.num_classes), np.int64)
+      eval_input = make_eval_input()
+      figure_done = False
+      try:
+        for i, local in enumerate(eval_input):
+          if config.eval_max_batches is not None and i >= config.eval_max_batches:
+            break
+          batch = sharding_lib.to_global(local, mesh, spatial)
+          conf, predictions = eval_step(state, batch)
+          confusion += np.asarray(conf, np.int64)
+          if not figure_done and config.num_figures:
+            n = min(config.num_figures, int(local["batch_mask"].sum()))
+            predictions = np.asarray(predictions[:n])   # process 0's rows come first
+            labels = np.asarray(losses.centre_crop_labels(local["semantic"][:n], predictions.shape[1:3]))
+            reporter.figure(step, reporting.prediction_grid(local["image"][:n], labels, predictions,
+                                                            info.num_classes))
+            figure_done = True
+      finally:
+        eval_input.close()
+      out = seg_metrics.segmentation_metrics(confusion, info.class_names)
+      return {f"val/{k}": v for k, v in out.items()}
+
+    # ---- The loop.
+    step = start_step
+    final: dict[str, Any] = {}
+    timer = reporting.Timer()
+    interval_losses: list[float] = []
+    pending = None   # (step, metrics on device) not yet checked for finiteness
+
+    def check(item) -> dict:
+      s, metrics = item
+      host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not math.isfinite(host["loss"]):
+        checkpointer.wait()
+        good = checkpointer.steps()
+        where = (f"the last good checkpoint is step {good[-1]} in {checkpointer.directory}" if good
+                 else "no checkpoint was written yet")
+        raise NonFiniteLossError(
+            f"loss is {host['loss']} at step {s}: stopped without saving; {where}. Lower "
+            f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, then rerun (a rerun "
+            f"resumes from that checkpoint).")
+      interval_losses.append(host["loss"])
+      return host
+
+    last_host: dict = {}
+    evaluated_at = None
+    while step < last_step:
+      if stop.requested():
+        break
+      batch = sharding_lib.to_global(next(train_input), mesh, spatial)
+      state, metrics = train_step(state, batch)
+      step += 1
+      if pending is not None:
+        last_host = check(pending)
+      pending = (step, metrics)
+      is_last = step == last_step
+      do_log = step % config.log_every == 0 or is_last
+      do_eval = step % config.eval_every == 0 or step == config.total_steps
+      do_save = checkpointer.should_save(step) or is_last
+      if not (do_log or do_eval or do_save):
+        continue
+      last_host = check(pending)
+      pending = None
+      record = {}
+      if do_log:
+        rate = timer.rate(len(interval_losses))
+        record.update(last_host, loss=float(np.mean(interval_losses)), steps_per_sec=rate,
+                      images_per_sec=rate * config.batch_size)
+        interval_losses.clear()
+        reporter.progress(step, record["loss"], rate)
+      if do_eval:
+        timer.pause_start()
+        record.update(evaluate(step))
+        evaluated_at = step
+        timer.pause_end()
+        reporter.message(f"step {step}: val mIoU {record['val/miou']:.4f}  pixel accuracy "
+                         f"{record['val/pixel_accuracy']:.4f}")
+      if do_save:
+        timer.pause_start()
+        checkpointer.save(step, state, train_input.get_state(), force=is_last)
+        timer.pause_end()
+      if record:
+        reporter.write(step, record)
+        final.update(record)
+    if pending is not None:
+      last_host = check(pending)
+
+    interrupted = step < last_step
+    if interrupted:
+      checkpointer.save(step, state, train_input.get_state(), force=True)
+      checkpointer.wait()
+      reporter.message(f"Stopped by {stop.signal_name} at step {step}; checkpoint saved in "
+                       f"{checkpointer.directory}. Rerun the same command to resume.")
+    elif evaluated_at != step:
+      # Nothing left to train (a finished run rerun, or stop_at_step): report the evaluation anyway.
+      final.update(evaluate(step))
+    checkpointer.wait()
+
+    final.update(step=step, interrupted=interrupted,
+                 train_step_compilations=train_step._cache_size(),  # pylint: disable=protected-access
+                 wall_time_s=time.perf_counter() - start_time)
+    if not interrupted and "val/miou" in final:
+      reporter.message(f"Done: step {step}, val mIoU {final['val/miou']:.4f}. Results in {workdir}: "
+                       f"{reporting.METRICS_FILE}, {CONFIG_FILE}, figures/, tensorboard/, checkpoints/")
+    return final
