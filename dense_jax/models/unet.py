@@ -47,6 +47,12 @@ def _conv_transpose_module():
     return nn.ConvTranspose, False
 
 
+def transposed_kernel_is_torch_layout() -> bool:
+  """Whether the `upconv` kernel `(kh, kw, in, out)` is torch's `weight.transpose(2, 3, 0, 1)`
+  (dense_jax.nn.ConvTranspose) or that kernel flipped in space (flax's nn.ConvTranspose)."""
+  return _conv_transpose_module()[1]
+
+
 class DoubleConv(nn.Module):
   """(3×3 conv → [batch norm] → ReLU) × 2; with `padding='valid'` the map shrinks by 4 pixels."""
   features: int
