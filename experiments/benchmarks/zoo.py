@@ -1,0 +1,162 @@
+"""Model-zoo speed: training images/s against torchvision, and inference images/s of every zoo model.
+
+Run: `python -m experiments.benchmarks.zoo [--quick] [--batch 2] [--train-size 256] [--infer-size 512]`
+(torchvision rows appear when `torchvision` is importable, e.g. from a venv with torch + torchvision.)
+
+1. Training, `--train-size`² (256), batch `--batch`: FCN-ResNet50 and DeepLabV3-ResNet50 (full size,
+   21 classes, output stride 8, no auxiliary head) — ours (one jitted step: forward in training mode
+   with batch statistics and dropout, softmax cross-entropy, backward, SGD momentum 0.9) against
+   torchvision's `fcn_resnet50` / `deeplabv3_resnet50` (`model.train()`, the same loss and optimizer,
+   `torch.set_num_threads(os.cpu_count())`). Ratio = ours / torchvision (≥ 1 means we are faster).
+2. Inference, `--infer-size`² (512), batch 1, `train=False`: every full-size zoo model (the narrow
+   variants with `--quick`), with XLA's GFLOPs per image for context.
+Times: median of `--repeats` steps after a compile + warm-up step, `block_until_ready` each step.
+Weights are random (`dense_jax.models._random`): speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dense_jax.models import flops
+from dense_jax.models._random import random_variables
+from dense_jax.models.registry import get_model
+
+FULL = ["sliding_window", "fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "deconvnet", "dilated_frontend",
+        "dilated_context", "deeplabv3_resnet50", "deeplabv3_resnet101", "unet"]
+NARROW = ["sliding_window_narrow", "fcn32s_narrow", "fcn8s_narrow", "fcn_resnet50_narrow", "segnet_narrow",
+          "deconvnet_narrow", "dilated_frontend_narrow", "dilated_context_narrow", "deeplabv3_resnet50_narrow"]
+
+
+def _median_s(step, repeats: int) -> tuple[float, float]:
+  """(compile + first step seconds, median seconds of `repeats` later steps)."""
+  t0 = time.perf_counter()
+  step()
+  first = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - t0)
+  return first, statistics.median(times)
+
+
+def jax_train_images_per_s(name: str, batch: int, size: int, repeats: int) -> float:
+  model = get_model(name, num_classes=21)
+  shape = (batch, size, size, 3)
+  variables = random_variables(model, shape)
+  params, stats = variables["params"], variables.get("batch_stats", {})
+  opt = optax.sgd(0.01, momentum=0.9)
+  opt_state = opt.init(params)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+  y = jnp.asarray(np.random.default_rng(1).integers(0, 21, size=shape[:3]), jnp.int32)
+
+  @jax.jit
+  def step(params, stats, opt_state, key):
+    def loss_fn(p):
+      logits, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
+                                rngs={"dropout": key})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), stats, opt_state, loss
+
+  state = [params, stats, opt_state]
+  key = jax.random.key(0)
+
+  def run():
+    out = step(*state, key)
+    jax.block_until_ready(out)
+    state[:] = out[:3]
+
+  _, t = _median_s(run, repeats)
+  return batch / t
+
+
+def torch_train_images_per_s(name: str, batch: int, size: int, repeats: int) -> float | None:
+  try:
+    import torch
+    import torchvision
+  except ImportError:
+    return None
+  torch.set_num_threads(os.cpu_count())
+  torch.manual_seed(0)
+  model = getattr(torchvision.models.segmentation, name)(weights=None, weights_backbone=None, num_classes=21,
+                                                         aux_loss=False).train()
+  opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+  x = torch.randn(batch, 3, size, size)
+  y = torch.randint(0, 21, (batch, size, size))
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(x)["out"], y)
+    loss.backward()
+    opt.step()
+
+  _, t = _median_s(run, repeats)
+  return batch / t
+
+
+def inference_row(name: str, size: int, repeats: int) -> dict:
+  model = get_model(name)
+  shape = (1, size, size, 3)
+  variables = random_variables(model, shape)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+  t0 = time.perf_counter()
+  compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  _, t = _median_s(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
+  return {"model": name, "params": flops.count_params(variables["params"]), "gflops": cost["flops"] / 1e9,
+          "compile_s": compile_s, "img_s": 1.0 / t}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="narrow models for inference, 2 training steps")
+  parser.add_argument("--batch", type=int, default=2)
+  parser.add_argument("--train-size", type=int, default=256)
+  parser.add_argument("--infer-size", type=int, default=512)
+  parser.add_argument("--repeats", type=int, default=None)
+  parser.add_argument("--models", nargs="*", default=None, help="inference rows (default: full or narrow list)")
+  parser.add_argument("--skip-train", action="store_true")
+  parser.add_argument("--skip-infer", action="store_true")
+  args = parser.parse_args(argv)
+  repeats = args.repeats or (2 if args.quick else 5)
+  print(f"backend: {jax.default_backend()}, devices: {jax.device_count()}, cpu cores: {os.cpu_count()}")
+
+  if not args.skip_train:
+    print(f"\n## training images/s, {args.train_size}x{args.train_size}, batch {args.batch}, median of {repeats}")
+    print(f"{'model':22s} {'ours':>8s} {'torchvision':>12s} {'ratio':>7s}")
+    for name in ("fcn_resnet50", "deeplabv3_resnet50"):
+      ours = jax_train_images_per_s(name, args.batch, args.train_size, repeats)
+      theirs = torch_train_images_per_s(name, args.batch, args.train_size, repeats)
+      ratio = f"{ours / theirs:7.2f}" if theirs else f"{'-':>7s}"
+      tv = f"{theirs:12.3f}" if theirs else f"{'(absent)':>12s}"
+      print(f"{name:22s} {ours:8.3f} {tv} {ratio}", flush=True)
+
+  if not args.skip_infer:
+    names = args.models or (NARROW if args.quick else FULL)
+    print(f"\n## inference images/s, {args.infer_size}x{args.infer_size}, batch 1, median of {repeats}")
+    print(f"{'model':26s} {'params':>13s} {'GFLOPs':>8s} {'compile s':>9s} {'img/s':>8s}")
+    for name in names:
+      try:
+        r = inference_row(name, args.infer_size, repeats)
+      except ValueError as e:  # an input size the model cannot take (the valid U-Net)
+        print(f"{name:26s} skipped: {e}")
+        continue
+      print(f"{r['model']:26s} {r['params']:13,d} {r['gflops']:8.1f} {r['compile_s']:9.1f} {r['img_s']:8.3f}",
+            flush=True)
+
+
+if __name__ == "__main__":
+  main()
