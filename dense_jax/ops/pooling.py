@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dense_jax.ops._checks import as_pair, check_rank
+from dense_jax.ops._checks import as_pair, check_choice, check_rank
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,8 +204,7 @@ def max_unpool(y, indices, window, stride=None, padding=0, output_size=None, *, 
     index (by selects, no gather or scatter); where windows overlap and share an index every one
     of them gets that gradient (PyTorch's rule; not the derivative of last-one-wins).
   """
-  if method not in ("auto", "window", "dense"):
-    raise ValueError(f"method: expected 'auto', 'window' or 'dense', got {method!r}")
+  check_choice(method, ("auto", "window", "dense"), "method")
   check_rank(y, 4, "y", "NHWC")
   check_rank(indices, 4, "indices", "NHWC")
   if indices.shape != y.shape:
