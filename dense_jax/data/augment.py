@@ -38,27 +38,39 @@ SPATIAL_NEAREST = ("semantic", "depth", "normals", "panoptic")
 
 # ----------------------------------------------------------------------------------------- resampling
 
-def _nearest_index(out_len: int, in_len: int) -> np.ndarray:
-  """Source index of each output pixel for nearest resampling with half-pixel centres."""
-  return np.minimum(np.floor((np.arange(out_len) + 0.5) * in_len / out_len).astype(np.int64), in_len - 1)
+def _nearest_index(out_len: int, in_len: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+  """Source index of output pixels [start, stop) for nearest resampling with half-pixel centres."""
+  j = np.arange(start, out_len if stop is None else stop)
+  return np.minimum(np.floor((j + 0.5) * in_len / out_len).astype(np.int64), in_len - 1)
 
 
-def _linear_weights(out_len: int, in_len: int):
-  src = (np.arange(out_len) + 0.5) * in_len / out_len - 0.5
-  src = np.clip(src, 0.0, in_len - 1)
+def _linear_weights(out_len: int, in_len: int, start: int = 0, stop: int | None = None):
+  """(i0, i1, frac) of output pixels [start, stop) for linear resampling with half-pixel centres."""
+  j = np.arange(start, out_len if stop is None else stop)
+  src = np.clip((j + 0.5) * in_len / out_len - 0.5, 0.0, in_len - 1)
   i0 = np.floor(src).astype(np.int64)
   i1 = np.minimum(i0 + 1, in_len - 1)
   return i0, i1, (src - i0).astype(np.float32)
 
 
+def _bilinear_window(image, size, rows, cols):
+  """Rows [rows) x cols [cols) of `image` (H, W, C) bilinearly resized to `size`, float32."""
+  y0, y1, fy = _linear_weights(size[0], image.shape[0], *rows)
+  x0, x1, fx = _linear_weights(size[1], image.shape[1], *cols)
+  hgt, wid, ch = image.shape
+  # Work on (H, W*C) rows: both gathers then move whole contiguous rows / flat column indices.
+  img = image.astype(np.float32, copy=False).reshape(hgt, wid * ch)
+  top, bottom = img[y0], img[y1]
+  r = top + (bottom - top) * fy[:, None]
+  c = np.arange(ch)
+  left, right = r[:, (x0[:, None] * ch + c).ravel()], r[:, (x1[:, None] * ch + c).ravel()]
+  out = left + (right - left) * np.repeat(fx, ch)[None, :]
+  return out.reshape(len(y0), len(x0), ch)
+
+
 def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Bilinear resize of (H, W, C) with half-pixel centres (PyTorch align_corners=False, no antialias)."""
-  h, w = size
-  y0, y1, fy = _linear_weights(h, image.shape[0])
-  x0, x1, fx = _linear_weights(w, image.shape[1])
-  img = image.astype(np.float32)
-  rows = img[y0] * (1 - fy)[:, None, None] + img[y1] * fy[:, None, None]
-  return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+  return _bilinear_window(image, size, (0, size[0]), (0, size[1]))
 
 
 def resize_nearest(x: np.ndarray, size: tuple[int, int], axes: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -126,65 +138,88 @@ def _affine_instances(ex: dict, sy: float, sx: float, ty: float, tx: float, hw: 
 
 # ----------------------------------------------------------------------------------------- geometry
 
-def resize(ex: dict, size: tuple[int, int]) -> dict:
-  """Resizes every spatial key to `size` = (h, w) (see the module table)."""
+_PAD = {"image": 0, "depth": 0, "normals": 0, "panoptic": 0, "masks": 0}
+
+
+def resize_crop(ex: dict, scaled_size: tuple[int, int], y0: int, x0: int, size: tuple[int, int],
+                ignore_label: int = 255) -> dict:
+  """Resizes to `scaled_size`, then takes the window [y0, y0 + h) x [x0, x0 + w) (parts outside the
+  resized image padded, see the module table), computing only the pixels inside the window.
+
+  Equal to `crop(resize(ex, scaled_size), y0, x0, size)`; `resize` and `crop` are its special cases.
+  """
   h0, w0 = _hw(ex)
+  hs, ws = int(scaled_size[0]), int(scaled_size[1])
   h, w = int(size[0]), int(size[1])
-  if (h, w) == (h0, w0):
-    return dict(ex)
+  if min(hs, ws, h, w) < 1:
+    raise ValueError(f"size: expected positive sizes, got scaled_size={scaled_size}, size={size}")
+  y0, x0 = int(y0), int(x0)
+  # Overlap of the window with the resized image, in resized and in window coordinates.
+  sy0, sy1 = max(y0, 0), min(y0 + h, hs)
+  sx0, sx1 = max(x0, 0), min(x0 + w, ws)
+  dy, dx = slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0)
+  inside = sy1 > sy0 and sx1 > sx0
+  same = (hs, ws) == (h0, w0)
+  if inside and not same:
+    iy, ix = _nearest_index(hs, h0, sy0, sy1), _nearest_index(ws, w0, sx0, sx1)
+
+  def window(arr, fill, axes=(0, 1)):
+    arr = np.asarray(arr)
+    shape = list(arr.shape)
+    shape[axes[0]], shape[axes[1]] = h, w
+    res = np.full(shape, fill, dtype=arr.dtype)
+    if inside:
+      dst = [slice(None)] * arr.ndim
+      dst[axes[0]], dst[axes[1]] = dy, dx
+      if same:
+        src = [slice(None)] * arr.ndim
+        src[axes[0]], src[axes[1]] = slice(sy0, sy1), slice(sx0, sx1)
+        block = arr[tuple(src)]
+      else:
+        block = np.take(np.take(arr, iy, axis=axes[0]), ix, axis=axes[1])
+      res[tuple(dst)] = block
+    return res
+
   out = dict(ex)
   if "image" in ex:
-    out["image"] = resize_bilinear(ex["image"], (h, w))
+    if same:
+      out["image"] = window(ex["image"], 0)
+    else:   # bilinear (float32) inside, 0 outside
+      img = np.zeros((h, w) + ex["image"].shape[2:], np.float32)
+      if inside:
+        img[dy, dx] = _bilinear_window(ex["image"], (hs, ws), (sy0, sy1), (sx0, sx1))
+      out["image"] = img
   for key in SPATIAL_NEAREST:
     if key in ex:
-      out[key] = resize_nearest(ex[key], (h, w))
+      out[key] = window(ex[key], ignore_label if key == "semantic" else _PAD[key])
   if "masks" in ex:
-    out["masks"] = resize_nearest(ex["masks"], (h, w), axes=(1, 2))
-  out = _affine_instances(out, h / h0, w / w0, 0.0, 0.0, (h, w))
+    out["masks"] = window(ex["masks"], 0, axes=(1, 2))
+  out = _affine_instances(out, hs / h0, ws / w0, -y0, -x0, (h, w))
   return drop_empty_instances(out)
+
+
+def resize(ex: dict, size: tuple[int, int]) -> dict:
+  """Resizes every spatial key to `size` = (h, w) (see the module table)."""
+  if tuple(size) == _hw(ex):
+    return dict(ex)
+  return resize_crop(ex, size, 0, 0, size)
 
 
 def scale(ex: dict, factor: float) -> dict:
   """Resizes by `factor` (output size rounded to whole pixels; boxes use the exact size ratio)."""
-  h0, w0 = _hw(ex)
-  return resize(ex, (max(1, int(round(h0 * factor))), max(1, int(round(w0 * factor)))))
+  return resize(ex, scaled_size(_hw(ex), factor))
+
+
+def scaled_size(hw: tuple[int, int], factor: float) -> tuple[int, int]:
+  return max(1, int(round(hw[0] * factor))), max(1, int(round(hw[1] * factor)))
 
 
 def crop(ex: dict, y0: int, x0: int, size: tuple[int, int], ignore_label: int = 255) -> dict:
   """The window [y0, y0 + h) x [x0, x0 + w); parts outside the image are padded (see module table)."""
-  h0, w0 = _hw(ex)
-  h, w = int(size[0]), int(size[1])
-  y0, x0 = int(y0), int(x0)
-  # Overlap of the window with the image, in image and in window coordinates.
-  sy0, sy1 = max(y0, 0), min(y0 + h, h0)
-  sx0, sx1 = max(x0, 0), min(x0 + w, w0)
-  dy0, dx0 = sy0 - y0, sx0 - x0
-
-  def window(arr, fill, axes=(0, 1)):
-    shape = list(arr.shape)
-    shape[axes[0]], shape[axes[1]] = h, w
-    res = np.full(shape, fill, dtype=arr.dtype)
-    if sy1 > sy0 and sx1 > sx0:
-      src = [slice(None)] * arr.ndim
-      dst = [slice(None)] * arr.ndim
-      src[axes[0]], src[axes[1]] = slice(sy0, sy1), slice(sx0, sx1)
-      dst[axes[0]] = slice(dy0, dy0 + sy1 - sy0)
-      dst[axes[1]] = slice(dx0, dx0 + sx1 - sx0)
-      res[tuple(dst)] = arr[tuple(src)]
-    return res
-
-  out = dict(ex)
-  fills = {"image": 0, "semantic": ignore_label, "depth": 0, "normals": 0, "panoptic": 0}
-  for key, fill in fills.items():
-    if key in ex:
-      out[key] = window(np.asarray(ex[key]), fill)
-  if "masks" in ex:
-    out["masks"] = window(np.asarray(ex["masks"]), 0, axes=(1, 2))
-  out = _affine_instances(out, 1.0, 1.0, -y0, -x0, (h, w))
-  return drop_empty_instances(out)
+  return resize_crop(ex, _hw(ex), y0, x0, size, ignore_label)
 
 
-def _flip_perm_rows(perm, num_rows_needed: int) -> np.ndarray | None:
+def _flip_perm_rows(perm) -> np.ndarray | None:
   if perm is None or len(perm) == 0:
     return None
   perm = np.asarray(perm, dtype=np.int64)
@@ -219,7 +254,7 @@ def hflip(ex: dict, keypoint_flip_perm=None) -> dict:
     k = ex["keypoints"].copy()
     present = k[..., 2] > 0
     k[..., 0] = np.where(present, w - k[..., 0], 0.0)
-    perm = _flip_perm_rows(keypoint_flip_perm, 0)
+    perm = _flip_perm_rows(keypoint_flip_perm)
     if perm is not None:
       classes = ex.get("classes", np.zeros((k.shape[0],), np.int32))
       for i in range(n):
@@ -281,12 +316,11 @@ def random_augment(ex: dict, rng: np.random.Generator, size: tuple[int, int],
   if config.photometric and "image" in ex:
     ex["image"] = photometric(ex["image"], rng, config.brightness, config.contrast, config.saturation)
   lo, hi = config.scale_range
-  ex = scale(ex, rng.uniform(lo, hi)) if (lo, hi) != (1.0, 1.0) else ex
-  h, w = _hw(ex)
+  h, w = scaled_size(_hw(ex), rng.uniform(lo, hi)) if (lo, hi) != (1.0, 1.0) else _hw(ex)
   th, tw = size
   y0 = int(rng.integers(min(0, h - th), max(0, h - th) + 1))
   x0 = int(rng.integers(min(0, w - tw), max(0, w - tw) + 1))
-  ex = crop(ex, y0, x0, (th, tw), ignore_label)
+  ex = resize_crop(ex, (h, w), y0, x0, (th, tw), ignore_label)   # scale + crop in one pass
   if rng.uniform() < config.flip_prob:
     ex = hflip(ex, keypoint_flip_perm)
   return ex

@@ -146,7 +146,10 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
     process_index, process_count: default `jax.process_index()` / `jax.process_count()`.
     num_epochs: None = forever for training, 1 for evaluation.
     augment: True = `AugmentConfig()` when training, False = none, or an AugmentConfig.
-    keys: the example keys to keep (default all the dataset has); fewer keys = less work.
+    keys: the example keys to keep (default all the dataset has); fewer keys = less work. Instance
+      keys bring `num_instances` along (and `boxes` unless `masks` is asked for: instances that
+      leave the crop are dropped by their masks, else by their boxes), `keypoints` also `classes`. A source with a
+      `with_keys(keys)` method is asked for only those keys (it may then skip decoding the rest).
     num_threads, prefetch: worker threads and examples buffered ahead.
   """
   info = sources.dataset_info(dataset)   # clear error for unknown names
@@ -185,7 +188,9 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
 
   source = sources.get_source(dataset, split, data_dir)   # clear error for unknown splits / missing files
   if keys is not None:
-    source = _KeySelect(source, tuple(keys))
+    keys = _with_companions(tuple(keys), info.keys)
+    # A source that can skip reading the other keys (TfdsSource) does so; others are filtered.
+    source = source.with_keys(keys) if hasattr(source, "with_keys") else _KeySelect(source, keys)
   n = len(source)
   if n == 0:
     raise ValueError(f"dataset: {dataset!r} split {split!r} is empty")
@@ -224,6 +229,18 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
   return DataIterator(ds, meta)
 
 
+def _with_companions(keys: tuple[str, ...], available: tuple[str, ...]) -> tuple[str, ...]:
+  """`keys` plus what they need: instance arrays need `num_instances` and, without `masks`, `boxes`
+  (augmentation drops instances with no mask pixel left, or an empty box when there are no masks);
+  keypoints need their `classes` (the flip permutation is per class)."""
+  extra = []
+  if any(k in keys for k in ("masks", "boxes", "classes", "keypoints")):
+    extra += ["num_instances"] + ([] if "masks" in keys else ["boxes"])
+  if "keypoints" in keys:
+    extra.append("classes")
+  return tuple(keys) + tuple(k for k in dict.fromkeys(extra) if k not in keys and k in available)
+
+
 class _KeySelect:
   """A source view that keeps only `keys` of every example."""
 
@@ -235,10 +252,4 @@ class _KeySelect:
 
   def __getitem__(self, index: int) -> dict:
     ex = self._source[index]
-    out = {k: ex[k] for k in self._keys}
-    if "num_instances" in ex and "num_instances" not in out and any(
-        k in out for k in ("masks", "boxes", "classes", "keypoints")):
-      out["num_instances"] = ex["num_instances"]
-    if "classes" in ex and "keypoints" in out and "classes" not in out:
-      out["classes"] = ex["classes"]   # the flip permutation of keypoints is per class
-    return out
+    return {k: ex[k] for k in self._keys}

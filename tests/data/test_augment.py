@@ -206,3 +206,13 @@ def test_bilinear_resize_matches_a_float64_reference():
 def test_bad_example_raises():
   with pytest.raises(ValueError, match="example"):
     augment.scale({"boxes": np.zeros((2, 4))}, 2.0)
+
+
+@pytest.mark.parametrize("scaled,y0,x0", [((60, 60), 5, -3), ((30, 41), -4, 2), ((48, 48), 0, 0), ((96, 96), 50, 60)])
+def test_fused_resize_crop_equals_resize_then_crop(examples, scaled, y0, x0):
+  ex = augment.to_float_image(examples[4])
+  fused = augment.resize_crop(ex, scaled, y0, x0, (40, 40))
+  two_step = augment.crop(augment.resize(ex, scaled), y0, x0, (40, 40))
+  for k in ex:
+    np.testing.assert_allclose(fused[k], two_step[k], atol=1e-6, err_msg=k)
+  _check_consistent(fused, box_tol=1.0, kp_tol=0.5 + 48 / min(scaled))

@@ -285,6 +285,13 @@ def test_builder_prepares_offline_and_reads_back(tmp_path):
   assert len(sources.get_source(name, "train", data_dir=str(tmp_path))) == 6
   files = [p.name for p in (tmp_path / "dense_shapes" / TINY.name).rglob("*.array_record*")]
   assert files, "expected ArrayRecord files"
+  # A key subset is read and decoded on its own, identical to the full decode.
+  part = src.with_keys(("semantic", "num_instances", "boxes"))
+  assert set(part[2]) == {"semantic", "num_instances", "boxes"}
+  for k in part[2]:
+    assert part[2][k].dtype == src[2][k].dtype and np.array_equal(part[2][k], src[2][k])
+  with pytest.raises(ValueError, match="keys"):
+    src.with_keys(("colour",))
 
 
 def test_tfds_data_source_and_load_by_name(tmp_path):

@@ -157,6 +157,13 @@ def test_real_tfds_source_end_to_end(tmp_path):
   it = _it(name, global_batch_size=4, data_dir=str(tmp_path))
   batch = next(it)
   assert batch["image"].shape == (4, 32, 32, 3)
+  # With a key subset the TFDS source decodes only those; the batches are the same.
+  sub = next(_it(name, global_batch_size=4, data_dir=str(tmp_path), keys=("image", "masks", "keypoints")))
+  assert set(sub) == {"image", "masks", "keypoints", "num_instances", "classes", "batch_mask"}
+  for k in sub:
+    np.testing.assert_array_equal(sub[k], batch[k])
+  no_masks = next(_it(name, global_batch_size=4, data_dir=str(tmp_path), keys=("image", "keypoints")))
+  assert set(no_masks) == {"image", "keypoints", "num_instances", "classes", "boxes", "batch_mask"}
 
 
 @pytest.mark.parametrize("kwargs,match", [

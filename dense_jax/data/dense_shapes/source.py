@@ -69,23 +69,49 @@ def prepare(cfg: config_lib.SceneConfig | str, data_dir=None):
 
 
 class TfdsSource:
-  """Random access to a prepared split; examples carry the standard keys with the contract dtypes."""
+  """Random access to a prepared split; examples carry the standard keys with the contract dtypes.
 
-  def __init__(self, cfg: config_lib.SceneConfig, split: str, data_dir=None):
+  `with_keys(keys)` gives a view that reads and decodes only `keys` (the builder stores every feature as
+  its own zlib/bytes blob, so skipping the masks and normals of a 256x256 example saves most of the
+  work); the pipeline uses it when `create_iterator(keys=...)` is given.
+  """
+
+  def __init__(self, cfg: config_lib.SceneConfig, split: str, data_dir=None,
+               keys: tuple[str, ...] | None = None):
     self.config = cfg
     self.split = split
     self.data_dir = data_dir
-    self._source = prepare(cfg, data_dir).as_data_source(split=split)
+    self.keys = tuple(keys) if keys is not None else None
+    builder = prepare(cfg, data_dir)
+    self._features = builder.info.features
+    if self.keys is None:
+      self._source = builder.as_data_source(split=split)
+    else:
+      unknown = sorted(set(self.keys) - set(self._features.keys()))
+      if unknown:
+        raise ValueError(f"keys: expected a subset of {sorted(self._features.keys())}, got {unknown}")
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      self._source = builder.as_data_source(
+          split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+
+  def with_keys(self, keys) -> "TfdsSource":
+    return TfdsSource(self.config, self.split, self.data_dir, keys)
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    ex = self._source[int(index)]
-    return {k: np.asarray(v) for k, v in ex.items()}
+    record = self._source[int(index)]
+    if self.keys is None:
+      return {k: np.asarray(v) for k, v in record.items()}
+    # The TF-free protobuf TFDS itself parses with; every feature is one bytes entry (see builder).
+    from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
+    feature = tf_example_pb2.Example.FromString(record).features.feature
+    return {k: np.asarray(self._features[k].decode_example_np(feature[k].bytes_list.value[0]))
+            for k in self.keys}
 
   def __repr__(self) -> str:
-    return f"TfdsSource({NAME}/{self.config.name}, {self.split!r}, n={len(self)})"
+    return f"TfdsSource({NAME}/{self.config.name}, {self.split!r}, n={len(self)}, keys={self.keys})"
 
 
 class GeneratedSource:

@@ -1,0 +1,93 @@
+"""Examples/s of the training input pipeline for `dense_shapes` (64x64 and 256x256), by stage.
+
+Run: `python -m experiments.benchmarks.input_pipeline [--configs small_64,large_256] [--data_dir DIR]
+      [--batch 32] [--threads 2] [--seconds 10] [--quick]`
+
+Prepares each config's TFDS files first if they are absent (the time is reported; `--data_dir`
+defaults to the usual TFDS data dir). Rows, each in examples per second (median over 3 timed windows
+of `--seconds / 3` after one warm-up batch):
+- `read`: random access to the prepared ArrayRecord files (decode only), one thread;
+- `read+augment`: the same plus the training augmentation (jitter, scale, crop, flip), one thread;
+- `pipeline all keys`: `create_iterator(..., train=True)` with every label, `--threads` threads;
+- `pipeline image+semantic`: the same with `keys=('image', 'semantic')`, what a segmentation run reads.
+`--quick` runs 2 s per row and small_64 only (a smoke test on a busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from dense_jax import data
+from dense_jax.data import augment as augment_lib
+from dense_jax.data import dense_shapes, sources
+
+
+def _rate(step, examples_per_step: int, seconds: float) -> float:
+  step()   # warm-up
+  rates = []
+  for _ in range(3):
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 3:
+      step()
+      n += examples_per_step
+    rates.append(n / (time.perf_counter() - t0))
+  return statistics.median(rates)
+
+
+def bench_config(name: str, args) -> list[tuple[str, str, float]]:
+  cfg = dense_shapes.CONFIGS[name]
+  t0 = time.perf_counter()
+  was_prepared = dense_shapes.source._builder(cfg, args.data_dir).is_prepared()
+  dense_shapes.prepare(cfg, args.data_dir)
+  prep = time.perf_counter() - t0
+  rows = [(name, "prepare (s)" if not was_prepared else "open (s, already prepared)", prep)]
+  full = f"dense_shapes/{name}"
+  info = sources.dataset_info(full)
+  src = sources.get_source(full, "train", args.data_dir)
+  rng = np.random.default_rng(0)
+  size = info.image_size
+
+  def read():
+    src[int(rng.integers(len(src)))]
+
+  def read_aug():
+    ex = src[int(rng.integers(len(src)))]
+    augment_lib.random_augment(ex, rng, size, keypoint_flip_perm=info.keypoint_flip_perm)
+
+  rows.append((name, "read", _rate(read, 1, args.seconds)))
+  rows.append((name, "read+augment", _rate(read_aug, 1, args.seconds)))
+  for label, keys in (("pipeline all keys", None), ("pipeline image+semantic", ("image", "semantic"))):
+    it = data.create_iterator(full, "train", global_batch_size=args.batch, seed=0, train=True,
+                              data_dir=args.data_dir, process_index=0, process_count=1, keys=keys,
+                              num_threads=args.threads, prefetch=max(2 * args.batch, 8))
+    rows.append((name, f"{label} ({args.threads} threads)", _rate(lambda: next(it), args.batch,
+                                                                  args.seconds)))
+    it.close()
+  return rows
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--configs", default="small_64,large_256")
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--seconds", type=float, default=9.0)
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args(argv)
+  configs = args.configs.split(",")
+  if args.quick:
+    configs, args.seconds = ["small_64"], 2.0
+  rows = [r for c in configs for r in bench_config(c, args)]
+  print(f"{'config':<12} {'stage':<42} {'value':>10}")
+  for cfg, stage, value in rows:
+    unit = "" if "(s" in stage else " ex/s"
+    print(f"{cfg:<12} {stage:<42} {value:>10.1f}{unit}")
+
+
+if __name__ == "__main__":
+  main()
