@@ -216,3 +216,10 @@ class AbBins:
     """ab (..., 2) of the most probable bin."""
     probs = _check_last_dim(probs, "probs", self.num_bins)
     return self.centres[np.argmax(probs, -1)]
+
+
+def colorization_inputs(images) -> tuple[np.ndarray, np.ndarray]:
+  """(L, ab) float32 of sRGB `images` (..., H, W, 3) in [0, 1] (or uint8): L (..., H, W, 1) in
+  [0, 100] is the network input, ab (..., H, W, 2) the target (encode it with `AbBins`)."""
+  lab = rgb_to_lab(images).astype(np.float32)
+  return lab[..., :1], lab[..., 1:]

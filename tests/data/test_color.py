@@ -121,3 +121,10 @@ def test_custom_centres_like_the_papers_313():
     color.AbBins(centres=np.zeros((5, 3)))
   with pytest.raises(ValueError, match="num_neighbours"):
     color.AbBins(num_neighbours=0)
+
+
+def test_colorization_inputs_split_lab():
+  batch = np.random.default_rng(7).uniform(size=(2, 6, 5, 3)).astype(np.float32)
+  lum, ab = color.colorization_inputs(batch)
+  assert lum.shape == (2, 6, 5, 1) and ab.shape == (2, 6, 5, 2) and lum.dtype == ab.dtype == np.float32
+  np.testing.assert_allclose(color.lab_to_rgb(np.concatenate([lum, ab], -1)), batch, atol=1e-4)
