@@ -29,6 +29,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", None,
+    "Persistent XLA compilation cache, so a rerun or a resumed run skips compiling; default "
+    "$JAX_COMPILATION_CACHE_DIR or ~/.cache/dense_jax/xla; '' disables it.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -38,6 +42,14 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   # pylint: disable=g-import-not-at-top
+  import jax
+  cache = _CACHE.value
+  if cache is None:
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.expanduser("~/.cache/dense_jax/xla")
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   from dense_jax.train import distributed
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from dense_jax.train import loop

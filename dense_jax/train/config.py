@@ -12,7 +12,7 @@ Required (an experiment file must set them):
 
 Optional (defaults in OPTIONAL_DEFAULTS): keep_checkpoints, async_checkpoints, eval_batch_size,
 eval_max_batches, sharding.{params, spatial}, compute_dtype, num_figures, tensorboard, stop_at_step,
-experiment (a free block the trainer ignores, for experiment-specific values).
+num_devices, experiment (a free block the trainer ignores, for experiment-specific values).
 
 `resolve(config)` returns a copy with the defaults filled in, or raises ValueError naming every unknown
 key — before anything is built or compiled, so a typo never costs a compile or a silent default.
@@ -51,6 +51,7 @@ OPTIONAL_DEFAULTS = dict(
     num_figures=4,           # validation examples drawn as PNG at each evaluation
     tensorboard=True,        # TensorBoard event files (needs tensorflow)
     stop_at_step=None,       # stop (and save) after this step, schedule unchanged; resume later
+    num_devices=None,        # use the first n devices only (single-process runs); None = all
     experiment={},           # free-form, ignored by the trainer
 )
 
@@ -103,5 +104,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError(f"config.compute_dtype: expected 'float32' or 'bfloat16', got {config.compute_dtype!r}")
   if config.stop_at_step is not None and not (isinstance(config.stop_at_step, int) and config.stop_at_step >= 1):
     raise ValueError(f"config.stop_at_step: expected None or an int >= 1, got {config.stop_at_step!r}")
+  if config.num_devices is not None and not (isinstance(config.num_devices, int) and config.num_devices >= 1):
+    raise ValueError(f"config.num_devices: expected None or an int >= 1, got {config.num_devices!r}")
   optimizers.check_optimizer_config(config.optimizer)
   return config

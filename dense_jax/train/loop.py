@@ -128,7 +128,7 @@ def make_train_step(model, tx, schedule, spatial: bool):
     params = optax.apply_updates(state.params, updates)
     valid = labels != losses.IGNORE_LABEL
     correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step),
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step),
                "train_pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1)}
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state)
@@ -225,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   start_time = time.perf_counter()
   try:
     setup = _prepare(config)
-  except ValueError as e:
+  except (ValueError, FileNotFoundError) as e:   # FileNotFoundError: a dataset's files are missing
     raise ConfigError(str(e)) from e
   try:
     return _run(setup, pathlib.Path(workdir).absolute(), start_time)
@@ -246,7 +246,13 @@ def _prepare(config) -> _Setup:
     raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
                      f"size; set image_size")
   image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  mesh = sharding_lib.make_mesh(config.mesh_shape)
+  devices = jax.devices()
+  if config.num_devices is not None:
+    if config.num_devices > len(devices) or (jax.process_count() > 1 and config.num_devices != len(devices)):
+      raise ValueError(f"config.num_devices: expected at most the {len(devices)} devices (all of them in a "
+                       f"multi-process run), got {config.num_devices}")
+    devices = devices[:config.num_devices]
+  mesh = sharding_lib.make_mesh(config.mesh_shape, devices)
   spatial = bool(config.sharding.spatial)
   for key in ("batch_size", "eval_batch_size"):
     try:
