@@ -9,7 +9,10 @@ of `--seconds / 3` after one warm-up batch):
 - `read`: random access to the prepared ArrayRecord files (decode only), one thread;
 - `read+augment`: the same plus the training augmentation (jitter, scale, crop, flip), one thread;
 - `pipeline all keys`: `create_iterator(..., train=True)` with every label, `--threads` threads;
-- `pipeline image+semantic`: the same with `keys=('image', 'semantic')`, what a segmentation run reads.
+- `pipeline image+semantic`: the same with `keys=('image', 'semantic')`, what a segmentation run reads;
+- `U-Net train step` (with `--unet`): what the pipeline must outrun, the examples/s of a jitted
+  training step (forward, backward, SGD) of the quick U-Net (width 16, depth 3, 'same' padding, no
+  norm) at the config's resolution, batch `--batch`, on the same CPU.
 `--quick` runs 2 s per row and small_64 only (a smoke test on a busy machine).
 """
 
@@ -70,6 +73,32 @@ def bench_config(name: str, args) -> list[tuple[str, str, float]]:
   return rows
 
 
+def unet_rate(size: int, num_classes: int, args) -> float:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp
+  import optax
+  from dense_jax.models import get_model
+  model = get_model("unet", num_classes=num_classes, width=16, depth=3, padding="same")
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.uniform(size=(args.batch, size, size, 3)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, num_classes, size=(args.batch, size, size)), jnp.int32)
+  params = model.init(jax.random.key(0), images[:1])
+
+  @jax.jit
+  def step(params, images, labels):
+    def loss_fn(p):
+      logits = model.apply(p, images, train=True)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    grads = jax.grad(loss_fn)(params)
+    return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
+
+  state = {"p": params}
+
+  def run():
+    state["p"] = jax.block_until_ready(step(state["p"], images, labels))
+  return _rate(run, args.batch, args.seconds)
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default="small_64,large_256")
@@ -78,11 +107,18 @@ def main(argv=None) -> None:
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--seconds", type=float, default=9.0)
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--unet", action="store_true", help="also time a U-Net training step")
   args = parser.parse_args(argv)
   configs = args.configs.split(",")
   if args.quick:
     configs, args.seconds = ["small_64"], 2.0
-  rows = [r for c in configs for r in bench_config(c, args)]
+  rows = []
+  for c in configs:
+    rows += bench_config(c, args)
+    if args.unet:
+      info = sources.dataset_info(f"dense_shapes/{c}")
+      rows.append((c, f"U-Net train step (batch {args.batch})",
+                   unet_rate(info.image_size[0], info.num_classes, args)))
   print(f"{'config':<12} {'stage':<42} {'value':>10}")
   for cfg, stage, value in rows:
     unit = "" if "(s" in stage else " ex/s"

@@ -201,3 +201,19 @@ def test_missing_files_surface_the_sources_error():
 def test_default_process_layout_comes_from_jax():
   it = data.create_iterator(INDEXED, "train", global_batch_size=2, seed=0, train=True)
   assert it.meta["process_index"] == 0 and it.meta["process_count"] == 1
+
+
+def test_worker_processes_are_deterministic_and_resumable():
+  kw = dict(global_batch_size=4, seed=2, num_workers=2)
+  a = _it(**kw)
+  first = [next(a) for _ in range(3)]
+  state = a.get_state()
+  after = [next(a) for _ in range(2)]
+  a.close()
+  b = _it(**kw)
+  assert all(_same(x, next(b)) for x in first)
+  b.close()
+  c = _it(**kw)
+  c.set_state(json.loads(json.dumps(state)))
+  assert all(_same(x, next(c)) for x in after)
+  c.close()
