@@ -323,3 +323,11 @@ def test_metadata_is_json_serialisable():
   meta = builder.info.metadata
   json.dumps(dict(meta))
   assert meta["class_names"] == list(CONTEXT.classes.names)
+
+
+def test_stale_prepared_files_are_refused(tmp_path):
+  dense_shapes.prepare(TINY, str(tmp_path))
+  changed = dataclasses.replace(TINY, max_objects=3)        # same name, different examples
+  with pytest.raises(ValueError, match="delete that folder"):
+    dense_shapes.prepare(changed, str(tmp_path))
+  dense_shapes.prepare(TINY, str(tmp_path))                  # the matching config still opens

@@ -96,7 +96,7 @@ class DenseShapes(tfds.core.GeneratorBasedBuilder):
             class_names=list(table.names), thing_classes=list(table.thing_ids),
             num_keypoints=config_lib.NUM_KEYPOINTS,
             keypoint_flip_perm=[list(p) for p in table.keypoint_flip_perm()],
-            image_size=cfg.image_size, seed=cfg.seed),
+            image_size=cfg.image_size, seed=cfg.seed, fingerprint=scene.fingerprint(cfg)),
     )
 
   def _split_generators(self, dl_manager):

@@ -48,6 +48,17 @@ LIGHT = np.array([-0.4, -0.5, 0.77]) / np.linalg.norm([-0.4, -0.5, 0.77])
 _CONTEXT_KINDS = ("disc", "square")
 
 
+# Bump when a change to the generator changes the examples a config produces: prepared files carry
+# `fingerprint(config)` and are refused when it no longer matches (see source.prepare).
+GENERATOR_VERSION = 1
+
+
+def fingerprint(config: SceneConfig) -> str:
+  """A string that identifies the examples `config` generates (config fields + generator version)."""
+  import json  # pylint: disable=g-import-not-at-top
+  return json.dumps({"generator_version": GENERATOR_VERSION, **dataclasses.asdict(config)}, sort_keys=True)
+
+
 def example_seed(config: SceneConfig, split: str, index: int) -> np.random.SeedSequence:
   """The seed of example `index` of `split`: independent of order, process and batch."""
   return np.random.SeedSequence([config.seed, zlib.crc32(split.encode()), int(index)])
