@@ -298,6 +298,16 @@ class AugmentConfig:
   contrast: float = 0.2
   saturation: float = 0.2
 
+  def __post_init__(self):
+    lo, hi = self.scale_range
+    if not 0 < lo <= hi:
+      raise ValueError(f"scale_range: expected 0 < low <= high, got {self.scale_range}")
+    if not 0 <= self.flip_prob <= 1:
+      raise ValueError(f"flip_prob: expected a probability in [0, 1], got {self.flip_prob}")
+    for name in ("brightness", "contrast", "saturation"):
+      if not 0 <= getattr(self, name) < 1:
+        raise ValueError(f"{name}: expected a jitter amplitude in [0, 1), got {getattr(self, name)}")
+
 
 def to_float_image(ex: dict) -> dict:
   """`image` uint8 [0, 255] -> float32 [0, 1] (other keys untouched)."""

@@ -216,3 +216,12 @@ def test_fused_resize_crop_equals_resize_then_crop(examples, scaled, y0, x0):
   for k in ex:
     np.testing.assert_allclose(fused[k], two_step[k], atol=1e-6, err_msg=k)
   _check_consistent(fused, box_tol=1.0, kp_tol=0.5 + 48 / min(scaled))
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(scale_range=(0.0, 1.0)), "scale_range"),
+                                          (dict(scale_range=(2.0, 1.0)), "scale_range"),
+                                          (dict(flip_prob=1.5), "flip_prob"),
+                                          (dict(contrast=-0.1), "contrast")])
+def test_bad_augment_config(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    augment.AugmentConfig(**kwargs)
