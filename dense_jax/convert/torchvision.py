@@ -5,8 +5,8 @@
     model = get_model("deeplabv3_resnet50", aux_classifier="aux_classifier.0.weight" in sd)
     variables = load_into(model.init(key, x, train=False), imported)
 
-Supported: VGG16 / VGG16-BN (`vgg16`; its fc6/fc7 as 7×7 / 1×1 conv kernels with `vgg16_fc`, for
-FCN, DeconvNet and the dilated front-end), ResNet-50/101 (`resnet`), and torchvision's segmentation
+Supported: VGG16 / VGG16-BN (`vgg16`; its fc6/fc7 as 7×7 / 1×1 conv kernels with `vgg16_fc`, both
+with `vgg16_with_fc` for FCN and the dilated front-end), ResNet-50/101 (`resnet`), and torchvision's segmentation
 models whole: `fcn_resnet50` / `fcn_resnet101` (`fcn_resnet`) and `deeplabv3_resnet50` / `_resnet101`
 (`deeplabv3_resnet`), with or without their auxiliary classifier.
 
@@ -141,6 +141,15 @@ def vgg16_fc(state_dict) -> Tree:
   return imp.finish(prefixes=("classifier.0", "classifier.3"))
 
 
+def vgg16_with_fc(state_dict, trunk: str = "backbone") -> Tree:
+  """The VGG16 trunk (under `trunk`) plus fc6/fc7 as convs: what FCN-32s/16s/8s (`trunk='backbone'`)
+  and the dilated front-end start from (their score layers stay as initialised). With pad 100 or
+  dilation the kernels keep their shapes, so the same tensors serve every variant."""
+  trunk_vars = nest(vgg16(state_dict), trunk)
+  fc = vgg16_fc(state_dict)
+  return {**trunk_vars, "params": {**trunk_vars["params"], **fc["params"]}}
+
+
 # ----------------------------------------------------------------------------- ResNet
 
 
@@ -246,8 +255,9 @@ def load_into(variables, imported: Tree, strict: bool = False):
   """`variables` (from `model.init`) with every leaf of `imported` put in its place.
 
   ValueError if an imported leaf has no counterpart or a different shape (naming the path and both
-  shapes), or, with `strict=True`, if a model leaf received nothing. Returns new nested dicts of
-  jnp arrays; `variables` is not modified.
+  shapes), or, with `strict=True`, if a model leaf received nothing. Returns new nested dicts
+  (imported leaves as jnp arrays of the model's dtype); `variables` is not modified. `variables`
+  may be abstract (`jax.eval_shape(model.init, ...)`) to check a full-size model without memory.
   """
   import jax.numpy as jnp
 

@@ -10,7 +10,9 @@ Run: `python -m experiments.benchmarks.zoo [--quick] [--batch 2] [--train-size 2
    `torch.set_num_threads(os.cpu_count())`). Ratio = ours / torchvision (≥ 1 means we are faster).
 2. Inference, `--infer-size`² (512), batch 1, `train=False`: every full-size zoo model (the narrow
    variants with `--quick`), with XLA's GFLOPs per image for context.
-Times: median of `--repeats` steps after a compile + warm-up step, `block_until_ready` each step.
+Times: median of `--repeats` steps after a compile + warm-up step, `block_until_ready` each step;
+the training steps of ours and torchvision's are timed alternately, so a shared machine's load
+falls on both alike.
 Weights are random (`dense_jax.models._random`): speed does not depend on their values.
 """
 
@@ -49,7 +51,8 @@ def _median_s(step, repeats: int) -> tuple[float, float]:
   return first, statistics.median(times)
 
 
-def jax_train_images_per_s(name: str, batch: int, size: int, repeats: int) -> float:
+def jax_train_step(name: str, batch: int, size: int):
+  """A no-argument callable running one jitted training step of our model (blocking)."""
   model = get_model(name, num_classes=21)
   shape = (batch, size, size, 3)
   variables = random_variables(model, shape)
@@ -77,11 +80,11 @@ def jax_train_images_per_s(name: str, batch: int, size: int, repeats: int) -> fl
     jax.block_until_ready(out)
     state[:] = out[:3]
 
-  _, t = _median_s(run, repeats)
-  return batch / t
+  return run
 
 
-def torch_train_images_per_s(name: str, batch: int, size: int, repeats: int) -> float | None:
+def torch_train_step(name: str, batch: int, size: int):
+  """The same step for torchvision's model, or None without torchvision."""
   try:
     import torch
     import torchvision
@@ -101,8 +104,21 @@ def torch_train_images_per_s(name: str, batch: int, size: int, repeats: int) -> 
     loss.backward()
     opt.step()
 
-  _, t = _median_s(run, repeats)
-  return batch / t
+  return run
+
+
+def interleaved_images_per_s(runs: dict, batch: int, repeats: int) -> dict:
+  """Warm each step up, then time them in turn (ours, theirs, ours, ...) so that the load of a
+  shared machine falls on both alike; images/s from the median step time."""
+  for run in runs.values():
+    run()
+  times = {k: [] for k in runs}
+  for _ in range(repeats):
+    for k, run in runs.items():
+      t0 = time.perf_counter()
+      run()
+      times[k].append(time.perf_counter() - t0)
+  return {k: batch / statistics.median(v) for k, v in times.items()}
 
 
 def inference_row(name: str, size: int, repeats: int) -> dict:
@@ -138,8 +154,12 @@ def main(argv=None):
     print(f"\n## training images/s, {args.train_size}x{args.train_size}, batch {args.batch}, median of {repeats}")
     print(f"{'model':22s} {'ours':>8s} {'torchvision':>12s} {'ratio':>7s}")
     for name in ("fcn_resnet50", "deeplabv3_resnet50"):
-      ours = jax_train_images_per_s(name, args.batch, args.train_size, repeats)
-      theirs = torch_train_images_per_s(name, args.batch, args.train_size, repeats)
+      runs = {"ours": jax_train_step(name, args.batch, args.train_size)}
+      torch_run = torch_train_step(name, args.batch, args.train_size)
+      if torch_run is not None:
+        runs["torchvision"] = torch_run
+      speed = interleaved_images_per_s(runs, args.batch, repeats)
+      ours, theirs = speed["ours"], speed.get("torchvision")
       ratio = f"{ours / theirs:7.2f}" if theirs else f"{'-':>7s}"
       tv = f"{theirs:12.3f}" if theirs else f"{'(absent)':>12s}"
       print(f"{name:22s} {ours:8.3f} {tv} {ratio}", flush=True)

@@ -117,6 +117,19 @@ def test_whole_segmentation_models(name, tmp_path):
   _close(state["intermediates"]["aux_logits"][0], ref["aux"])
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["fcn8s", "fcn32s", "dilated_frontend"])
+def test_vgg16_with_fc_fits_fcn_and_dilated_frontend(name, tmp_path):
+  torch, tv = _torch()
+  imported = tvc.vgg16_with_fc(_round_trip(torch, tv.models.vgg16(weights=None), tmp_path))
+  model = get_model(name)
+  x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+  abstract = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  merged = tvc.load_into(abstract, imported)  # shape-checked against the full-size model
+  assert merged["params"]["fc6"]["kernel"].shape == (7, 7, 512, 4096)
+  assert isinstance(merged["params"]["backbone"]["conv5_3"]["kernel"], jax.Array)
+
+
 def _fake_resnet50_sd():
   """A state dict with torchvision's ResNet-50 names and shapes, filled with zeros (no torch needed)."""
   model = ResNet(50, width=0.125)
