@@ -17,6 +17,9 @@ is a dict with the standard keys below; a dataset provides the keys it has and n
   segment_classes int32 (S,)            class of each segment id (index = id), padded
   segment_is_thing uint8 (S,)           1 if the segment is a thing instance
 
+A source may also offer `with_keys(keys) -> source` returning a view that reads only those keys; the
+pipeline calls it when asked for a subset of keys (optional: others are filtered after reading).
+
 Sources are registered by name (e.g. 'dense_shapes/small_64', 'voc2012'): a factory
 `factory(split, data_dir) -> source` plus a `DatasetInfo` describing classes and available keys.
 """
