@@ -65,6 +65,14 @@ def test_narrow_forward(name):
   assert y.shape == (2, 64, 96, 5) and bool(jnp.all(jnp.isfinite(y)))
 
 
+def test_pad100_forward_on_an_odd_size():
+  """The Caffe geometry (pad 100, ceil pooling, crops 5/9/31) runs on any size, not just shapes."""
+  model = FCN(num_classes=4, stride=8, width=0.0625, pad100=True)
+  x = jax.random.normal(jax.random.key(1), (1, 37, 45, 3))
+  y = jax.jit(lambda v, x: model.apply(v, x, train=False))(random_variables(model, x.shape), x)
+  assert y.shape == (1, 37, 45, 4) and bool(jnp.all(jnp.isfinite(y)))
+
+
 def test_upsamplers_start_bilinear():
   model = FCN(num_classes=3, stride=8, width=0.0625, pad100=False)
   params = jax.jit(model.init)(FAST_KEY(), jnp.zeros((1, 32, 32, 3)))["params"]
