@@ -1,0 +1,117 @@
+"""A config's model and a run's trained variables, for analysis after training (read-only).
+
+    config = load_run_config("runs/rf/exponential")        # the run's resolved config.json
+    model, info, image_size = build_model(config)           # as dense_jax.train builds it
+    step, variables = restore_variables(config, "runs/rf/exponential")   # newest checkpoint
+
+The model is built the way the trainer builds it (`config.model` minus `name` as keyword arguments,
+`num_classes` from the dataset, bfloat16 compute if the config says so). Restoring builds the abstract
+`TrainState` the trainer saved (same model, same optimizer from `config.optimizer`) and reads the
+newest step of `<workdir>/checkpoints` with orbax in read-only mode: nothing in the run's directory is
+written, moved or cleaned up, so this is safe to run next to (or after) training.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
+
+
+def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """The resolved config a run wrote into its workdir."""
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  if not path.exists():
+    raise ValueError(f"workdir: expected a run directory with {CONFIG_FILE}, got {workdir} (no such file)")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def build_model(config):
+  """`(model, dataset info, (H, W) image size)` for `config`, as `dense_jax.train` builds them."""
+  # pylint: disable=g-import-not-at-top
+  from dense_jax import data as data_lib
+  from dense_jax import models as models_lib
+  from dense_jax.train import config as config_lib
+  config = config_lib.resolve(config)
+  info = data_lib.dataset_info(config.dataset.name)
+  size = config.dataset.image_size or info.image_size
+  if size is None:
+    raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
+                     f"size; set image_size")
+  size = (size, size) if isinstance(size, int) else tuple(size)
+  kwargs = dict(config.model.to_dict())
+  name = kwargs.pop("name")
+  kwargs.setdefault("num_classes", info.num_classes)
+  for key, value in kwargs.items():   # config.json turns tuples into lists; modules want tuples
+    if isinstance(value, list):
+      kwargs[key] = tuple(value)
+  if config.compute_dtype == "bfloat16":
+    kwargs["dtype"] = jnp.bfloat16
+  return models_lib.get_model(name, **kwargs), info, size
+
+
+def init_variables(config, model, image_size) -> dict:
+  """The model's initial variables, drawn as the trainer draws them (from `config.seed`)."""
+  rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
+  return model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *image_size, 3)), train=False)
+
+
+def _abstract_state(config, model, image_size):
+  # pylint: disable=g-import-not-at-top
+  from dense_jax.train import config as config_lib
+  from dense_jax.train import optimizers
+  from dense_jax.train.state import init_train_state
+  config = config_lib.resolve(config)
+  tx, _ = optimizers.make_optimizer(config.optimizer, config.total_steps)
+  sample = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
+  abstract = jax.eval_shape(functools.partial(init_train_state, model, tx), jax.random.PRNGKey(0), sample)
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
+
+
+def latest_step(workdir: str | pathlib.Path) -> int | None:
+  """The newest finished checkpoint step of a run (orbax only renames a step into place when complete)."""
+  directory = pathlib.Path(workdir) / CHECKPOINTS
+  if not directory.is_dir():
+    return None
+  steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
+  return max(steps) if steps else None
+
+
+def restore_variables(config, workdir: str | pathlib.Path, step: int | None = None) -> tuple[int, dict]:
+  """`(step, {'params': ..., ['batch_stats': ...]})` of the newest (or the given) checkpoint of a run."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  model, _, image_size = build_model(config)
+  directory = (pathlib.Path(workdir) / CHECKPOINTS).absolute()
+  step = latest_step(workdir) if step is None else step
+  if step is None:
+    raise ValueError(f"workdir: expected checkpoints under {directory}, found none (has the run saved yet?)")
+  manager = ocp.CheckpointManager(directory, item_names=("state", "data"),
+                                  options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract_state(config, model, image_size))))
+  finally:
+    manager.close()
+  return step, restored["state"].variables()
+
+
+def validation_images(config, count: int, image_size) -> np.ndarray:
+  """The first `count` images of the config's evaluation split, `(count, H, W, 3)` float32 in [0, 1]."""
+  from dense_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  it = data_lib.create_iterator(config.dataset.name, config.dataset.get("eval_split", "validation"),
+                                global_batch_size=count, seed=0, train=False, image_size=image_size,
+                                data_dir=config.dataset.get("data_dir"), keys=("image",),
+                                process_index=0, process_count=1)
+  try:
+    return np.asarray(next(iter(it))["image"], np.float32)
+  finally:
+    it.close()

@@ -1,0 +1,83 @@
+"""Columns the ablation experiments add to their sweep reports (`describe(config) -> dict`).
+
+    from experiments.ablation_common import model_columns
+    def describe(config):
+      return model_columns(config, rf_upto="classifier")
+
+`model_columns(config)` builds the config's model as the trainer does (`dense_jax.tools.restore`) and
+returns, without training anything:
+  rf            theoretical receptive field of the model's output, input pixels
+                (`dense_jax.tools.receptive_field.layer_table`; with `rf_upto`, after the last layer
+                whose name contains it, e.g. 'classifier' = before the final up-sampling)
+  params        trainable parameters
+  gflops        XLA's FLOPs of one inference forward pass per image (`dense_jax.models.flops`;
+                a multiply-add = 2 FLOPs), at the config's image size
+  train_mb      memory of one compiled train step at the config's batch size (XLA's memory analysis:
+                arguments + outputs + temporaries - aliased), MiB — what the step needs on the device
+Step time is not here: the trainer logs `steps_per_sec` into metrics.jsonl, which the report shows.
+Columns are cached per (model config, dataset, batch) in-process: the report calls describe per run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+
+
+def _key(config) -> str:
+  return json.dumps({"model": config.model.to_dict(), "dataset": config.dataset.to_dict(),
+                     "batch": config.batch_size, "steps": config.total_steps,
+                     "dtype": config.get("compute_dtype", "float32"), "optimizer": config.optimizer.to_dict()},
+                    sort_keys=True, default=str)
+
+
+def train_step_memory_mb(config, model, image_size) -> float:
+  """MiB of the compiled train step (E's `make_train_step`) for the config's global batch on one device."""
+  # pylint: disable=g-import-not-at-top
+  from dense_jax.tools import restore
+  from dense_jax.train import loop, optimizers
+  from dense_jax.train import config as config_lib
+  config = config_lib.resolve(config)
+  tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
+  state = restore._abstract_state(config, model, image_size)   # pylint: disable=protected-access
+  b = config.batch_size
+  batch = {"image": jax.ShapeDtypeStruct((b, *image_size, 3), jnp.float32),
+           "semantic": jax.ShapeDtypeStruct((b, *image_size), jnp.int32)}
+  step = jax.jit(loop.make_train_step(model, tx, schedule, False), donate_argnums=(0,))
+  m = step.lower(state, batch).compile().memory_analysis()
+  if m is None:
+    return float("nan")
+  total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+           - m.alias_size_in_bytes)
+  return total / 2 ** 20
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(key: str, rf_upto: str | None, memory: bool) -> tuple:
+  # pylint: disable=g-import-not-at-top
+  import ml_collections
+  from dense_jax.models import flops
+  from dense_jax.tools import receptive_field as rf_lib
+  from dense_jax.tools import restore
+  spec = json.loads(key)
+  config = ml_collections.ConfigDict(dict(
+      seed=0, total_steps=spec["steps"], batch_size=spec["batch"], mesh_shape=(1, 1), log_every=1,
+      eval_every=1, checkpoint_every=1, model=spec["model"], dataset=spec["dataset"], optimizer=spec["optimizer"],
+      compute_dtype=spec["dtype"]))
+  model, _, image_size = restore.build_model(config)
+  shape = (1, *image_size, 3)
+  rows = rf_lib.layer_table(model, shape)
+  rf, _ = rf_lib.final_receptive_field(rows, rf_upto)
+  out = {"rf": rf, "params": flops.param_counts(model, shape)["params"],
+         "gflops": flops.inference_flops(model, shape) / 1e9}
+  if memory:
+    out["train_mb"] = train_step_memory_mb(config, model, image_size)
+  return tuple(out.items())
+
+
+def model_columns(config, rf_upto: str | None = None, memory: bool = True) -> dict:
+  """The columns described in the module docstring for `config`'s model."""
+  return dict(_columns(_key(config), rf_upto, memory))

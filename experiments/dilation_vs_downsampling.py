@@ -1,0 +1,87 @@
+"""Dilation vs. downsampling: one backbone at output stride 32, 16 and 8.
+
+At output stride 32 the backbone downsamples five times and one learned transposed convolution
+(kernel 64, stride 32, initialised to bilinear; FCN-32s style) brings the scores back to the input
+size. At 16 and 8 the stride of the last one or two stages is replaced by dilation (the lecture's
+recipe: "change the stride from 2 to 1, dilate the subsequent convolutions by 2"), so every variant has
+the same layers, the same receptive field and almost the same parameters (only the up-sampler's kernel,
+2·OS wide, differs), and the last stages run at 4× / 16× the resolution. Model:
+`dense_jax/models/ablation.py` (`stride_ablation`).
+
+Quick (CPU, ≈10 min for the 3 runs on 2 cores: `dense_shapes/small_64`, the small residual backbone):
+
+    python -m experiments.sweep experiments/dilation_vs_downsampling.py:quick --root runs/dilation
+    python -m experiments.evaluate_breakdown runs/dilation      # mIoU near boundaries / by object size
+    python -m experiments.report runs/dilation
+
+One run by hand:
+
+    python -m dense_jax.train --config experiments/dilation_vs_downsampling.py:quick,output_stride=8 \\
+        --workdir /tmp/os8
+
+Full (accelerators: `dense_shapes/medium_128`, ResNet-50, 20k steps):
+
+    python -m experiments.sweep experiments/dilation_vs_downsampling.py --root gs://bucket/dilation \\
+        --target tpu --tpu_name my-v4-8 --zone us-central2-b
+
+Arguments (`:quick,output_stride=16,upsample=bilinear`): quick, output_stride (32 | 16 | 8),
+upsample ('learned' | 'bilinear'), backbone ('' = the mode's: 'small' quick, 'resnet50' full), width
+(0 = 1.0), steps (0 = the mode's). Report columns from `describe`: rf (backbone, before the
+up-sampler), params, gflops (inference, per image), train_mb (compiled train step); the trainer logs
+steps_per_sec; `evaluate_breakdown` adds val/band/*, val/interior/*, val/small/*, val/large/*
+(`dense_jax.metrics.breakdown`; band radius and small-object area in `config.experiment`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.ablation_common import model_columns
+from experiments.configs_common import parse_arg
+
+OUTPUT_STRIDES = (32, 16, 8)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = parse_arg(arg, quick=False, output_stride=32, upsample="learned", backbone="", width=0.0, steps=0)
+  quick = arg.quick
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.mesh_shape = (-1, 1)
+  config.dataset = ml_collections.ConfigDict(dict(
+      name="dense_shapes/small_64" if quick else "dense_shapes/medium_128",
+      image_size=None, data_dir=None, train_split="train", eval_split="validation", augment=True))
+  config.model = ml_collections.ConfigDict(dict(
+      name="stride_ablation", backbone=arg.backbone or ("small" if quick else "resnet50"),
+      width=arg.width or 1.0, blocks=(1, 1, 1, 1),
+      output_stride=arg.output_stride, upsample=arg.upsample))
+
+  config.total_steps = arg.steps or (800 if quick else 20_000)
+  config.batch_size = 16 if quick else 32
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=40 if quick else 500,
+      weight_decay=1e-4, grad_clip_norm=1.0))
+  config.log_every = 50 if quick else 100
+  config.eval_every = config.total_steps if quick else 2000
+  config.checkpoint_every = 400 if quick else 2000
+  config.keep_checkpoints = 1 if quick else 2
+  config.num_figures = 4
+  config.tensorboard = not quick
+
+  # Read by experiments/evaluate_breakdown.py (the trainer ignores this block): boundary band of
+  # radius `band_radius` px; objects with fewer visible pixels than `small_area` are "small"
+  # (≈ the median object area of small_64's validation split, 111 px; ×4 at 128 px).
+  config.experiment = ml_collections.ConfigDict(dict(
+      band_radius=2 if quick else 4, small_area=100 if quick else 400, erf_batch=8))
+  return config
+
+
+def sweep(add, arg=None):
+  """Output stride 32 (downsample, learn to upsample), 16 and 8 (the last strides replaced by dilation)."""
+  del arg
+  for output_stride in OUTPUT_STRIDES:
+    add(name=f"os{output_stride}", **{"model.output_stride": output_stride})
+
+
+def describe(config) -> dict:
+  return model_columns(config, rf_upto="classifier")

@@ -1,0 +1,126 @@
+"""The ablation experiment files: configs in both modes, the runs their sweeps declare, describe()."""
+
+import pathlib
+
+import jax
+import ml_collections
+import pytest
+
+from dense_jax.ops import receptive_field
+from dense_jax.tools import restore
+from dense_jax.train import config as config_lib
+from experiments import ablation_common
+from experiments import sweep as sweep_lib
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+FILES = {
+    "dilation": "experiments/dilation_vs_downsampling.py",
+    "rf": "experiments/receptive_field.py",
+    "upsampling": "experiments/upsampling.py",
+}
+
+
+def _module(key):
+  return sweep_lib.load_module(str(REPO_ROOT / FILES[key]))
+
+
+def _with(config, overrides: dict) -> ml_collections.ConfigDict:
+  """`config` with dotted overrides applied the way `--config.KEY=VALUE` applies them."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    assert leaf in node, f"override {key} names no existing key"
+    node[leaf] = value
+  return config
+
+
+@pytest.mark.parametrize("key", sorted(FILES))
+@pytest.mark.parametrize("arg", ["quick", None])
+def test_get_config_is_valid_for_the_trainer(key, arg):
+  config = config_lib.resolve(_module(key).get_config(arg))
+  quick = arg == "quick"
+  assert config.total_steps <= 1000 if quick else config.total_steps >= 10_000
+  assert config.dataset.name.endswith("_64") if quick else True
+  assert {"band_radius", "small_area", "erf_batch"} <= set(config.experiment)
+  model, info, size = restore.build_model(config)
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0],
+                       jax.ShapeDtypeStruct((1, *size, 3), jax.numpy.float32))
+  assert out.shape == (1, *size, info.num_classes)
+
+
+EXPECTED_RUNS = {
+    "dilation": {"os32": {"model.output_stride": 32}, "os16": {"model.output_stride": 16},
+                 "os8": {"model.output_stride": 8}},
+    "rf": {"exponential": {"model.dilations": (1, 1, 2, 4, 8, 16, 1)},
+           "constant": {"model.dilations": (1,) * 7},
+           "gridding_2": {"model.dilations": (2, 2, 2)},
+           "gridding_4": {"model.dilations": (4, 4, 4)},
+           "hybrid": {"model.dilations": (1, 2, 5, 1, 2, 5)}},
+    "upsampling": {up: {"model.up": up} for up in
+                   ("nearest", "bed_of_nails", "max_unpool", "transposed", "bilinear")},
+}
+
+
+@pytest.mark.parametrize("key", sorted(FILES))
+def test_sweep_declares_the_runs_and_their_overrides(key):
+  runs = sweep_lib.collect_runs(str(REPO_ROOT / FILES[key]) + ":quick")
+  assert {r.name: r.overrides for r in runs} == EXPECTED_RUNS[key]
+  assert all(r.arg == "quick" for r in runs)
+  base = _module(key).get_config("quick")
+  for run in runs:
+    config = config_lib.resolve(_with(base, run.overrides))   # every override names a real key
+    model, _, size = restore.build_model(config)
+    jax.eval_shape(lambda x, m=model: m.init(jax.random.key(0), x, train=False),
+                   jax.ShapeDtypeStruct((1, *size, 3), jax.numpy.float32))
+    # The flag form the launcher passes parses back to the same value.
+    for flag in run.train_args("W")[4:]:
+      name, _, text = flag.removeprefix("--config.").partition("=")
+      assert str(run.overrides[name]) == text or repr(tuple(run.overrides[name])) == text
+
+
+def _context_rf(dilations):
+  """Independently: each 3×3 conv with dilation d adds 2·d; a 1-pixel start."""
+  return 1 + sum(2 * d for d in dilations)
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "gridding_2", "hybrid"])
+def test_receptive_field_describe_gives_the_theoretical_rf(schedule):
+  module = _module("rf")
+  dilations = module.SCHEDULES[schedule]
+  config = module.get_config(f"quick,schedule={schedule}")
+  with config.unlocked():
+    config.model.width = 4            # the receptive field does not depend on the width
+  columns = module.describe(config)
+  assert columns["context_rf"] == _context_rf(dilations)
+  # Front-end: two 3×3 convs at stride 1 (5 px); each context pixel is one input pixel.
+  assert columns["rf"] == 4 + _context_rf(dilations)
+  if schedule == "exponential":
+    assert (columns["context_rf"], columns["rf"]) == (67, 71)
+  assert columns["params"] > 0 and columns["gflops"] > 0 and columns["train_mb"] > 0
+
+
+def test_dilation_keeps_the_receptive_field_and_costs_more():
+  module = _module("dilation")
+  columns = {}
+  for os_ in (32, 8):
+    # The fixed bilinear head isolates the backbone's cost; describe() = these columns + train_mb
+    # (the compiled train step, which the receptive-field test above covers).
+    config = module.get_config(f"quick,output_stride={os_},width=0.25,upsample=bilinear")
+    columns[os_] = ablation_common.model_columns(config, rf_upto="classifier", memory=False)
+  # The strided small backbone: stem 3/2, then per stage a 3×3/2 and a 3×3 conv.
+  layers = [(3, 2, 1)] + [(3, 2, 1), (3, 1, 1)] * 4
+  expected = receptive_field(layers)[-1].size
+  assert columns[32]["rf"] == columns[8]["rf"] == expected == 183
+  assert columns[8]["gflops"] > 1.5 * columns[32]["gflops"]   # the last stages run at 16x the pixels
+
+
+def test_unknown_arguments_are_errors():
+  with pytest.raises(ValueError, match="schedule"):
+    _module("rf").get_config("quick,schedule=fibonacci")
+  with pytest.raises(ValueError, match="'up'"):
+    _module("upsampling").get_config("quick,up=pixelshuffle")
+  with pytest.raises(ValueError, match="unknown option"):
+    _module("dilation").get_config("quick,stride=8")
