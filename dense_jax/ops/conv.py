@@ -1,0 +1,410 @@
+"""Convolutions for dense prediction: `conv2d` (strided, dilated, grouped) and `conv_transpose2d`.
+
+Layouts: activations NHWC, kernels HWIO `(kh, kw, in, out)` — for the transposed conv too, where
+`conv_transpose2d(x, w, ...)` computes `torch.nn.functional.conv_transpose2d(x_nchw,
+w.transpose(2, 3, 0, 1), ...)`.
+
+Each op has a *reference* form, the textbook definition written as one `lax.conv_general_dilated`,
+and *fast* forms that compute the same function with convolutions XLA runs well:
+
+* `conv_transpose2d(method='reference')` inserts `stride - 1` zeros between input pixels
+  (`lhs_dilation`) and convolves with the flipped kernel. XLA multiplies the inserted zeros, and on
+  CPU the weight gradient of that convolution falls off the fast (Eigen) path: ~15x slower than
+  PyTorch for a typical FCN/U-Net upsampler.
+* `conv_transpose2d(method='phase')` (sub-pixel / phase decomposition): output pixel `t = q·s + r`
+  only sees the kernel taps `a` with `a·d ≡ r (mod s)`, so the `s²` output phases are `s²` small
+  stride-1 convolutions of the *un-dilated* input. They are packed into ONE stride-1 convolution with
+  a `ceil(d·(k-1)+1 / s)`-tap kernel and `s²·C_out` output channels, followed by a depth-to-space
+  reshape (no scatter, no inserted zeros). Its VJP is written by hand: the input gradient is the
+  ordinary strided convolution of `dy` with `w`, the weight gradient a few dense matmuls.
+* `conv2d(method='phase')` for strided convolutions: space-to-depth of the padded input, then one
+  stride-1 convolution with `s²·C_in` input channels; the same hand-written VJP (XLA's input
+  gradient of a strided conv uses `lhs_dilation`, slow on CPU).
+
+`method='auto'` picks per backend (`jax.default_backend()`), see `_AUTO`. Every form is tested equal
+to the reference form (values and gradients) in tests/ops/test_conv.py, and timed in
+experiments/benchmarks/conv.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from dense_jax.ops._checks import as_pad_pairs, as_pair, check_channels, check_choice, check_rank
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+CONV2D_METHODS = ("auto", "reference", "phase")
+CONV_TRANSPOSE_METHODS = ("auto", "reference", "phase")
+
+# What 'auto' means per backend (measured with experiments/benchmarks/conv.py): on CPU the fast forms
+# win by large factors; on GPU/TPU XLA's own convolutions (cuDNN / the TPU conv emitter) already
+# handle lhs_dilation and strided gradients well.
+_AUTO = {
+    "conv2d": {"cpu": "phase"},
+    "conv_transpose2d": {"cpu": "phase"},
+}
+
+
+def _auto(op: str, method: str) -> str:
+  if method != "auto":
+    return method
+  return _AUTO[op].get(jax.default_backend(), "reference")
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument handling
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_operands(x, w, name_w: str = "w", groups: int = 1) -> None:
+  check_rank(x, 4, "x", "NHWC")
+  check_rank(w, 4, name_w, "HWIO (kh, kw, in, out)")
+  check_channels(x.shape[-1], w.shape[2] * groups, "x")
+
+
+def _conv_pads(padding, in_hw, k_hw, stride, dilation):
+  """`padding` of `conv2d` -> ((lo, hi), (lo, hi)); 'SAME' as in `lax` (output `ceil(in / stride)`)."""
+  if isinstance(padding, str):
+    mode = padding.upper()
+    check_choice(mode, ("SAME", "VALID"), "padding")
+    if mode == "VALID":
+      return (0, 0), (0, 0)
+    pads = []
+    for n, k, s, d in zip(in_hw, k_hw, stride, dilation):
+      out = -(-n // s)
+      total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+      pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+  return as_pad_pairs(padding, "padding")
+
+
+# ------------------------------------------------------------------------------------------------
+# Reshapes between the phase (sub-pixel) domain and the image domain
+# ------------------------------------------------------------------------------------------------
+
+
+def _dilate_kernel(w, dilation):
+  """Insert `d - 1` zero taps between kernel taps: `(kh, kw, ...)` -> `(d_h·(kh-1)+1, d_w·(kw-1)+1, ...)`."""
+  for axis, d in enumerate(dilation):
+    if d == 1:
+      continue
+    k = w.shape[axis]
+    w = jnp.expand_dims(w, axis + 1)
+    pad = [(0, 0)] * w.ndim
+    pad[axis + 1] = (0, d - 1)
+    w = jnp.pad(w, pad)
+    shape = w.shape[:axis] + (k * d,) + w.shape[axis + 2:]
+    w = lax.slice_in_dim(w.reshape(shape), 0, d * (k - 1) + 1, axis=axis)
+  return w
+
+
+def _depth_to_space(z, stride):
+  """`(N, A, B, sh·sw·C)` with channels ordered `(rh, rw, c)` -> `(N, A·sh, B·sw, C)`."""
+  (sh, sw), (n, a, b, c) = stride, z.shape
+  c //= sh * sw
+  z = z.reshape(n, a, b, sh, sw, c).transpose(0, 1, 3, 2, 4, 5)
+  return z.reshape(n, a * sh, b * sw, c)
+
+
+def _space_to_depth(y, stride):
+  """Inverse of `_depth_to_space`: `(N, A·sh, B·sw, C)` -> `(N, A, B, sh·sw·C)`, channels `(rh, rw, c)`."""
+  (sh, sw), (n, h, w, c) = stride, y.shape
+  y = y.reshape(n, h // sh, sh, w // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(n, h // sh, w // sw, sh * sw * c)
+
+
+def _pad_or_crop(x, pads):
+  """Zero-pad (or, for negative entries, crop) the two spatial axes of an NHWC array."""
+  (lh, hh), (lw, hw) = pads
+  x = x[:, max(-lh, 0):x.shape[1] - max(-hh, 0), max(-lw, 0):x.shape[2] - max(-hw, 0)]
+  return jnp.pad(x, ((0, 0), (max(lh, 0), max(hh, 0)), (max(lw, 0), max(hw, 0)), (0, 0)))
+
+
+def _phase_taps(kd: int, s: int) -> int:
+  """Taps of each phase kernel: the dilated kernel of `kd` taps split into `s` phases."""
+  return -(-kd // s)
+
+
+# ------------------------------------------------------------------------------------------------
+# The shared fast primitive: a stride-1 VALID convolution with a hand-written VJP
+# ------------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_valid(x, w, dilation=(1, 1)):
+  """`y[n, i, j] = sum_{a, b} x[n, i + a·d_h, j + b·d_w] @ w[a, b]` (stride 1, no padding)."""
+  return lax.conv_general_dilated(x, w, (1, 1), "VALID", rhs_dilation=dilation, dimension_numbers=_DN)
+
+
+def _conv_valid_fwd(x, w, dilation):
+  return _conv_valid(x, w, dilation), (x, w)
+
+
+def _conv_valid_bwd(dilation, res, dy):
+  x, w = res
+  kd = [d * (k - 1) for k, d in zip(w.shape[:2], dilation)]
+  # dx: the "full" correlation of dy with the flipped, in/out-swapped kernel: a canonical stride-1
+  # conv, which XLA:CPU runs on its fast (Eigen) path.
+  dx = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
+                                [(k, k) for k in kd], rhs_dilation=dilation, dimension_numbers=_DN)
+  return dx, _weight_grad_valid(x, dy, w.shape[:2], dilation)
+
+
+def _weight_grad_valid(x, dy, k_hw, dilation=(1, 1)):
+  """`dw[a, b] = sum_{n, i, j} x[n, i + a·d_h, j + b·d_w]ᵀ dy[n, i, j]` as `kh·kw` dense matmuls.
+
+  XLA:CPU lowers this weight gradient to a convolution whose "kernel" is the whole output, which
+  runs far below matmul speed (and off the Eigen path altogether when the output is larger than
+  the input); one matmul per tap, contracting over (n, i, j), runs at matmul speed.
+  """
+  (kh, kw), (dh, dw), (_, oh, ow, _) = k_hw, dilation, dy.shape
+  taps = [jnp.einsum("nhwc,nhwd->cd", x[:, a * dh:a * dh + oh, b * dw:b * dw + ow], dy)
+          for a in range(kh) for b in range(kw)]
+  return jnp.stack(taps).reshape(kh, kw, x.shape[-1], dy.shape[-1])
+
+
+_conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
+
+
+# ------------------------------------------------------------------------------------------------
+# conv2d
+# ------------------------------------------------------------------------------------------------
+
+
+def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 1, method: str = "auto"):
+  """2-D convolution (cross-correlation, as in every DL library), NHWC x HWIO.
+
+      y[n, i, j, o] = sum_{a, b, c} x_pad[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · w[a, b, c, o]
+
+  with `x_pad` the input zero-padded by `padding`. Output size per axis:
+  `floor((H + lo + hi - d·(k - 1) - 1) / s) + 1`.
+
+  Args:
+    x: `(N, H, W, C_in)`.
+    w: `(kh, kw, C_in / feature_group_count, C_out)`.
+    stride: int or `(sh, sw)`, >= 1.
+    padding: int, `(ph, pw)`, `((lo_h, hi_h), (lo_w, hi_w))` (each >= 0), `'SAME'` (output
+      `ceil(H / s)`, extra padding at the end, like `lax`) or `'VALID'`.
+    dilation: int or `(dh, dw)`, >= 1: the kernel taps are `d` pixels apart ("à trous").
+    feature_group_count: grouped convolution (C_in and C_out divisible by it).
+    method: 'reference' (one `lax.conv_general_dilated`), 'phase' (strided convs as space-to-depth
+      + stride-1 conv with a hand-written VJP; stride 1 is the reference form), or 'auto'.
+
+  Returns:
+    `(N, H_out, W_out, C_out)`.
+  """
+  check_rank(x, 4, "x", "NHWC")
+  check_rank(w, 4, "w", "HWIO (kh, kw, in, out)")
+  if (isinstance(feature_group_count, bool) or not isinstance(feature_group_count, int)
+      or feature_group_count < 1):
+    raise ValueError(f"feature_group_count: expected an int >= 1, got {feature_group_count!r}")
+  g = feature_group_count
+  check_channels(x.shape[-1], w.shape[2] * g, "x")
+  if w.shape[3] % g:
+    raise ValueError(f"w: expected out channels divisible by feature_group_count={g}, got {w.shape[3]}")
+  stride = as_pair(stride, "stride")
+  dilation = as_pair(dilation, "dilation")
+  check_choice(method, CONV2D_METHODS, "method")
+  pads = _conv_pads(padding, x.shape[1:3], w.shape[:2], stride, dilation)
+  for axis, n, (lo, hi), k, d in zip("HW", x.shape[1:3], pads, w.shape[:2], dilation):
+    if n + lo + hi < d * (k - 1) + 1:
+      raise ValueError(f"x: padded {axis} size {n + lo + hi} is smaller than the dilated kernel "
+                       f"{d * (k - 1) + 1} (kernel {k}, dilation {d}, padding {(lo, hi)})")
+  method = _auto("conv2d", method)
+  if method == "phase" and stride != (1, 1) and g == 1:
+    return _conv2d_phase(x, w, stride, pads, dilation)
+  return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_DN,
+                                  feature_group_count=g)
+
+
+def _conv2d_phase(x, w, stride, pads, dilation):
+  """Strided conv as space-to-depth + stride-1 conv.
+
+  With the kernel dilated (`kd = d·(k-1)+1` taps) and zero-padded to `M·s` taps, tap `a = m·s + r`
+  reads input row `o·s + a = (o + m)·s + r`: row `o + m`, phase `r` of the space-to-depth input.
+  """
+  n, h, wd, c = x.shape
+  kd = [d * (k - 1) + 1 for k, d in zip(w.shape[:2], dilation)]
+  m = [_phase_taps(k, s) for k, s in zip(kd, stride)]
+  out = [(size + lo + hi - k) // s + 1 for size, (lo, hi), k, s in zip((h, wd), pads, kd, stride)]
+  # Pad/crop so the padded input has exactly (out + M - 1)·s rows: the rows the kernel reads.
+  need = [(o + mm - 1) * s for o, mm, s in zip(out, m, stride)]
+  xp = _pad_or_crop(x, [(lo, nd - size - lo) for size, (lo, _), nd in zip((h, wd), pads, need)])
+  xs = _space_to_depth(xp, stride)
+  wk = _dilate_kernel(w, dilation)
+  wk = jnp.pad(wk, ((0, m[0] * stride[0] - kd[0]), (0, m[1] * stride[1] - kd[1]), (0, 0), (0, 0)))
+  (sh, sw), co = stride, w.shape[-1]
+  wk = wk.reshape(m[0], sh, m[1], sw, c, co).transpose(0, 2, 1, 3, 4, 5).reshape(m[0], m[1], sh * sw * c, co)
+  return _conv_valid(xs, wk, (1, 1))
+
+
+# ------------------------------------------------------------------------------------------------
+# conv_transpose2d
+# ------------------------------------------------------------------------------------------------
+
+
+class _TGeom(NamedTuple):
+  """Per-axis geometry of the phase form of a transposed conv (see `_tgeom`)."""
+  out: int      # output size
+  taps: int     # M, taps of each phase kernel
+  pad_lo: int   # input padding (negative = crop) before the phase conv
+  pad_hi: int
+  rows: int     # phase rows computed (nq)
+  crop: int     # first output row inside the depth-to-space result
+
+
+def _tgeom(size, k, s, p, op, d) -> _TGeom:
+  """Geometry of one axis: full output row `t = o + p = q·s + r` gets `x[q - m]·w_dil[m·s + r]`.
+
+  Only phase rows `q ∈ [q0, q1)` with `q0 = p // s`, `q1 = ceil((p + out) / s)` are computed: the
+  stride-1 conv reads `x[q - M + 1 .. q]`, i.e. x padded by `M - 1 - q0` rows before.
+  """
+  kd = d * (k - 1) + 1
+  out = (size - 1) * s - 2 * p + kd + op
+  m = _phase_taps(kd, s)
+  q0, q1 = p // s, -(-(p + out) // s)
+  rows = q1 - q0
+  pad_lo = m - 1 - q0
+  return _TGeom(out, m, pad_lo, rows + m - 1 - size - pad_lo, rows, p - q0 * s)
+
+
+def _phase_kernel(w, stride, dilation):
+  """`(kh, kw, C_in, C_out)` -> the packed phase kernel `(Mh, Mw, C_in, sh·sw·C_out)`.
+
+  `wc[j, :, :, (r, o)] = w_dil[(M - 1 - j)·s + r, :, :, o]`: the taps of phase `r`, flipped so that
+  a correlation over `j` computes the sum over `m = M - 1 - j`.
+  """
+  (sh, sw), (kh, kw, ci, co) = stride, w.shape
+  wk = _dilate_kernel(w, dilation)
+  kdh, kdw = wk.shape[:2]
+  mh, mw = _phase_taps(kdh, sh), _phase_taps(kdw, sw)
+  wk = jnp.pad(wk, ((0, mh * sh - kdh), (0, mw * sw - kdw), (0, 0), (0, 0)))
+  wk = wk.reshape(mh, sh, mw, sw, ci, co)[::-1, :, ::-1]
+  return wk.transpose(0, 2, 4, 1, 3, 5).reshape(mh, mw, ci, sh * sw * co)
+
+
+class _TConf(NamedTuple):
+  stride: tuple
+  padding: tuple
+  output_padding: tuple
+  dilation: tuple
+
+
+def _phase_forward(x, w, conf: _TConf):
+  gh, gw = (_tgeom(size, k, s, p, op, d) for size, k, s, p, op, d in zip(
+      x.shape[1:3], w.shape[:2], conf.stride, conf.padding, conf.output_padding, conf.dilation))
+  xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
+  z = lax.conv_general_dilated(xp, _phase_kernel(w, conf.stride, conf.dilation), (1, 1), "VALID",
+                               dimension_numbers=_DN)
+  y = _depth_to_space(z, conf.stride)
+  return y[:, gh.crop:gh.crop + gh.out, gw.crop:gw.crop + gw.out]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_transpose_phase(x, w, conf: _TConf):
+  return _phase_forward(x, w, conf)
+
+
+def _conv_transpose_phase_fwd(x, w, conf):
+  return _phase_forward(x, w, conf), (x, w)
+
+
+def _conv_transpose_phase_bwd(conf, res, dy):
+  x, w = res
+  (sh, sw), (ph, pw), (oph, opw) = conf.stride, conf.padding, conf.output_padding
+  gh, gw = (_tgeom(size, k, s, p, op, d) for size, k, s, p, op, d in zip(
+      x.shape[1:3], w.shape[:2], conf.stride, conf.padding, conf.output_padding, conf.dilation))
+  # dx[i] = sum_a dy[i·s + a·d - p] · w[a]ᵀ: the strided, dilated conv of dy with w (the transposed
+  # conv's adjoint), which XLA runs on its fast path. Rows of dy past `(H-1)·s + kd - p` (from
+  # output_padding) touch no input pixel: a negative pad crops them.
+  dyp = _pad_or_crop(dy, ((ph, ph - oph), (pw, pw - opw)))
+  dx = lax.conv_general_dilated(dyp, w.transpose(0, 1, 3, 2), conf.stride, "VALID",
+                                rhs_dilation=conf.dilation, dimension_numbers=_DN)
+  # dw through the phase domain: the forward is y = crop(depth_to_space(conv_valid(xp, wc))), so
+  # dz = space_to_depth(uncrop(dy)) and dwc = sum xp-patchᵀ dz (dense matmuls), then back to w.
+  dz = jnp.pad(dy, ((0, 0), (gh.crop, gh.rows * sh - gh.out - gh.crop),
+                    (gw.crop, gw.rows * sw - gw.out - gw.crop), (0, 0)))
+  dz = _space_to_depth(dz, conf.stride)
+  xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
+  dwc = _weight_grad_valid(xp, dz, (gh.taps, gw.taps))
+  _, kernel_vjp = jax.vjp(lambda v: _phase_kernel(v, conf.stride, conf.dilation), w)
+  (dw,) = kernel_vjp(dwc)
+  return dx, dw
+
+
+_conv_transpose_phase.defvjp(_conv_transpose_phase_fwd, _conv_transpose_phase_bwd)
+
+
+def conv_transpose2d(x, w, *, stride, padding=0, output_padding=0, dilation=1, method: str = "auto"):
+  """Transposed convolution ("deconvolution", fractionally strided conv), NHWC x `(kh, kw, in, out)`.
+
+  Every input pixel scatters a kernel-weighted copy of itself into the output, `s` output pixels
+  apart per input pixel; overlaps are summed, then `padding` rows are cropped from each border:
+
+      y[n, i·s + a·d - p, j·s + b·d - p, o] += x[n, i, j, c] · w[a, b, c, o]
+
+  Output size per axis: `(H - 1)·s - 2·p + d·(k - 1) + output_padding + 1`. This is exactly
+  `torch.nn.functional.conv_transpose2d(x_nchw, w.transpose(2, 3, 0, 1), stride=s, padding=p,
+  output_padding=op, dilation=d)` in NHWC, and the adjoint (input gradient) of `conv2d` with the
+  same stride/padding/dilation and kernel `w.transpose(0, 1, 3, 2)`.
+
+  Example (the lecture): a 3x3 transposed conv with stride 2 and padding 1 takes 2x2 to 3x3
+  (padding 0 gives the full 5x5 overlap-add).
+
+  Args:
+    x: `(N, H, W, C_in)`.
+    w: `(kh, kw, C_in, C_out)`.
+    stride: int or `(sh, sw)`, >= 1.
+    padding: int or `(ph, pw)`, >= 0: rows/columns cropped from each border of the full output.
+    output_padding: int or `(oph, opw)`, >= 0, each smaller than stride or dilation (PyTorch's
+      rule: `op < max(s, d)`): extra rows/columns added at the bottom/right.
+    dilation: int or `(dh, dw)`, >= 1: spacing of the kernel taps.
+    method: 'reference' (`lax.conv_general_dilated` with `lhs_dilation` and the flipped kernel:
+      "insert zeros, then convolve"), 'phase' (sub-pixel decomposition with a hand-written VJP,
+      see the module docstring) or 'auto' (per backend).
+
+  Returns:
+    `(N, H_out, W_out, C_out)`.
+  """
+  _check_operands(x, w)
+  stride = as_pair(stride, "stride")
+  padding = as_pair(padding, "padding", minimum=0)
+  output_padding = as_pair(output_padding, "output_padding", minimum=0)
+  dilation = as_pair(dilation, "dilation")
+  check_choice(method, CONV_TRANSPOSE_METHODS, "method")
+  for axis, op, s, d in zip("HW", output_padding, stride, dilation):
+    if op >= max(s, d):
+      raise ValueError(f"output_padding: expected a value smaller than stride ({s}) or dilation ({d}) "
+                       f"along {axis}, got {op}")
+  for axis, size, k, s, p, op, d in zip("HW", x.shape[1:3], w.shape[:2], stride, padding,
+                                        output_padding, dilation):
+    out = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+    if out < 1:
+      raise ValueError(f"padding: expected at most the full output (size {out + 2 * p}) along {axis} "
+                       f"to be cropped, got padding {p} (output size {out})")
+  method = _auto("conv_transpose2d", method)
+  if method == "phase" and stride == (1, 1):
+    # No zeros to insert: a stride-1 conv of the padded input with the flipped kernel, with the
+    # hand-written VJP (XLA's weight gradient is slow when the output is larger than the input).
+    pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
+            for k, p, op, d in zip(w.shape[:2], padding, output_padding, dilation)]
+    return _conv_valid(_pad_or_crop(x, pads), jnp.flip(w, (0, 1)), dilation)
+  if method == "phase":
+    return _conv_transpose_phase(x, w, _TConf(stride, padding, output_padding, dilation))
+  return _conv_transpose_reference(x, w, stride, padding, output_padding, dilation)
+
+
+def _conv_transpose_reference(x, w, stride, padding, output_padding, dilation):
+  """Insert `s - 1` zeros between input pixels, pad by `d·(k-1) - p` (+ output_padding at the end),
+  convolve with the spatially flipped kernel. Negative padding crops."""
+  pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
+          for k, p, op, d in zip(w.shape[:2], padding, output_padding, dilation)]
+  return lax.conv_general_dilated(x, jnp.flip(w, (0, 1)), (1, 1), pads, lhs_dilation=stride,
+                                  rhs_dilation=dilation, dimension_numbers=_DN)
