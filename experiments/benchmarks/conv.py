@@ -1,0 +1,233 @@
+"""Convolution speed: transposed convs (each form), dilated and strided convs, against Flax and PyTorch.
+
+Run: `python -m experiments.benchmarks.conv [--quick] [--repeats 9]`
+
+Tables (NHWC float32, batch 4; "fwd+bwd" is the output plus the VJP w.r.t. input AND kernel with a
+fixed cotangent, so the same three passes PyTorch's `y.backward(ct)` runs):
+1. Transposed conv 64x64 -> 128x128, 128 -> 64 channels, kernel 4, stride 2, padding 1 (the U-Net /
+   FCN upsampler): `dense_jax.ops.conv_transpose2d` with each `method`, `flax.linen.ConvTranspose`
+   (padding 'SAME', same shapes), PyTorch `ConvTranspose2d` (NCHW). Figure to reach (issue 2):
+   our fwd+bwd at least as fast as PyTorch's (`torch/ours` >= 1).
+2. FCN upsamplers (kernel 2s, stride s, 21 -> 21 channels, output 128x128), each method and PyTorch.
+3. Dilated 3x3 convs, 64x64, 64 -> 64 channels, 'SAME', rates 1, 2, 4, 8, 16, each `conv2d` method
+   and PyTorch. Figure to reach: rate 16 within 1.5x the time of rate 1.
+4. Strided and plain 3x3 convs (U-Net / ResNet blocks) and the 7x7/2 stem, each method and PyTorch.
+"GFLOP/s" counts useful multiply-adds only (2·N·H_in·W_in·kh·kw·C_in·C_out for a transposed conv,
+2·N·H_out·W_out·kh·kw·C_in·C_out for a conv; no inserted zeros, no padding taps), per pass: fwd+bwd
+counts three passes. Times are medians of `--repeats` runs after a warm-up, interleaved between
+rows, with `jax.block_until_ready`; PyTorch uses `torch.set_num_threads(os.cpu_count())`. The first
+line is a 2048² float32 matmul: the machine's practical peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dense_jax.ops.conv import conv2d, conv_transpose2d
+
+_BATCH = 4
+
+
+def _timer(fn, repeats: int):
+  """Warm up `fn` (compile) and return a closure that times `repeats` runs, for interleaving."""
+  fn()
+  fn()
+  times: list[float] = []
+
+  def run():
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - t0)
+    return times
+  return run
+
+
+def _measure(fns: dict, repeats: int, rounds: int = 3) -> dict:
+  """Median ms of each callable, repeats spread over `rounds` interleaved rounds (fair under load)."""
+  timers = {name: _timer(fn, max(1, repeats // rounds)) for name, fn in fns.items()}
+  times = {}
+  for _ in range(rounds):
+    for name, timer in timers.items():
+      times[name] = timer()
+  return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
+def _jax_pair(f, *args):
+  """Callables for jitted fwd, and jitted fwd+bwd (VJP w.r.t. every argument, ones cotangent)."""
+  fwd = jax.jit(f)
+  ct = jnp.ones(jax.eval_shape(f, *args).shape, jnp.float32)
+
+  def fwd_bwd(*a):
+    y, vjp = jax.vjp(f, *a)
+    return y, vjp(ct)
+  fwd_bwd = jax.jit(fwd_bwd)
+  return (lambda: jax.block_until_ready(fwd(*args)),
+          lambda: jax.block_until_ready(fwd_bwd(*args)))
+
+
+def _torch():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  torch.set_num_threads(os.cpu_count() or 1)
+  return torch
+
+
+def _torch_pair(torch, module, x_nhwc: np.ndarray):
+  xt = torch.tensor(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)), requires_grad=True)
+  with torch.no_grad():
+    ct = torch.ones_like(module(xt))
+
+  def fwd():
+    with torch.no_grad():
+      return module(xt)
+
+  def fwd_bwd():
+    module.zero_grad(set_to_none=True)
+    xt.grad = None
+    module(xt).backward(ct)
+  return fwd, fwd_bwd
+
+
+def _table(title: str, rows: dict, flops: float, baseline: str | None, repeats: int):
+  """rows: name -> (fwd callable, fwd+bwd callable). Prints ms, GFLOP/s and baseline/ours."""
+  fns = {}
+  for name, (f, fb) in rows.items():
+    fns[(name, "fwd")] = f
+    fns[(name, "fb")] = fb
+  ms = _measure(fns, repeats)
+  print(f"\n{title}")
+  head = f"{'':34s} {'fwd ms':>9s} {'GFLOP/s':>8s} {'fwd+bwd ms':>11s} {'GFLOP/s':>8s}"
+  if baseline in rows:
+    head += f" {baseline + '/ours fwd':>17s} {'fwd+bwd':>8s}"
+  print(head)
+  for name in rows:
+    f, fb = ms[(name, "fwd")], ms[(name, "fb")]
+    line = f"{name:34s} {f:9.1f} {flops / f / 1e6:8.1f} {fb:11.1f} {3 * flops / fb / 1e6:8.1f}"
+    if baseline in rows:
+      line += f" {ms[(baseline, 'fwd')] / f:17.2f} {ms[(baseline, 'fb')] / fb:8.2f}"
+    print(line)
+  return ms
+
+
+def matmul_peak(repeats: int) -> float:
+  a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
+  mm = jax.jit(lambda a: a @ a)
+  ms = _measure({"mm": lambda: jax.block_until_ready(mm(a))}, repeats)["mm"]
+  return 2 * 2048 ** 3 / ms / 1e6
+
+
+def bench_transposed(repeats: int, torch):
+  """Table 1: the U-Net upsampler."""
+  h, ci, co, k, s, p = 64, 128, 64, 4, 2, 1
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((_BATCH, h, h, ci), np.float32)
+  w = (rng.standard_normal((k, k, ci, co)) * 0.05).astype(np.float32)
+  rows = {}
+  for method in ("reference", "phase", "auto"):
+    rows[f"conv_transpose2d[{method}]"] = _jax_pair(
+        lambda x, w, m=method: conv_transpose2d(x, w, stride=s, padding=p, method=m), x, w)
+  module = nn.ConvTranspose(co, (k, k), strides=(s, s), padding="SAME")
+  params = module.init(jax.random.PRNGKey(0), x[:1])
+  rows["flax.linen.ConvTranspose"] = _jax_pair(lambda params, x: module.apply(params, x), params, x)
+  if torch is not None:
+    rows["torch ConvTranspose2d"] = _torch_pair(torch, torch.nn.ConvTranspose2d(ci, co, k, s, p, bias=False), x)
+  flops = 2 * _BATCH * h * h * k * k * ci * co
+  _table(f"Transposed conv {h}x{h}->{2 * h}x{2 * h}, {ci}->{co} ch, kernel {k}, stride {s}, pad {p}",
+         rows, flops, "torch ConvTranspose2d" if torch is not None else None, repeats)
+
+
+def bench_fcn(repeats: int, torch, factors):
+  """Table 2: FCN's bilinear-initialised upsamplers (kernel 2s, stride s, padding s/2)."""
+  c, out = 21, 128
+  rng = np.random.default_rng(1)
+  for s in factors:
+    h, k, p = out // s, 2 * s, s // 2
+    x = rng.standard_normal((_BATCH, h, h, c), np.float32)
+    w = (rng.standard_normal((k, k, c, c)) * 0.05).astype(np.float32)
+    rows = {}
+    for method in ("reference", "phase"):
+      rows[f"conv_transpose2d[{method}]"] = _jax_pair(
+          lambda x, w, m=method, s=s, p=p: conv_transpose2d(x, w, stride=s, padding=p, method=m), x, w)
+    if torch is not None:
+      rows["torch ConvTranspose2d"] = _torch_pair(torch, torch.nn.ConvTranspose2d(c, c, k, s, p, bias=False), x)
+    flops = 2 * _BATCH * h * h * k * k * c * c
+    _table(f"FCN upsampler x{s}: {h}x{h}->{out}x{out}, {c} ch, kernel {k}, stride {s}, pad {p}",
+           rows, flops, "torch ConvTranspose2d" if torch is not None else None, repeats)
+
+
+def bench_dilated(repeats: int, torch, rates):
+  """Table 3: 3x3 convs at growing dilation rates ('SAME')."""
+  h, c = 64, 64
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((_BATCH, h, h, c), np.float32)
+  w = (rng.standard_normal((3, 3, c, c)) * 0.05).astype(np.float32)
+  flops = 2 * _BATCH * h * h * 9 * c * c
+  rows = {}
+  for d in rates:
+    rows[f"conv2d dilation {d}"] = _jax_pair(
+        lambda x, w, d=d: conv2d(x, w, padding=d, dilation=d), x, w)
+    if torch is not None:
+      rows[f"torch Conv2d dilation {d}"] = _torch_pair(
+          torch, torch.nn.Conv2d(c, c, 3, padding=d, dilation=d, bias=False), x)
+  ms = _table(f"Dilated 3x3 conv {h}x{h}, {c}->{c} ch (ours: method 'auto' = XLA rhs_dilation)",
+              rows, flops, None, repeats)
+  top, one = max(rates), min(rates)
+  for who in ("conv2d", "torch Conv2d"):
+    if f"{who} dilation {top}" in rows:
+      print(f"  {who}: rate {top} / rate {one} time: fwd "
+            f"{ms[(f'{who} dilation {top}', 'fwd')] / ms[(f'{who} dilation {one}', 'fwd')]:.2f}, fwd+bwd "
+            f"{ms[(f'{who} dilation {top}', 'fb')] / ms[(f'{who} dilation {one}', 'fb')]:.2f}")
+
+
+def bench_convs(repeats: int, torch):
+  """Table 4: U-Net / ResNet convolutions."""
+  rng = np.random.default_rng(3)
+  cases = [  # (name, H_in, C_in, C_out, kernel, stride, padding)
+      ("3x3/1 64x64 64->64", 64, 64, 64, 3, 1, 1),
+      ("3x3/2 128x128 64->128", 128, 64, 128, 3, 2, 1),
+      ("7x7/2 stem 128x128 3->64", 128, 3, 64, 7, 2, 3),
+  ]
+  for name, h, ci, co, k, s, p in cases:
+    x = rng.standard_normal((_BATCH, h, h, ci), np.float32)
+    w = (rng.standard_normal((k, k, ci, co)) * 0.05).astype(np.float32)
+    methods = ("reference", "phase") if s > 1 else ("reference",)
+    rows = {f"conv2d[{m}]": _jax_pair(lambda x, w, m=m, s=s, p=p: conv2d(x, w, stride=s, padding=p, method=m),
+                                      x, w) for m in methods}
+    if torch is not None:
+      rows["torch Conv2d"] = _torch_pair(torch, torch.nn.Conv2d(ci, co, k, s, p, bias=False), x)
+    ho = (h + 2 * p - k) // s + 1
+    flops = 2 * _BATCH * ho * ho * k * k * ci * co
+    _table(f"Conv {name}", rows, flops, "torch Conv2d" if torch is not None else None, repeats)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="fewer repeats and cases")
+  parser.add_argument("--repeats", type=int, default=9)
+  parser.add_argument("--no-torch", action="store_true")
+  args = parser.parse_args(argv)
+  repeats = 3 if args.quick else args.repeats
+  torch = None if args.no_torch else _torch()
+  print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+        f"{os.cpu_count()} cores; torch {torch.__version__ if torch else 'absent'}")
+  print(f"2048x2048 f32 matmul: {matmul_peak(repeats):.1f} GFLOP/s (practical peak)")
+  bench_transposed(repeats, torch)
+  bench_fcn(repeats, torch, (8,) if args.quick else (2, 8, 16))
+  bench_dilated(repeats, torch, (1, 16) if args.quick else (1, 2, 4, 8, 16))
+  if not args.quick:
+    bench_convs(repeats, torch)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,440 @@
+"""conv2d and conv_transpose2d: the lecture's example, float64 NumPy definitions (values and VJPs),
+PyTorch parity, numerical gradients, jit/vmap, every fast form equal to the reference form, errors."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import test_util as jtu
+
+from dense_jax.ops._hlo import has_scatter
+from dense_jax.ops.conv import conv2d, conv_transpose2d
+
+METHODS = ("reference", "phase")
+
+
+# ------------------------------------------------------------------------------------------------
+# float64 NumPy definitions (scatter-add / gather loops over kernel taps) and their VJPs
+# ------------------------------------------------------------------------------------------------
+
+
+def _pair(v):
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _tap_slices(a, b, size_hw, stride, dilation):
+  """Rows/columns `i·s + a·d` for `i < size`: the pixels that tap (a, b) touches."""
+  (h, w), (sh, sw), (dh, dw) = size_hw, stride, dilation
+  return (slice(None), slice(a * dh, a * dh + (h - 1) * sh + 1, sh),
+          slice(b * dw, b * dw + (w - 1) * sw + 1, sw))
+
+
+def np_conv_transpose2d(x, w, g=None, *, stride, padding=0, output_padding=0, dilation=1):
+  """Definition: full[i·s + a·d] += x[i] @ w[a]; y = full cropped by `padding` (output_padding extends
+  the bottom/right). With a cotangent `g`, also returns (dx, dw) = the VJP, gathering from g."""
+  x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+  s, p, op, d = _pair(stride), _pair(padding), _pair(output_padding), _pair(dilation)
+  n, h, wd, _ = x.shape
+  kh, kw, _, co = w.shape
+  full_hw = [(m - 1) * si + di * (k - 1) + 1 + o for m, si, di, k, o in zip((h, wd), s, d, (kh, kw), op)]
+  full = np.zeros((n, *full_hw, co))
+  for a in range(kh):
+    for b in range(kw):
+      full[_tap_slices(a, b, (h, wd), s, d)] += x @ w[a, b]
+  y = full[:, p[0]:full_hw[0] - p[0], p[1]:full_hw[1] - p[1]]
+  if g is None:
+    return y
+  gfull = np.zeros_like(full)
+  gfull[:, p[0]:full_hw[0] - p[0], p[1]:full_hw[1] - p[1]] = g
+  dx, dw = np.zeros_like(x), np.zeros_like(w)
+  for a in range(kh):
+    for b in range(kw):
+      ga = gfull[_tap_slices(a, b, (h, wd), s, d)]
+      dx += ga @ w[a, b].T
+      dw[a, b] = np.einsum("nhwc,nhwo->co", x, ga)
+  return y, dx, dw
+
+
+def np_conv2d(x, w, g=None, *, stride=1, pads=((0, 0), (0, 0)), dilation=1, groups=1):
+  """Definition: y[o] = sum_a x_pad[o·s + a·d] @ w[a] (per channel group). With `g`, also (dx, dw)."""
+  x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+  s, d = _pair(stride), _pair(dilation)
+  xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+  kh, kw, cig, co = w.shape
+  cog = co // groups
+  out_hw = [(m - di * (k - 1) - 1) // si + 1 for m, di, k, si in zip(xp.shape[1:3], d, (kh, kw), s)]
+  y = np.zeros((x.shape[0], *out_hw, co))
+  dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+  for a in range(kh):
+    for b in range(kw):
+      sl = _tap_slices(a, b, out_hw, s, d)
+      for j in range(groups):
+        ci_, co_ = slice(j * cig, (j + 1) * cig), slice(j * cog, (j + 1) * cog)
+        y[..., co_] += xp[sl][..., ci_] @ w[a, b][:, co_]
+        if g is not None:
+          dxp[(*sl, ci_)] += g[..., co_] @ w[a, b][:, co_].T
+          dw[a, b][:, co_] = np.einsum("nhwc,nhwo->co", xp[sl][..., ci_], g[..., co_])
+  if g is None:
+    return y
+  (lh, _), (lw, _) = pads
+  return y, dxp[:, lh:lh + x.shape[1], lw:lw + x.shape[2]], dw
+
+
+def _value_and_vjp(f, x, w, g):
+  """Jitted (f(x, w), dx, dw) with cotangent g."""
+  def run(x, w, g):
+    y, vjp = jax.vjp(f, x, w)
+    return (y, *vjp(g))
+  return jax.jit(run)(jnp.asarray(x), jnp.asarray(w), jnp.asarray(g))
+
+
+def _assert_close(got, want, scale=1.0):
+  np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-4, atol=1e-4 * scale)
+
+
+# ------------------------------------------------------------------------------------------------
+# The lecture's example
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_lecture_3x3_stride2_pad1_takes_2x2_to_3x3(method):
+  # Each input pixel stamps a 3x3 block of itself 2 pixels apart; overlaps add. By hand, with an
+  # all-ones kernel the full 5x5 overlap-add ("actual output 5x5") is:
+  full = np.array([[1, 1, 3, 2, 2],
+                   [1, 1, 3, 2, 2],
+                   [4, 4, 10, 6, 6],
+                   [3, 3, 7, 4, 4],
+                   [3, 3, 7, 4, 4]], np.float32)
+  x = jnp.asarray([[1, 2], [3, 4]], jnp.float32)[None, :, :, None]
+  ones = jnp.ones((3, 3, 1, 1), jnp.float32)
+  np.testing.assert_array_equal(conv_transpose2d(x, ones, stride=2, method=method)[0, :, :, 0], full)
+  y = conv_transpose2d(x, ones, stride=2, padding=1, method=method)
+  assert y.shape == (1, 3, 3, 1)
+  np.testing.assert_array_equal(y[0, :, :, 0], full[1:4, 1:4])
+  # A kernel with distinct taps: the 3x3 output is the centre of the stamped overlap-add.
+  w = np.arange(1, 10, dtype=np.float32).reshape(3, 3)
+  stamped = np.zeros((5, 5), np.float32)
+  for i in range(2):
+    for j in range(2):
+      stamped[2 * i:2 * i + 3, 2 * j:2 * j + 3] += float(x[0, i, j, 0]) * w
+  got = conv_transpose2d(x, jnp.asarray(w)[:, :, None, None], stride=2, padding=1, method=method)
+  np.testing.assert_array_equal(got[0, :, :, 0], stamped[1:4, 1:4])
+
+
+# ------------------------------------------------------------------------------------------------
+# Transposed conv against the definition (always) and PyTorch (when installed)
+# ------------------------------------------------------------------------------------------------
+
+# (kernel, stride, padding, output_padding, dilation, (H, W), C_in, C_out)
+_TCASES = [
+    (3, 2, 1, 0, 1, (2, 2), 1, 1),             # the lecture
+    (4, 2, 1, 0, 1, (5, 5), 3, 2),             # U-Net / DCGAN upsampler
+    (3, 2, 1, 1, 1, (4, 3), 2, 3),             # output_padding: exact 2x
+    (2, 2, 0, 0, 1, (3, 4), 2, 2),             # kernel == stride: no overlap
+    (4, 2, 1, 0, 1, (1, 1), 2, 2),             # a single pixel
+    (16, 8, 4, 0, 1, (3, 2), 2, 2),            # FCN x8 (kernel 2s)
+    (16, 8, 0, 0, 1, (2, 2), 1, 2),            # FCN x8 as in FCN (crop done later)
+    (32, 16, 8, 0, 1, (2, 1), 1, 1),           # FCN x16
+    (64, 32, 16, 0, 1, (1, 2), 1, 1),          # FCN x32
+    (5, 3, 2, 2, 1, (3, 4), 2, 1),             # odd kernel, stride 3
+    (7, 4, 2, 3, 1, (2, 3), 1, 2),             # stride 4, largest output_padding
+    (4, 4, 0, 1, 1, (3, 2), 2, 2),
+    (3, 2, 4, 1, 1, (6, 6), 1, 1),             # padding beyond the kernel: crops input rows
+    (3, 1, 0, 0, 1, (3, 4), 2, 2),             # stride 1 ("full" conv)
+    (3, 1, 2, 0, 1, (4, 4), 2, 1),             # stride 1, padding > k - 1
+    (3, 1, 1, 1, 2, (3, 4), 1, 2),             # stride 1, dilation 2, output_padding < dilation
+    (3, 2, 1, 1, 2, (3, 3), 2, 2),             # dilated and strided
+    (3, 2, 0, 2, 3, (2, 3), 1, 1),             # gcd(s, d) = 1, output_padding < dilation
+    (3, 2, 0, 0, 4, (3, 2), 1, 2),             # d a multiple of s: odd phases empty
+    (2, 3, 1, 0, 2, (3, 3), 2, 1),
+    ((3, 2), (2, 3), (1, 0), (1, 2), (1, 1), (3, 4), 2, 3),  # per-axis everything
+    ((5, 1), (3, 1), (2, 0), (0, 0), (2, 1), (2, 5), 1, 2),
+    ((1, 4), (1, 2), (0, 1), (0, 1), (1, 1), (4, 3), 3, 1),
+]
+
+
+def _random_tcases(count, seed=0):
+  rng = np.random.default_rng(seed)
+  cases = []
+  while len(cases) < count:
+    k, s, d = (tuple(int(v) for v in rng.integers(1, hi, 2)) for hi in (6, 5, 3))
+    p = tuple(int(v) for v in rng.integers(0, 4, 2))
+    op = tuple(int(rng.integers(0, max(a, b))) for a, b in zip(s, d))
+    hw = tuple(int(v) for v in rng.integers(1, 6, 2))
+    if all((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 >= 1
+           for n, si, pi, di, ki, oi in zip(hw, s, p, d, k, op)):
+      cases.append((k, s, p, op, d, hw, int(rng.integers(1, 4)), int(rng.integers(1, 4))))
+  return cases
+
+
+_ALL_TCASES = _TCASES + _random_tcases(8)
+
+
+def _tcase_arrays(case, seed):
+  k, s, p, op, d, (h, wd), ci, co = case
+  kh, kw = _pair(k)
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((2, h, wd, ci)).astype(np.float32)
+  w = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
+  kwargs = dict(stride=s, padding=p, output_padding=op, dilation=d)
+  y = np_conv_transpose2d(x, w, **kwargs)
+  g = rng.standard_normal(y.shape).astype(np.float32)
+  return x, w, g, kwargs
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_transposed(case, method):
+  """(y, dx, dw) of `conv_transpose2d` on the case's arrays, computed once for both parity tests."""
+  x, w, g, kwargs = _tcase_arrays(case, seed=len(str(case)))
+  got = _value_and_vjp(lambda x, w: conv_transpose2d(x, w, method=method, **kwargs), x, w, g)
+  return tuple(np.asarray(a) for a in got)
+
+
+@pytest.mark.parametrize("case", _ALL_TCASES, ids=str)
+def test_conv_transpose2d_matches_definition(case):
+  x, w, g, kwargs = _tcase_arrays(case, seed=len(str(case)))
+  want = np_conv_transpose2d(x, w, g, **kwargs)
+  for method in METHODS:
+    got = _jax_transposed(case, method)
+    assert got[0].shape == want[0].shape
+    for a, b in zip(got, want):
+      _assert_close(a, b, np.sqrt(w.size))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", _ALL_TCASES, ids=str)
+def test_conv_transpose2d_matches_torch(case):
+  torch = pytest.importorskip("torch")
+  x, w, g, kwargs = _tcase_arrays(case, seed=len(str(case)))
+  xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), dtype=torch.float64, requires_grad=True)
+  wt = torch.tensor(w.transpose(2, 3, 0, 1).copy(), dtype=torch.float64, requires_grad=True)
+  yt = torch.nn.functional.conv_transpose2d(xt, wt, **kwargs)
+  yt.backward(torch.tensor(g.transpose(0, 3, 1, 2).copy(), dtype=torch.float64))
+  want = (yt.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+          wt.grad.numpy().transpose(2, 3, 0, 1))
+  for method in METHODS:
+    for a, b in zip(_jax_transposed(case, method), want):
+      _assert_close(a, b, np.sqrt(w.size))
+
+
+# ------------------------------------------------------------------------------------------------
+# conv2d against the definition and PyTorch
+# ------------------------------------------------------------------------------------------------
+
+# (kernel, stride, padding ((lo, hi), (lo, hi)) or int, dilation, (H, W), C_in, C_out, groups)
+_CCASES = [
+    (3, 1, 1, 1, (5, 6), 2, 3, 1),
+    (3, 2, 1, 1, (7, 8), 2, 3, 1),              # ResNet/U-Net downsampling
+    (7, 2, 3, 1, (9, 8), 3, 2, 1),              # the ResNet stem
+    (1, 2, 0, 1, (5, 4), 3, 2, 1),              # 1x1 projection shortcut
+    (3, 1, 2, 2, (6, 5), 2, 2, 1),              # dilated 'same'
+    (3, 1, 4, 4, (5, 5), 1, 2, 1),              # rate larger than the image
+    (3, 3, ((0, 2), (1, 0)), 1, (8, 7), 2, 1, 1),
+    (4, 3, ((1, 2), (2, 1)), 1, (9, 10), 1, 2, 1),
+    (3, 2, ((1, 1), (0, 1)), 2, (9, 8), 2, 2, 1),  # strided and dilated
+    ((3, 2), (2, 3), ((1, 0), (0, 2)), (1, 2), (7, 9), 2, 3, 1),
+    (3, 1, 1, 1, (4, 5), 4, 6, 2),              # grouped
+    (3, 2, 1, 1, (6, 6), 4, 4, 4),              # depthwise, strided
+    (5, 4, 2, 1, (11, 9), 1, 1, 1),
+]
+
+
+def _ccase_arrays(case, seed):
+  k, s, pads, d, (h, wd), ci, co, groups = case
+  kh, kw = _pair(k)
+  if isinstance(pads, int):
+    pads = ((pads, pads), (pads, pads))
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((2, h, wd, ci)).astype(np.float32)
+  w = rng.standard_normal((kh, kw, ci // groups, co)).astype(np.float32)
+  y = np_conv2d(x, w, stride=s, pads=pads, dilation=d, groups=groups)
+  g = rng.standard_normal(y.shape).astype(np.float32)
+  return x, w, g, pads, dict(stride=s, padding=pads, dilation=d, feature_group_count=groups)
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_conv(case, method):
+  x, w, g, _, kwargs = _ccase_arrays(case, seed=len(str(case)))
+  got = _value_and_vjp(lambda x, w: conv2d(x, w, method=method, **kwargs), x, w, g)
+  return tuple(np.asarray(a) for a in got)
+
+
+@pytest.mark.parametrize("case", _CCASES, ids=str)
+def test_conv2d_matches_definition(case):
+  x, w, g, pads, kwargs = _ccase_arrays(case, seed=len(str(case)))
+  want = np_conv2d(x, w, g, stride=kwargs["stride"], pads=pads, dilation=kwargs["dilation"],
+                   groups=kwargs["feature_group_count"])
+  for method in METHODS:
+    for a, b in zip(_jax_conv(case, method), want):
+      _assert_close(a, b, np.sqrt(w.size))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", _CCASES, ids=str)
+def test_conv2d_matches_torch(case):
+  torch = pytest.importorskip("torch")
+  x, w, g, pads, kwargs = _ccase_arrays(case, seed=len(str(case)))
+  (lh, hh), (lw, hw) = pads
+  xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), dtype=torch.float64, requires_grad=True)
+  wt = torch.tensor(w.transpose(3, 2, 0, 1).copy(), dtype=torch.float64, requires_grad=True)
+  yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (lw, hw, lh, hh)), wt,
+                                  stride=kwargs["stride"], dilation=kwargs["dilation"],
+                                  groups=kwargs["feature_group_count"])
+  yt.backward(torch.tensor(g.transpose(0, 3, 1, 2).copy(), dtype=torch.float64))
+  want = (yt.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+          wt.grad.numpy().transpose(2, 3, 1, 0))
+  for method in METHODS:
+    for a, b in zip(_jax_conv(case, method), want):
+      _assert_close(a, b, np.sqrt(w.size))
+
+
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (3, 1), (1, 3), (2, 2)])
+def test_conv2d_same_and_valid_match_lax(stride, dilation):
+  rng = np.random.default_rng(stride * 10 + dilation)
+  x = jnp.asarray(rng.standard_normal((1, 9, 8, 2)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 2, 2, 3)), jnp.float32)
+  for padding in ("SAME", "VALID", "same"):
+    want = jax.lax.conv_general_dilated(x, w, (stride, stride), padding.upper(), rhs_dilation=(dilation,) * 2,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    for method in METHODS:
+      got = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, method=method)
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert conv2d(x, w, stride=stride, padding="SAME").shape[1:3] == (-(-9 // stride), -(-8 // stride))
+
+
+# ------------------------------------------------------------------------------------------------
+# Fast forms == reference form; numerical gradients; jit / vmap; no inserted zeros, no scatter
+# ------------------------------------------------------------------------------------------------
+
+
+def test_phase_equals_reference_unet_upsampler_and_strided_conv():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 8, 8, 16)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((4, 4, 16, 8)) * 0.1, jnp.float32)
+  g = jnp.asarray(rng.standard_normal((2, 16, 16, 8)), jnp.float32)
+  ref = _value_and_vjp(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, method="reference"), x, w, g)
+  fast = _value_and_vjp(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, method="phase"), x, w, g)
+  for a, b in zip(fast, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  w2 = jnp.asarray(rng.standard_normal((3, 3, 16, 8)) * 0.1, jnp.float32)
+  g2 = jnp.asarray(rng.standard_normal((2, 4, 4, 8)), jnp.float32)
+  ref = _value_and_vjp(lambda x, w: conv2d(x, w, stride=2, padding=1, method="reference"), x, w2, g2)
+  fast = _value_and_vjp(lambda x, w: conv2d(x, w, stride=2, padding=1, method="phase"), x, w2, g2)
+  for a, b in zip(fast, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_numerical_gradients(method):
+  rng = np.random.default_rng(1)
+  with jax.enable_x64(True):
+    x = jnp.asarray(rng.standard_normal((1, 3, 2, 2)))
+    w = jnp.asarray(rng.standard_normal((3, 4, 2, 3)))
+    f = lambda x, w: conv_transpose2d(x, w, stride=(2, 3), padding=(1, 1), output_padding=(1, 0), method=method)
+    jtu.check_grads(jax.jit(f), (x, w), order=1, modes=("rev",))
+    x = jnp.asarray(rng.standard_normal((1, 7, 6, 2)))
+    f = lambda x, w: conv2d(x, w, stride=2, padding=1, dilation=(1, 2), method=method)
+    jtu.check_grads(jax.jit(f), (x, w[:, :2]), order=1, modes=("rev",))
+    # Second order (the hand-written VJPs are themselves differentiable), on a tiny case.
+    f = lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, method=method)
+    jtu.check_grads(jax.jit(f), (x[:, :2, :2], w[:2, :2, :, :1]), order=2, modes=("rev",))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vmap_over_batch_and_kernel(method):
+  rng = np.random.default_rng(2)
+  xs = jnp.asarray(rng.standard_normal((3, 2, 4, 4, 2)), jnp.float32)
+  ws = jnp.asarray(rng.standard_normal((3, 4, 4, 2, 3)), jnp.float32)
+  f = lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, method=method)
+  loss = lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  for in_axes in ((0, 0), (None, 0)):
+    xa = xs if in_axes[0] == 0 else xs[0]
+    wa = ws if in_axes[1] == 0 else ws[0]
+    got = jax.jit(jax.vmap(jax.value_and_grad(loss, (0, 1)), in_axes))(xa, wa)
+    one = jax.jit(jax.value_and_grad(loss, (0, 1)))
+    for i in range(3):
+      val, (gx, gw) = one(xs[i] if in_axes[0] == 0 else xa,
+                                                       ws[i] if in_axes[1] == 0 else wa)
+      np.testing.assert_allclose(got[0][i], val, rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(got[1][0][i] if in_axes[0] == 0 else gx, gx, rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(got[1][1][i] if in_axes[1] == 0 else gw, gw, rtol=1e-5, atol=1e-5)
+  # conv2d under vmap, strided (the phase form's custom VJP batched).
+  g = lambda x, w: jnp.sum(conv2d(x, w, stride=2, padding=1, method=method) ** 2)
+  got = jax.jit(jax.vmap(jax.grad(g, 1), (0, 0)))(xs, ws[:, :3, :3, :, :])
+  np.testing.assert_allclose(got[1], jax.jit(jax.grad(g, 1))(xs[1], ws[1, :3, :3]), rtol=1e-5, atol=1e-4)
+
+
+def test_auto_on_cpu_inserts_no_zeros_and_has_no_scatter():
+  x = jnp.ones((1, 6, 6, 4), jnp.float32)
+  w = jnp.ones((4, 4, 4, 2), jnp.float32)
+
+  def fwd_bwd(method):
+    def run(x, w):
+      y, vjp = jax.vjp(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, method=method), x, w)
+      return y, vjp(jnp.ones_like(y))
+    return jax.jit(run)
+
+  def hlo(method):
+    return fwd_bwd(method).lower(x, w).compile().as_text()
+  assert "lhs_dilate" in hlo("reference")  # the check can fail: the reference form inserts zeros
+  assert jax.default_backend() != "cpu" or "lhs_dilate" not in hlo("auto")
+  assert not has_scatter(fwd_bwd("phase"), x, w)
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors name the argument, the expected and the actual value
+# ------------------------------------------------------------------------------------------------
+
+_X = jnp.ones((1, 4, 4, 3))
+_W = jnp.ones((3, 3, 3, 2))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x=jnp.ones((4, 4, 3))), r"x: expected a rank-4 array \(NHWC\), got shape \(4, 4, 3\)"),
+    (dict(w=jnp.ones((3, 3, 3))), r"w: expected a rank-4"),
+    (dict(w=jnp.ones((3, 3, 2, 2))), r"x: expected 2 channels, got 3"),
+    (dict(stride=0), r"stride: expected values >= 1, got 0"),
+    (dict(stride=(2, -1)), r"stride: expected values >= 1"),
+    (dict(stride=1.5), r"stride: expected an int or a pair of ints, got 1.5"),
+    (dict(dilation=0), r"dilation: expected values >= 1, got 0"),
+    (dict(padding=-1), r"padding: expected values >= 0, got -1"),
+    (dict(output_padding=2, stride=2), r"output_padding: expected a value smaller than stride \(2\) or "
+                                       r"dilation \(1\) along H, got 2"),
+    (dict(output_padding=(0, 1)), r"output_padding: .* along W, got 1"),
+    (dict(padding=4), r"padding: .*got padding 4 \(output size -2\)"),
+    (dict(method="fft"), r"method: expected one of \('auto', 'reference', 'phase'\), got 'fft'"),
+])
+def test_conv_transpose2d_errors(kwargs, match):
+  args = dict(x=_X, w=_W, stride=1)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    conv_transpose2d(args.pop("x"), args.pop("w"), **args)
+
+
+def test_conv_transpose2d_accepts_output_padding_below_dilation():
+  assert conv_transpose2d(_X, _W, stride=1, dilation=2, output_padding=1).shape == (1, 9, 9, 2)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x=jnp.ones((1, 4, 4, 3, 1))), r"x: expected a rank-4 array"),
+    (dict(w=jnp.ones((3, 3, 3, 2, 1))), r"w: expected a rank-4"),
+    (dict(w=jnp.ones((3, 3, 4, 2))), r"x: expected 4 channels, got 3"),
+    (dict(stride=(1, 0)), r"stride: expected values >= 1"),
+    (dict(dilation=-2), r"dilation: expected values >= 1, got -2"),
+    (dict(padding=((1, -1), (0, 0))), r"padding: expected values >= 0"),
+    (dict(padding="FULL"), r"padding: expected one of \('SAME', 'VALID'\), got 'FULL'"),
+    (dict(padding=(1, 2, 3)), r"padding: expected an int, a pair of ints or a pair of \(lo, hi\) pairs"),
+    (dict(padding="VALID", dilation=2), r"x: padded H size 4 is smaller than the dilated kernel 5"),
+    (dict(feature_group_count=0), r"feature_group_count: expected an int >= 1, got 0"),
+    (dict(feature_group_count=3, w=jnp.ones((3, 3, 1, 2))), r"w: expected out channels divisible by "
+                                                            r"feature_group_count=3, got 2"),
+    (dict(method="winograd"), r"method: expected one of"),
+])
+def test_conv2d_errors(kwargs, match):
+  args = dict(x=_X, w=_W)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    conv2d(args.pop("x"), args.pop("w"), **args)
