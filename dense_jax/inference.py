@@ -227,6 +227,42 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
   return acc
 
 
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+  """`(round(s·H), round(s·W))`, at least 1: the size `predict_multiscale` resizes an image to."""
+  return tuple(max(1, int(round(scale * v))) for v in size)  # type: ignore[return-value]
+
+
+def required_multiple(apply_fn: ApplyFn, sizes, *, channels: int = 3, max_multiple: int = 256) -> int:
+  """The smallest power of two m such that `apply_fn` takes every `(h, w)` in `sizes`, padded up to a
+  multiple of m, and returns logits at that resolution: the `pad_to_multiple` a model needs (e.g. 8 for
+  a U-Net with three poolings, 1 for a model that takes any size). Checked with `jax.eval_shape`, so
+  nothing is computed. ValueError if no m up to `max_multiple` works (e.g. a model whose output is
+  smaller than its input)."""
+  sizes = [as_pair(tuple(s), "sizes") for s in sizes]
+  seen: dict[tuple[int, int], bool] = {}
+  last_error = ""
+
+  def takes(hw):
+    nonlocal last_error
+    if hw not in seen:
+      try:
+        out = jax.eval_shape(apply_fn, jax.ShapeDtypeStruct((1, *hw, channels), jnp.float32))
+        seen[hw] = getattr(out, "ndim", None) == 4 and tuple(out.shape[1:3]) == hw
+        if not seen[hw]:
+          last_error = f"input {hw} gave output {getattr(out, 'shape', out)}"
+      except (ValueError, TypeError) as e:   # the model's own size check, or mismatched shapes inside it
+        seen[hw], last_error = False, f"input {hw}: {str(e)[:300]}"
+    return seen[hw]
+
+  m = 1
+  while m <= max_multiple:
+    if all(takes((_padded(h, m), _padded(w, m))) for h, w in sizes):
+      return m
+    m *= 2
+  raise ValueError(f"apply_fn: takes none of the sizes {sizes} padded to a multiple of 1, 2, 4, ..., "
+                   f"{max_multiple} with logits at the input resolution (last: {last_error})")
+
+
 def _check_scales(scales) -> tuple[float, ...]:
   ok = isinstance(scales, Sequence) and len(scales) > 0 and all(
       isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in scales)
@@ -262,7 +298,7 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
 
   total, count = None, 0
   for s in scales:
-    size = (max(1, int(round(s * h))), max(1, int(round(s * w))))
+    size = scaled_size((h, w), s)
     x = images if size == (h, w) else resize_bilinear(images, size)
     for flipped in ((False, True) if flip else (False,)):
       out = predict(jnp.flip(x, axis=2) if flipped else x).astype(jnp.float32)

@@ -143,6 +143,20 @@ def test_whole_pads_to_a_multiple_and_crops_back(h, w):
   np.testing.assert_array_equal(out, strided_net(padded)[:, :h, :w])
 
 
+def test_required_multiple():
+  def needs_8(x):
+    if x.shape[1] % 8 or x.shape[2] % 8:
+      raise ValueError("images: expected multiples of 8")
+    return strided_net(x)
+
+  assert inf.required_multiple(conv_net, [(13, 7)]) == 1
+  assert inf.required_multiple(strided_net, [(13, 7), (4, 4)]) == 2   # odd sizes fail inside (reshape)
+  assert inf.required_multiple(needs_8, [(13, 7), (30, 36)]) == 8   # 36 -> 40, not 36 (m=4)
+  with pytest.raises(ValueError, match="apply_fn"):
+    inf.required_multiple(lambda x: x[:, 1:-1, 1:-1], [(8, 8)])     # output smaller than the input
+  assert inf.scaled_size((13, 21), 0.75) == (10, 16) and inf.scaled_size((1, 3), 0.1) == (1, 1)
+
+
 def test_multiscale_identity_cases():
   x = images((2, 12, 10, 3))
   whole = inf.predict_whole(mirror_net, x)

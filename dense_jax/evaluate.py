@@ -1,0 +1,342 @@
+"""Evaluate a trained run: mIoU, per-class IoU and pixel accuracy over a whole split, in an inference mode.
+
+    python -m dense_jax.evaluate --config experiments/unet_dense_shapes.py:quick --workdir runs/unet_quick
+    python -m dense_jax.evaluate --workdir runs/unet_quick --mode sliding --image_size 96   # config from the run
+    python -m dense_jax.evaluate --workdir runs/unet_quick --mode multiscale --scales 0.75,1,1.25 --split train
+
+    from dense_jax.evaluate import evaluate
+    result = evaluate(config, workdir, mode="sliding")      # the same, as a function returning a dict
+
+What it does:
+1. restores the newest checkpoint of `<workdir>/checkpoints` read-only (`dense_jax.tools.restore`, which
+   rebuilds the trainer's `TrainState` from the config; nothing in the workdir is moved or deleted);
+   `--config` defaults to the run's own `config.json` — pass the experiment file when it registers
+   something the run needs (a dataset generated on the fly, a model);
+2. runs the model over every example of the split (the input pipeline in evaluation mode: in order,
+   no augmentation, resized to fit `image_size` keeping the aspect ratio and padded with the ignore
+   label; padding examples of the last batch count for nothing) with the chosen `dense_jax.inference`
+   mode — 'whole' (one call per image), 'sliding' (tiles of the training crop, overlap 1/3, Hann
+   blending), 'multiscale' (scales × horizontal flip, mean softmax; each scale predicted whole, or in
+   tiles with `multiscale_base='sliding'`);
+3. accumulates one global confusion matrix (`dense_jax.metrics.segmentation`, pixels labelled with the
+   dataset's ignore label left out) and reports mIoU (mean over classes present in labels or
+   predictions), per-class IoU, pixel accuracy and mean class accuracy;
+4. prints a table and writes `<workdir>/eval_<split>_<mode>.json` (every number, the confusion matrix,
+   the settings; NaN written as null) and `<workdir>/eval_<split>_<mode>_confusion.png` (row-normalised).
+
+Evaluation at the training size in mode 'whole' computes what the trainer's `val/miou` computes at that
+step. `image_size` evaluates at another size (e.g. larger than the training crop, for 'sliding').
+Models that need a size multiple (output stride, poolings) get their images padded to the smallest power
+of two that the model takes (found with `jax.eval_shape`, or set `pad_to_multiple`). Models whose output
+is smaller than their input (the valid-convolution U-Net) are evaluated in mode 'whole' only, on the
+centre of the label map, as the trainer does. One process, the first device: this is a tool for after
+training (a multi-host run's checkpoint restores onto one device).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dense_jax import inference
+
+MODES = ("whole", "sliding", "multiscale")
+DEFAULT_SCALES = (0.75, 1.0, 1.25)
+
+
+def result_paths(workdir: str | pathlib.Path, split: str, mode: str) -> tuple[pathlib.Path, pathlib.Path]:
+  """`(json, png)` paths an evaluation of `split` in `mode` writes into `workdir`."""
+  stem = pathlib.Path(workdir) / f"eval_{split}_{mode}"
+  return stem.with_suffix(".json"), stem.parent / f"{stem.name}_confusion.png"
+
+
+def _check_workdir(workdir: pathlib.Path, step: int | None) -> int:
+  from dense_jax.tools import restore  # pylint: disable=g-import-not-at-top
+  steps_dir = workdir / restore.CHECKPOINTS
+  latest = restore.latest_step(workdir)
+  if latest is None:
+    raise ValueError(f"workdir: no checkpoint to evaluate in {steps_dir}; train first: python -m "
+                     f"dense_jax.train --config experiments/<name>.py --workdir {workdir}")
+  if step is not None and not (steps_dir / str(step)).is_dir():
+    raise ValueError(f"step: expected one of the saved steps in {steps_dir}, got {step}")
+  return latest if step is None else step
+
+
+def _as_size(value, name: str) -> tuple[int, int]:
+  from dense_jax.ops._checks import as_pair  # pylint: disable=g-import-not-at-top
+  return as_pair(tuple(value) if isinstance(value, list) else value, name)
+
+
+def _predictor(mode: str, *, tile, stride, overlap, window, margin, tile_batch, scales, flip,
+               multiscale_base, pad_to_multiple):
+  """`(apply_fn, images) -> scores` of `mode` with its settings (static: closed over)."""
+  sliding = dict(tile=tile, stride=stride, overlap=overlap, window=window, margin=margin, tile_batch=tile_batch)
+
+  def predict(apply_fn, images):
+    if mode == "whole":
+      return inference.predict_whole(apply_fn, images, pad_to_multiple=pad_to_multiple)
+    if mode == "sliding":
+      return inference.predict_sliding(apply_fn, images, pad_to_multiple=pad_to_multiple, **sliding)
+    extra = sliding if multiscale_base == "sliding" else {}
+    return inference.predict_multiscale(apply_fn, images, scales=scales, flip=flip, mode=multiscale_base,
+                                        pad_to_multiple=pad_to_multiple, **extra)
+
+  return predict
+
+
+def _fed_sizes(mode, size, tile, scales, multiscale_base) -> list[tuple[int, int]]:
+  """The image sizes the model is called on in `mode` (before padding to a multiple)."""
+  clip = lambda hw: (min(tile[0], hw[0]), min(tile[1], hw[1]))
+  if mode == "whole":
+    return [size]
+  if mode == "sliding":
+    return [clip(size)]
+  scaled = [inference.scaled_size(size, s) for s in scales]
+  return scaled if multiscale_base == "whole" else [clip(hw) for hw in scaled]
+
+
+def _nan_to_none(value):
+  if isinstance(value, float) and math.isnan(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _nan_to_none(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_nan_to_none(v) for v in value]
+  return value
+
+
+def format_table(result: dict) -> str:
+  """The per-class table and the summary line of an `evaluate` result."""
+  names = result["class_names"]
+  c = np.asarray(result["confusion_matrix"], np.float64)
+  support = c.sum(1)
+  total = max(c.sum(), 1.0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    recall = np.diag(c) / support
+  width = max(12, max(len(n) for n in names) + 2)
+  lines = [f"{'class':<{width}}{'IoU':>8}{'accuracy':>10}{'share':>9}"]
+  for i, name in enumerate(names):
+    iou = result["per_class_iou"][name]
+    fmt = lambda v: "     n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:8.4f}"
+    lines.append(f"{name:<{width}}{fmt(iou)}  {fmt(float(recall[i]))}{100 * support[i] / total:8.2f}%")
+  lines.append(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   "
+               f"mean accuracy {result['mean_accuracy']:.4f}")
+  return "\n".join(lines)
+
+
+def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "whole", split: str | None = None,
+             step: int | None = None, image_size=None, batch_size: int | None = None,
+             max_batches: int | None = None, tile=None, stride=None, overlap=None, window: str = "hann",
+             margin=0, tile_batch: int | None = None, scales: Sequence[float] = DEFAULT_SCALES,
+             flip: bool = True, multiscale_base: str = "whole", pad_to_multiple=None, write: bool = True,
+             verbose: bool = True) -> dict:
+  """Evaluates the newest (or `step`'s) checkpoint of `workdir` (see the module docstring).
+
+  Args:
+    config: the run's config (ConfigDict), or None for `<workdir>/config.json`.
+    workdir: the run's directory.
+    mode: 'whole' | 'sliding' | 'multiscale'.
+    split: default `config.dataset.eval_split`.
+    step: a saved step; default the newest.
+    image_size: int or (H, W) the examples are brought to; default the training size.
+    batch_size: examples per call; default `config.eval_batch_size`.
+    max_batches: stop after this many batches (default: the whole split).
+    tile, stride, overlap, window, margin, tile_batch: 'sliding' settings (`inference.predict_sliding`);
+      tile defaults to the training size.
+    scales, flip, multiscale_base: 'multiscale' settings; base 'whole' or 'sliding'.
+    pad_to_multiple: None = the smallest power of two the model takes (see `inference.required_multiple`).
+    write: write the JSON and the PNG into `workdir`.
+    verbose: print the table.
+
+  Returns:
+    `{'step', 'split', 'mode', 'image_size', 'examples', 'pixels', 'miou', 'pixel_accuracy',
+    'mean_accuracy', 'per_class_iou': {name: IoU}, 'class_names', 'confusion_matrix' (K×K list),
+    'settings', 'seconds', 'files'}` (NaN for classes neither present nor predicted).
+  """
+  # pylint: disable=g-import-not-at-top
+  from dense_jax import data as data_lib
+  from dense_jax import losses
+  from dense_jax.metrics import plots
+  from dense_jax.metrics import segmentation as seg_metrics
+  from dense_jax.ops._checks import check_choice
+  from dense_jax.tools import restore
+  from dense_jax.train import config as config_lib
+
+  start = time.perf_counter()
+  workdir = pathlib.Path(workdir)
+  check_choice(mode, MODES, "mode")
+  check_choice(multiscale_base, inference.MODES, "multiscale_base")
+  step = _check_workdir(workdir, step)
+  config = config_lib.resolve(restore.load_run_config(workdir) if config is None else config)
+  split = split or config.dataset.eval_split
+  model, info, train_size = restore.build_model(config)
+  if split not in info.splits:
+    raise ValueError(f"split: expected one of {list(info.splits)} for {info.name!r}, got {split!r}")
+  size = train_size if image_size is None else _as_size(image_size, "image_size")
+  tile = train_size if tile is None else _as_size(tile, "tile")
+  scales = tuple(scales)
+  batch_size = config.eval_batch_size if batch_size is None else batch_size
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+
+  try:
+    step, variables = restore.restore_variables(config, workdir, step)
+  except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds for a mismatched tree
+    raise ValueError(f"config: checkpoint step {step} in {workdir / restore.CHECKPOINTS} does not restore "
+                     f"into the model/optimizer of this config ({type(e).__name__}: {str(e)[:300]}); pass "
+                     f"the config the run was trained with (leave --config out to use the run's "
+                     f"config.json)") from e
+
+  def apply_fn(variables, images):
+    return model.apply(variables, images, train=False)
+
+  bound = lambda x: apply_fn(variables, x)
+  try:
+    out = jax.eval_shape(bound, jax.ShapeDtypeStruct((1, *size, 3), jnp.float32))
+    shrinks = tuple(out.shape[1:3]) != size
+  except (ValueError, TypeError):   # the size needs padding: found below
+    shrinks = False
+  if shrinks:   # the valid U-Net: evaluated on the centre of the label map, as the trainer does
+    if mode != "whole":
+      raise ValueError(f"mode: {config.model.name!r} returns {tuple(out.shape[1:3])} logits for {size} "
+                       f"images (valid convolutions); only mode='whole' evaluates it, got {mode!r}")
+    multiple = None
+  elif pad_to_multiple is None:
+    multiple = inference.required_multiple(bound, _fed_sizes(mode, size, tile, scales, multiscale_base))
+  else:
+    multiple = pad_to_multiple
+  predict = _predictor(mode, tile=tile, stride=stride, overlap=overlap, window=window, margin=margin,
+                       tile_batch=tile_batch, scales=scales, flip=flip, multiscale_base=multiscale_base,
+                       pad_to_multiple=multiple)
+  num_classes = info.num_classes
+
+  @jax.jit
+  def confusion_step(variables, images, labels, mask):
+    if shrinks:
+      scores = apply_fn(variables, images)
+      labels = losses.centre_crop_labels(labels, scores.shape[1:3])
+    else:
+      scores = predict(lambda x: apply_fn(variables, x), images)
+    labels = jnp.where(mask[:, None, None] > 0, labels, info.ignore_label)
+    predictions = jnp.argmax(scores, -1).astype(jnp.int32)
+    return seg_metrics.confusion_matrix(labels, predictions, num_classes, ignore_label=info.ignore_label)
+
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  examples = 0
+  it = data_lib.create_iterator(config.dataset.name, split, global_batch_size=batch_size, seed=config.seed,
+                                train=False, image_size=size, data_dir=config.dataset.data_dir,
+                                keys=("image", "semantic"), process_index=0, process_count=1,
+                                num_threads=config.dataset.num_threads)
+  try:
+    for i, batch in enumerate(it):
+      if max_batches is not None and i >= max_batches:
+        break
+      confusion += np.asarray(confusion_step(variables, jnp.asarray(batch["image"]),
+                                             jnp.asarray(batch["semantic"]), jnp.asarray(batch["batch_mask"])),
+                              np.int64)
+      examples += int(np.sum(batch["batch_mask"]))
+  finally:
+    it.close()
+
+  metrics = seg_metrics.segmentation_metrics(confusion, info.class_names)
+  names = list(info.class_names)
+  settings = {"batch_size": batch_size, "max_batches": max_batches, "pad_to_multiple": multiple,
+              "dataset": config.dataset.name, "model": config.model.name}
+  if mode == "sliding" or (mode == "multiscale" and multiscale_base == "sliding"):
+    settings.update(tile=list(tile), stride=stride, overlap=overlap, window=window, margin=margin)
+  if mode == "multiscale":
+    settings.update(scales=list(scales), flip=flip, base=multiscale_base)
+  result = {
+      "step": int(step), "split": split, "mode": mode, "image_size": list(size), "examples": examples,
+      "pixels": int(confusion.sum()), "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
+      "mean_accuracy": metrics["mean_accuracy"],
+      "per_class_iou": {n: metrics[f"iou/{n}"] for n in names}, "class_names": names,
+      "confusion_matrix": confusion.tolist(), "settings": settings,
+      "seconds": round(time.perf_counter() - start, 2), "files": {}}
+  if write:
+    json_path, png_path = result_paths(workdir, split, mode)
+    result["files"] = {"json": str(json_path), "png": str(png_path)}
+    json_path.write_text(json.dumps(_nan_to_none(result), indent=1) + "\n")
+    plots.plot_confusion_matrix(confusion, png_path, class_names=names,
+                                title=f"{config.model.name} · {split} · {mode} · step {step}")
+  if verbose:
+    print(f"{workdir}: step {step}, {split} ({examples} examples at {size[0]}×{size[1]}), mode {mode}")
+    print(format_table(result))
+    if write:
+      print(f"Wrote {result['files']['json']} and {result['files']['png']}")
+  return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line (flags are defined only when run as a program, so importing this module defines none).
+# --------------------------------------------------------------------------------------------------
+def _define_flags():
+  # pylint: disable=g-import-not-at-top
+  from absl import flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file("config", None, "Experiment file `path.py[:arg]` (default: the run's "
+                                  "config.json).", lock_config=True)
+  flags.DEFINE_string("workdir", None, "The run's directory (with checkpoints/).")
+  flags.DEFINE_enum("mode", "whole", list(MODES), "Inference mode.")
+  flags.DEFINE_string("split", None, "Dataset split (default config.dataset.eval_split).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default the newest).")
+  flags.DEFINE_list("image_size", None, "H[,W] the examples are brought to (default the training size).")
+  flags.DEFINE_integer("batch_size", None, "Examples per call (default config.eval_batch_size).")
+  flags.DEFINE_integer("max_batches", None, "Stop after this many batches (default the whole split).")
+  flags.DEFINE_list("tile", None, "sliding: tile H[,W] (default the training size).")
+  flags.DEFINE_list("stride", None, "sliding: stride H[,W] (default from --overlap).")
+  flags.DEFINE_float("overlap", None, "sliding: overlap fraction of the tile (default 1/3).")
+  flags.DEFINE_enum("window", "hann", list(inference.WINDOWS), "sliding: blending window.")
+  flags.DEFINE_integer("margin", 0, "sliding: pixels at inner tile edges with weight 0.")
+  flags.DEFINE_integer("tile_batch", None, "sliding: tiles per model call (default all).")
+  flags.DEFINE_list("scales", [str(s) for s in DEFAULT_SCALES], "multiscale: resize factors.")
+  flags.DEFINE_bool("flip", True, "multiscale: also the horizontal mirror.")
+  flags.DEFINE_enum("multiscale_base", "whole", list(inference.MODES), "multiscale: how each scale is predicted.")
+  flags.DEFINE_integer("pad_to_multiple", None, "Pad images to this multiple (default: found from the model).")
+  flags.mark_flag_as_required("workdir")
+
+
+def _pair_flag(values):
+  if values is None:
+    return None
+  ints = [int(v) for v in values]
+  if len(ints) not in (1, 2):
+    raise ValueError(f"expected H or H,W, got {','.join(values)}")
+  return ints[0] if len(ints) == 1 else tuple(ints)
+
+
+def main(argv) -> int:
+  # pylint: disable=g-import-not-at-top
+  import sys
+  from absl import flags
+  from absl import logging
+  if len(argv) > 1:
+    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+  f = flags.FLAGS
+  try:
+    evaluate(f.config, f.workdir, mode=f.mode, split=f.split, step=f.step, image_size=_pair_flag(f.image_size),
+             batch_size=f.batch_size, max_batches=f.max_batches, tile=_pair_flag(f.tile),
+             stride=_pair_flag(f.stride), overlap=f.overlap, window=f.window, margin=f.margin,
+             tile_batch=f.tile_batch, scales=[float(s) for s in f.scales], flip=f.flip,
+             multiscale_base=f.multiscale_base, pad_to_multiple=f.pad_to_multiple)
+  except ValueError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  import os
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from absl import app
+  _define_flags()
+  app.run(main)
