@@ -92,6 +92,18 @@ class Up(nn.Module):
     return nn.Conv(self.features, (1, 1), kernel_init=he_normal, dtype=self.dtype, name="proj")(x)
 
 
+def max_pool_2x2(x):
+  """2×2 max pooling with stride 2 (the map's height and width must be even) as a reshape and a max.
+
+  Same values as `nn.max_pool(x, (2, 2), strides=(2, 2))`; the gradient is a compare-and-select
+  instead of XLA's `select_and_scatter`, which on CPU costs ~3x more (measured at the quick U-Net's
+  sizes). Ties share the gradient (PyTorch gives it to the first maximum); after a ReLU the only
+  likely ties are zeros, whose gradient the ReLU discards anyway.
+  """
+  n, h, w, c = x.shape
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
 def _centre_crop(x, size: tuple[int, int]):
   dh, dw = (x.shape[1] - size[0]) // 2, (x.shape[2] - size[1]) // 2
   return x[:, dh:dh + size[0], dw:dw + size[1], :]
@@ -171,7 +183,7 @@ class UNet(nn.Module):
     for level in range(self.depth):
       x = block(self.width * 2 ** level, name=f"down{level}", **kw)(x, train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x)
     x = block(self.width * 2 ** self.depth, name="bottom", **kw)(x, train)
     for level in reversed(range(self.depth)):
       features = self.width * 2 ** level

@@ -1,0 +1,254 @@
+"""Training-step benchmark of the quick U-Net: JAX vs the same network in PyTorch, memory, halo exchange.
+
+    python -m experiments.benchmarks.train_step                 # all three parts
+    python -m experiments.benchmarks.train_step --part speed --steps 30
+    python -m experiments.benchmarks.train_step --part memory   # peak memory of one step, 256x256 batch 8
+    python -m experiments.benchmarks.train_step --part hlo      # spatial partitioning: collectives in the HLO
+
+speed: images/s of one full training step (forward, backward, AdamW update; batch-norm in training
+  mode; cross-entropy with the ignore label) of the quick config's U-Net
+  (`experiments/unet_dense_shapes.py:quick`), and of `experiments/benchmarks/torch_unet.TorchUNet` with
+  the same layers, batch, resolution and optimizer. PyTorch runs with 1 and with all cores' intra-op
+  threads (on a busy machine OpenMP's spinning threads can make 2 threads slower than 1) and the better
+  one is compared. Median over `--repeats` interleaved rounds of `--steps` steps each after warm-up.
+  Ratio = JAX / best PyTorch (≥ 1 means JAX is faster).
+memory: XLA's `compiled.memory_analysis()` of the jitted step at 256×256, batch 8: arguments (state +
+  batch), outputs, temporaries and the peak estimate (arguments + outputs + temporaries − donated
+  aliases).
+hlo: the step compiled for a (data=2, model=4) mesh of 8 fake CPU devices with spatial partitioning
+  (image height over 'model'); counts the collective ops of the optimised HLO. Activations crossing
+  device boundaries show up as `collective-permute` (halo exchange with the neighbouring band);
+  `all-gather`s of activations would mean whole maps are replicated. Runs in a subprocess because the
+  fake-device flag must be set before JAX starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _quick_config(overrides: str = ""):
+  from experiments import unet_dense_shapes  # pylint: disable=g-import-not-at-top
+  return unet_dense_shapes.get_config("quick" + ("," + overrides if overrides else ""))
+
+
+def _jax_step(config, batch: int, size: int, num_classes: int):
+  """(jitted step, state, batch) for one device, as the trainer builds them."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  from dense_jax.models import get_model
+  from dense_jax.train import loop, optimizers
+  from dense_jax.train.state import init_train_state
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  model = get_model(config.model.name, num_classes=num_classes, **kwargs)
+  tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
+  rng = np.random.default_rng(0)
+  data = {"image": jnp.asarray(rng.uniform(size=(batch, size, size, 3)).astype(np.float32)),
+          "semantic": jnp.asarray(rng.integers(0, num_classes, size=(batch, size, size)).astype(np.int32))}
+  state = jax.jit(lambda r: init_train_state(model, tx, r, data["image"][:1]))(jax.random.PRNGKey(0))
+  step = jax.jit(loop.make_train_step(model, tx, schedule, spatial=False), donate_argnums=(0,))
+  return step, state, data
+
+
+def jax_runner(config, batch, size, num_classes, steps):
+  """A function that runs `steps` JAX training steps and returns the seconds they took."""
+  import jax  # pylint: disable=g-import-not-at-top
+  step, state, data = _jax_step(config, batch, size, num_classes)
+  box = {"state": state}
+
+  def run(n=steps):
+    t = time.perf_counter()
+    for _ in range(n):
+      box["state"], metrics = step(box["state"], data)
+    jax.block_until_ready((box["state"], metrics))
+    return time.perf_counter() - t
+
+  run(3)   # compile + warm up
+  return run
+
+
+def torch_runner(config, batch, size, num_classes, steps, threads):
+  """The same for the PyTorch U-Net with `threads` intra-op threads."""
+  # pylint: disable=g-import-not-at-top
+  import torch
+  from experiments.benchmarks.torch_unet import TorchUNet
+  m, opt = config.model, config.optimizer
+  torch.manual_seed(0)
+  net = TorchUNet(num_classes=num_classes, width=m.width, depth=m.depth, padding=m.padding, up=m.up,
+                  norm=m.norm).train()
+  optimizer = torch.optim.AdamW(net.parameters(), lr=opt.learning_rate, weight_decay=opt.get("weight_decay", 0.0))
+  rng = np.random.default_rng(0)
+  x = torch.from_numpy(rng.uniform(size=(batch, 3, size, size)).astype(np.float32))
+  y = torch.from_numpy(rng.integers(0, num_classes, size=(batch, size, size))).long()
+  loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+
+  def run(n=steps):
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    for _ in range(n):
+      optimizer.zero_grad(set_to_none=True)
+      loss = loss_fn(net(x), y)
+      loss.backward()
+      if opt.get("grad_clip_norm"):
+        torch.nn.utils.clip_grad_norm_(net.parameters(), opt.grad_clip_norm)
+      optimizer.step()
+    return time.perf_counter() - t
+
+  run(3)
+  return run
+
+
+def speed(args) -> None:
+  config = _quick_config(args.overrides)
+  size = 64
+  batch = args.batch or config.batch_size
+  num_classes = 9
+  runners = {"JAX (dense_jax)": jax_runner(config, batch, size, num_classes, args.steps)}
+  try:
+    for threads in args.threads:
+      runners[f"PyTorch {_torch_version()}, {threads} thread(s)"] = torch_runner(
+          config, batch, size, num_classes, args.steps, threads)
+  except ImportError:
+    pass
+  # Interleaved rounds, so that a change of load on a shared machine hits every contender alike.
+  times = {name: [] for name in runners}
+  for _ in range(args.repeats):
+    for name, run in runners.items():
+      times[name].append(run())
+  ips = {name: batch * args.steps / statistics.median(t) for name, t in times.items()}
+  m = config.model
+  print(f"\nTraining step, U-Net width={m.width} depth={m.depth} padding={m.padding} up={m.up} "
+        f"norm={m.norm}, batch {batch}, {size}x{size}, {num_classes} classes, AdamW; {os.cpu_count()} CPU "
+        f"cores; median of {args.repeats} interleaved rounds of {args.steps} steps")
+  print("| framework | images/s |\n|---|---|")
+  for name, value in ips.items():
+    print(f"| {name} | {value:.1f} |")
+  jax_ips = ips.pop("JAX (dense_jax)")
+  if ips:
+    best = max(ips, key=ips.get)
+    print(f"| ratio JAX / best PyTorch ({best.split(', ')[-1]}) | {jax_ips / ips[best]:.2f} |")
+
+
+def _torch_version() -> str:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    return torch.__version__
+  except ImportError:
+    return "(not installed)"
+
+
+def memory(args) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  config = _quick_config(args.overrides)
+  step, state, data = _jax_step(config, 8, 256, 9)
+  compiled = step.lower(state, data).compile()
+  mem = compiled.memory_analysis()
+  mib = 1 / 2 ** 20
+  arg, out, tmp, alias = (mem.argument_size_in_bytes, mem.output_size_in_bytes, mem.temp_size_in_bytes,
+                          mem.alias_size_in_bytes)
+  peak = arg + out + tmp - alias
+  print(f"\nPeak memory of one training step, quick U-Net at 256x256, batch 8 ({jax.default_backend()}):")
+  print("| arguments | outputs | temporaries | donated (aliased) | peak estimate |\n|---|---|---|---|---|")
+  print(f"| {arg * mib:.1f} MiB | {out * mib:.1f} MiB | {tmp * mib:.1f} MiB | {alias * mib:.1f} MiB | "
+        f"{peak * mib:.1f} MiB |")
+
+
+COLLECTIVES = ("collective-permute", "all-gather", "all-reduce", "all-to-all", "reduce-scatter")
+
+
+def collective_counts(hlo_text: str) -> dict[str, int]:
+  """Occurrences of each collective op (async `-start` forms counted once) in optimised HLO text."""
+  found = re.findall(r"\b(" + "|".join(COLLECTIVES) + r")(?:-start)?\(", hlo_text)
+  counts = collections.Counter(found)
+  return {op: counts.get(op, 0) for op in COLLECTIVES}
+
+
+def hlo(args) -> None:
+  if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, "-m", "experiments.benchmarks.train_step", "--part", "hlo", "--size", str(args.size)]
+    if args.overrides:
+      cmd += ["--overrides", args.overrides]
+    if args.dump:
+      cmd += ["--dump", args.dump]
+    subprocess.run(cmd, env=env, check=True)
+    return
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from dense_jax.models import get_model
+  from dense_jax.train import loop, optimizers, sharding
+  from dense_jax.train.state import init_train_state
+  config = _quick_config(args.overrides)
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  model = get_model("unet", num_classes=9, **kwargs)
+  tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
+  mesh = sharding.make_mesh((2, 4))
+  size, batch = args.size, 8
+  print(f"\nSpatial partitioning: quick U-Net, batch {batch}, {size}x{size}, mesh data=2 x model=4 "
+        f"(8 fake CPU devices), image height split over 'model' ({size // 4} rows per device)")
+  rows = []
+  for spatial in (False, True):
+    with jax.set_mesh(mesh):
+      abstract = jax.eval_shape(lambda r: init_train_state(
+          model, tx, r, jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)), jax.random.PRNGKey(0))
+      state_sharding = sharding.tree_shardings(abstract, mesh, ((".*", "replicated"),))
+      batch_sharding = {k: NamedSharding(mesh, s) for k, s in sharding.batch_specs(spatial).items()}
+      step = jax.jit(loop.make_train_step(model, tx, schedule, spatial),
+                     in_shardings=(state_sharding, batch_sharding),
+                     out_shardings=(state_sharding, NamedSharding(mesh, P())))
+      data = {"image": jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32),
+              "semantic": jax.ShapeDtypeStruct((batch, size, size), jnp.int32)}
+      text = step.lower(abstract, data).compile().as_text()
+    if args.dump and spatial:
+      with open(args.dump, "w") as f:
+        f.write(text)
+    gathers = [line.strip() for line in text.splitlines() if re.search(r"\ball-gather(-start)?\(", line)]
+    rows.append((spatial, collective_counts(text), gathers))
+  print("| spatial | " + " | ".join(COLLECTIVES) + " |\n|---" * (len(COLLECTIVES) + 1) + "|")
+  for spatial, counts, _ in rows:
+    print(f"| {spatial} | " + " | ".join(str(counts[op]) for op in COLLECTIVES) + " |")
+  for spatial, _, gathers in rows:
+    if spatial and gathers:
+      print("\nall-gathers in the spatially partitioned step (shape and source op):")
+      for line in gathers:
+        shape = re.search(r"= (\S+)", line)
+        source = re.search(r'op_name="([^"]+)"', line)
+        print(f"  {shape.group(1) if shape else '?'}  {source.group(1) if source else ''}")
+  if args.dump:
+    print(f"\noptimised HLO of the spatially partitioned step written to {args.dump}")
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--part", choices=("all", "speed", "memory", "hlo"), default="all")
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--batch", type=int, default=0, help="default: the quick config's batch")
+  parser.add_argument("--threads", type=lambda t: [int(v) for v in t.split(",")],
+                      default=sorted({1, os.cpu_count() or 1}), help="torch intra-op thread counts, e.g. 1,2")
+  parser.add_argument("--size", type=int, default=128, help="image side for --part hlo")
+  parser.add_argument("--overrides", default="", help="extra get_config args, e.g. 'up=bilinear'")
+  parser.add_argument("--dump", default="", help="write the spatial step's optimised HLO here")
+  args = parser.parse_args(argv)
+  if args.part in ("all", "speed"):
+    speed(args)
+  if args.part in ("all", "memory"):
+    memory(args)
+  if args.part in ("all", "hlo"):
+    hlo(args)
+
+
+if __name__ == "__main__":
+  main()
