@@ -21,6 +21,9 @@ from experiments import sweep as sweep_lib
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
+# Kept in the CSV, left out of the Markdown table and the plots: optimiser state and per-class detail.
+DETAIL_ONLY = ("step", "learning_rate", "grad_norm")
+DETAIL_ONLY_PARTS = ("/iou/", "/fraction")
 
 
 def final_metrics(workdir: pathlib.Path) -> dict[str, float]:
@@ -132,10 +135,12 @@ def write_report(root: pathlib.Path) -> dict[str, pathlib.Path]:
   columns = _columns(rows)
   overrides = {k for row in rows for k in row} - {"run", "status"}
   swept = [c for c in columns if c in overrides and "." in c]      # config keys are dotted
-  metrics = [c for c in columns if c not in swept and c not in ("run", "status", "step")
+  headline = [c for c in columns if c not in DETAIL_ONLY and not any(p in c for p in DETAIL_ONLY_PARTS)]
+  metrics = [c for c in headline if c not in swept and c not in ("run", "status")
              and all(isinstance(r.get(c, 0.0), (int, float)) for r in rows)]
   md_path, csv_path = root / "report.md", root / "report.csv"
-  md_path.write_text(f"# Sweep report: {root}\n\n{markdown_table(rows, columns)}\n")
+  md_path.write_text(f"# Sweep report: {root}\n\n{markdown_table(rows, headline)}\n\n"
+                     f"Every column, per-class IoUs included, is in {csv_path.name}.\n")
   with open(csv_path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=columns)
     writer.writeheader()
