@@ -13,8 +13,9 @@ Two forms:
 - `padding='same'` — zero padding, output the size of the input; the input side must be divisible
   by 2^depth.
 
-Up-sampling: `up='transposed'` is the paper's 2×2 stride-2 transposed convolution (`(2, 2, C, C/2)`
-kernel); `up='bilinear'` is a parameter-free ×2 bilinear resize (PyTorch `align_corners=True`)
+Layers are `dense_jax.nn.Conv` / `dense_jax.nn.ConvTranspose` (PyTorch semantics, fast forms per
+backend). Up-sampling: `up='transposed'` is the paper's 2×2 stride-2 transposed convolution
+(`(2, 2, C, C/2)` kernel, torch's `ConvTranspose2d` weight `.transpose(2, 3, 0, 1)`); `up='bilinear'` is a parameter-free ×2 bilinear resize (PyTorch `align_corners=True`)
 followed by a 1×1 convolution that halves the channels.
 
 `norm='batch'` adds batch norm after every 3×3 convolution (the common modern variant; the
@@ -30,27 +31,13 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dense_jax import nn as dnn
 from dense_jax.models.registry import register_model
 from dense_jax.ops import resize_bilinear
 from dense_jax.ops._checks import check_rank
 
 # He et al. initialisation, as the paper prescribes (std = sqrt(2 / fan_in)).
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-
-
-def _conv_transpose_module():
-  """`dense_jax.nn.ConvTranspose` when the foundation provides it, else flax's (same kernel layout)."""
-  try:
-    from dense_jax.nn import ConvTranspose  # pylint: disable=g-import-not-at-top
-    return ConvTranspose, True
-  except ImportError:
-    return nn.ConvTranspose, False
-
-
-def transposed_kernel_is_torch_layout() -> bool:
-  """Whether the `upconv` kernel `(kh, kw, in, out)` is torch's `weight.transpose(2, 3, 0, 1)`
-  (dense_jax.nn.ConvTranspose) or that kernel flipped in space (flax's nn.ConvTranspose)."""
-  return _conv_transpose_module()[1]
 
 
 class DoubleConv(nn.Module):
@@ -64,8 +51,8 @@ class DoubleConv(nn.Module):
   def __call__(self, x, train: bool):
     pad = 1 if self.padding == "same" else 0
     for i in range(2):
-      x = nn.Conv(self.features, (3, 3), padding=((pad, pad), (pad, pad)), use_bias=self.norm is None,
-                  kernel_init=he_normal, dtype=self.dtype, name=f"conv{i}")(x)
+      x = dnn.Conv(self.features, 3, padding=pad, use_bias=self.norm is None, kernel_init=he_normal,
+                   dtype=self.dtype, name=f"conv{i}")(x)
       if self.norm == "batch":
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                          name=f"bn{i}")(x)
@@ -82,14 +69,13 @@ class Up(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.mode == "transposed":
-      module, ours = _conv_transpose_module()
-      if ours:
-        return module(self.features, 2, stride=2, kernel_init=he_normal, dtype=self.dtype, name="upconv")(x)
-      return module(self.features, (2, 2), strides=(2, 2), padding="VALID", kernel_init=he_normal,
-                    dtype=self.dtype, name="upconv")(x)
-    b, h, w, c = x.shape
+      # k = s = 2: every input pixel writes its own 2x2 output block (no overlap); the phase form
+      # of dense_jax.ops.conv_transpose2d makes that one 1x1 conv + depth-to-space on CPU.
+      return dnn.ConvTranspose(self.features, 2, stride=2, padding=0, kernel_init=he_normal,
+                               dtype=self.dtype, name="upconv")(x)
+    _, h, w, _ = x.shape
     x = resize_bilinear(x, (2 * h, 2 * w), align_corners=True)
-    return nn.Conv(self.features, (1, 1), kernel_init=he_normal, dtype=self.dtype, name="proj")(x)
+    return dnn.Conv(self.features, 1, kernel_init=he_normal, dtype=self.dtype, name="proj")(x)
 
 
 def max_pool_2x2(x):
@@ -191,5 +177,5 @@ class UNet(nn.Module):
       skip = _centre_crop(skips[level], x.shape[1:3])
       x = jnp.concatenate([skip, x], axis=-1)
       x = block(features, name=f"dec{level}", **kw)(x, train)
-    logits = nn.Conv(self.num_classes, (1, 1), kernel_init=he_normal, dtype=self.dtype, name="head")(x)
+    logits = dnn.Conv(self.num_classes, 1, kernel_init=he_normal, dtype=self.dtype, name="head")(x)
     return logits.astype(jnp.float32)

@@ -76,12 +76,10 @@ def _t(a) -> torch.Tensor:
   return torch.from_numpy(np.array(a, np.float32))  # a writable copy
 
 
-def load_flax_params(net: TorchUNet, variables: dict, transposed_kernel_flipped: bool) -> None:
+def load_flax_params(net: TorchUNet, variables: dict) -> None:
   """Copies `dense_jax` U-Net variables (`{'params', 'batch_stats'}`) into `net`.
 
-  Conv kernels HWIO → OIHW. Transposed-conv kernels `(kh, kw, in, out)` → torch's `(in, out, kh, kw)`;
-  `transposed_kernel_flipped` says whether the JAX layer computes the cross-correlation form (flax's
-  `nn.ConvTranspose` without `transpose_kernel`), whose kernel is torch's flipped in space.
+  Conv kernels HWIO → OIHW; transposed-conv kernels `(kh, kw, in, out)` → torch's `(in, out, kh, kw)`.
   """
   params, stats = variables["params"], variables.get("batch_stats", {})
 
@@ -105,8 +103,6 @@ def load_flax_params(net: TorchUNet, variables: dict, transposed_kernel_flipped:
     up, p = net.up[l], params[f"up{l}"]
     if up.mode == "transposed":
       k = np.asarray(p["upconv"]["kernel"])
-      if transposed_kernel_flipped:
-        k = k[::-1, ::-1]
       up.upconv.weight.data = _t(np.transpose(k, (2, 3, 0, 1)))
       up.upconv.bias.data = _t(p["upconv"]["bias"])
     else:

@@ -87,7 +87,7 @@ def test_matches_pytorch(padding, up, norm, size):
   ours = np.asarray(model.apply(variables, jnp.asarray(x), train=False))
   net = TorchUNet(**kwargs).eval()
   assert sum(p.numel() for p in net.parameters()) == _num_params(variables)
-  load_flax_params(net, jax.device_get(variables), not unet.transposed_kernel_is_torch_layout())
+  load_flax_params(net, jax.device_get(variables))
   with torch.no_grad():
     theirs = net(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
   assert ours.shape == theirs.shape
