@@ -215,11 +215,21 @@ def hlo(args) -> None:
       with open(args.dump, "w") as f:
         f.write(text)
     gathers = [line.strip() for line in text.splitlines() if re.search(r"\ball-gather(-start)?\(", line)]
-    rows.append((spatial, collective_counts(text), gathers))
-  print("| spatial | " + " | ".join(COLLECTIVES) + " |\n|---" * (len(COLLECTIVES) + 1) + "|")
-  for spatial, counts, _ in rows:
+    permutes = re.findall(r"= \(?(f32|bf16|s32)\[([\d,]+)\][^=]*? collective-permute(?:-start)?\(", text)
+    rows.append((spatial, collective_counts(text), gathers, permutes))
+  print("| spatial | " + " | ".join(COLLECTIVES) + " |\n|" + "---|" * (len(COLLECTIVES) + 1))
+  for spatial, counts, _, _ in rows:
     print(f"| {spatial} | " + " | ".join(str(counts[op]) for op in COLLECTIVES) + " |")
-  for spatial, _, gathers in rows:
+  for spatial, _, _, permutes in rows:
+    if spatial and permutes:
+      shapes = collections.Counter(f"{dtype}[{dims}]" for dtype, dims in permutes)
+      heights = [int(dims.split(",")[1]) for _, dims in permutes if dims.count(",") == 3]
+      print(f"\ncollective-permute results (NHWC slabs; H = rows sent to a neighbour): "
+            + ", ".join(f"{k} x{v}" for k, v in shapes.most_common()))
+      if heights:
+        print(f"largest halo: {max(heights)} row(s) of a {size // 4}-row band; the all-reduces are the "
+              f"batch-norm statistics and gradient sums")
+  for spatial, _, gathers, _ in rows:
     if spatial and gathers:
       print("\nall-gathers in the spatially partitioned step (shape and source op):")
       for line in gathers:
