@@ -40,7 +40,6 @@ class Conv(nn.Module):
     use_bias: add a learned bias.
     kernel_init, bias_init: initialisers (Flax defaults: LeCun normal, zeros).
     dtype: computation dtype (None: from the input); param_dtype: parameter dtype.
-    method: `ops.conv2d` method ('auto', 'reference', 'phase').
   """
   features: int
   kernel_size: IntOrPair = 3
@@ -53,7 +52,6 @@ class Conv(nn.Module):
   bias_init: Initializer = nn.initializers.zeros_init()
   dtype: Optional[Any] = None
   param_dtype: Any = jnp.float32
-  method: str = "auto"
 
   @nn.compact
   def __call__(self, x):
@@ -67,7 +65,7 @@ class Conv(nn.Module):
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = conv2d(x, kernel, stride=self.stride, padding=self.padding, dilation=self.dilation,
-               feature_group_count=groups, method=self.method)
+               feature_group_count=groups)
     return y if bias is None else y + bias
 
 

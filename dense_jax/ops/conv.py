@@ -17,19 +17,22 @@ and *fast* forms that compute the same function with convolutions XLA runs well:
   a `ceil(d·(k-1)+1 / s)`-tap kernel and `s²·C_out` output channels, followed by a depth-to-space
   reshape (no scatter, no inserted zeros). Its VJP is written by hand: the input gradient is the
   ordinary strided convolution of `dy` with `w`, the weight gradient a few dense matmuls.
-* `conv2d(method='phase')` for strided convolutions: space-to-depth of the padded input, then one
-  stride-1 convolution with `s²·C_in` input channels; the same hand-written VJP (XLA's input
-  gradient of a strided conv uses `lhs_dilation`, slow on CPU).
+* For stride 1 the phase form is a plain convolution with the same hand-written VJP; it is used
+  only when the output is larger than the input (e.g. padding 0, the "full" convolution), the case
+  where XLA:CPU's weight gradient leaves its fast path (~10x slower).
 
-`method='auto'` picks per backend (`jax.default_backend()`), see `_AUTO`. Every form is tested equal
-to the reference form (values and gradients) in tests/ops/test_conv.py, and timed in
-experiments/benchmarks/conv.py.
+`conv2d` is one `lax.conv_general_dilated`: on CPU it measured faster than every alternative tried
+(space-to-depth + stride-1 conv with a hand-written VJP for strided convs; im2col / per-tap matmuls
+and row-im2col for 3x3 convs; space-to-batch for dilated convs, whose cost XLA already keeps flat
+in the rate), see experiments/benchmarks/conv.py.
+
+`method='auto'` picks per backend (`jax.default_backend()`), see `_auto`. Every form is tested equal
+to the reference form (values and gradients) in tests/ops/test_conv.py.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -40,22 +43,16 @@ from dense_jax.ops._checks import as_pad_pairs, as_pair, check_channels, check_c
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
-CONV2D_METHODS = ("auto", "reference", "phase")
 CONV_TRANSPOSE_METHODS = ("auto", "reference", "phase")
 
-# What 'auto' means per backend (measured with experiments/benchmarks/conv.py): on CPU the fast forms
-# win by large factors; on GPU/TPU XLA's own convolutions (cuDNN / the TPU conv emitter) already
-# handle lhs_dilation and strided gradients well.
-_AUTO = {
-    "conv2d": {"cpu": "phase"},
-    "conv_transpose2d": {"cpu": "phase"},
-}
 
-
-def _auto(op: str, method: str) -> str:
+def _auto(method: str) -> str:
+  """'auto' -> 'phase' on CPU (5-20x faster forward+backward, experiments/benchmarks/conv.py);
+  'reference' elsewhere: on GPU/TPU XLA's own transposed convolutions (cuDNN's backward-data conv,
+  the TPU conv emitter) do not multiply the inserted zeros. Not yet measured there."""
   if method != "auto":
     return method
-  return _AUTO[op].get(jax.default_backend(), "reference")
+  return "phase" if jax.default_backend() == "cpu" else "reference"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,13 +175,14 @@ _conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 # ------------------------------------------------------------------------------------------------
 
 
-def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 1, method: str = "auto"):
+def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 1):
   """2-D convolution (cross-correlation, as in every DL library), NHWC x HWIO.
 
       y[n, i, j, o] = sum_{a, b, c} x_pad[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · w[a, b, c, o]
 
   with `x_pad` the input zero-padded by `padding`. Output size per axis:
-  `floor((H + lo + hi - d·(k - 1) - 1) / s) + 1`.
+  `floor((H + lo + hi - d·(k - 1) - 1) / s) + 1`. One `lax.conv_general_dilated` (dilation through
+  `rhs_dilation`): XLA keeps the cost flat in the dilation rate.
 
   Args:
     x: `(N, H, W, C_in)`.
@@ -194,8 +192,6 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
       `ceil(H / s)`, extra padding at the end, like `lax`) or `'VALID'`.
     dilation: int or `(dh, dw)`, >= 1: the kernel taps are `d` pixels apart ("à trous").
     feature_group_count: grouped convolution (C_in and C_out divisible by it).
-    method: 'reference' (one `lax.conv_general_dilated`), 'phase' (strided convs as space-to-depth
-      + stride-1 conv with a hand-written VJP; stride 1 is the reference form), or 'auto'.
 
   Returns:
     `(N, H_out, W_out, C_out)`.
@@ -211,38 +207,13 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
     raise ValueError(f"w: expected out channels divisible by feature_group_count={g}, got {w.shape[3]}")
   stride = as_pair(stride, "stride")
   dilation = as_pair(dilation, "dilation")
-  check_choice(method, CONV2D_METHODS, "method")
   pads = _conv_pads(padding, x.shape[1:3], w.shape[:2], stride, dilation)
   for axis, n, (lo, hi), k, d in zip("HW", x.shape[1:3], pads, w.shape[:2], dilation):
     if n + lo + hi < d * (k - 1) + 1:
       raise ValueError(f"x: padded {axis} size {n + lo + hi} is smaller than the dilated kernel "
                        f"{d * (k - 1) + 1} (kernel {k}, dilation {d}, padding {(lo, hi)})")
-  method = _auto("conv2d", method)
-  if method == "phase" and stride != (1, 1) and g == 1:
-    return _conv2d_phase(x, w, stride, pads, dilation)
   return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_DN,
                                   feature_group_count=g)
-
-
-def _conv2d_phase(x, w, stride, pads, dilation):
-  """Strided conv as space-to-depth + stride-1 conv.
-
-  With the kernel dilated (`kd = d·(k-1)+1` taps) and zero-padded to `M·s` taps, tap `a = m·s + r`
-  reads input row `o·s + a = (o + m)·s + r`: row `o + m`, phase `r` of the space-to-depth input.
-  """
-  n, h, wd, c = x.shape
-  kd = [d * (k - 1) + 1 for k, d in zip(w.shape[:2], dilation)]
-  m = [_phase_taps(k, s) for k, s in zip(kd, stride)]
-  out = [(size + lo + hi - k) // s + 1 for size, (lo, hi), k, s in zip((h, wd), pads, kd, stride)]
-  # Pad/crop so the padded input has exactly (out + M - 1)·s rows: the rows the kernel reads.
-  need = [(o + mm - 1) * s for o, mm, s in zip(out, m, stride)]
-  xp = _pad_or_crop(x, [(lo, nd - size - lo) for size, (lo, _), nd in zip((h, wd), pads, need)])
-  xs = _space_to_depth(xp, stride)
-  wk = _dilate_kernel(w, dilation)
-  wk = jnp.pad(wk, ((0, m[0] * stride[0] - kd[0]), (0, m[1] * stride[1] - kd[1]), (0, 0), (0, 0)))
-  (sh, sw), co = stride, w.shape[-1]
-  wk = wk.reshape(m[0], sh, m[1], sw, c, co).transpose(0, 2, 1, 3, 4, 5).reshape(m[0], m[1], sh * sw * c, co)
-  return _conv_valid(xs, wk, (1, 1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -389,14 +360,17 @@ def conv_transpose2d(x, w, *, stride, padding=0, output_padding=0, dilation=1, m
     if out < 1:
       raise ValueError(f"padding: expected at most the full output (size {out + 2 * p}) along {axis} "
                        f"to be cropped, got padding {p} (output size {out})")
-  method = _auto("conv_transpose2d", method)
+  method = _auto(method)
   if method == "phase" and stride == (1, 1):
-    # No zeros to insert: a stride-1 conv of the padded input with the flipped kernel, with the
-    # hand-written VJP (XLA's weight gradient is slow when the output is larger than the input).
+    # No zeros to insert: the reference form is a plain conv of the padded input with the flipped
+    # kernel. XLA runs it well unless the output is larger than the input (padding below
+    # (d·(k-1) + op) / 2, e.g. the "full" conv), where its weight gradient leaves the fast path:
+    # then the same conv with the hand-written VJP.
     pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
             for k, p, op, d in zip(w.shape[:2], padding, output_padding, dilation)]
-    return _conv_valid(_pad_or_crop(x, pads), jnp.flip(w, (0, 1)), dilation)
-  if method == "phase":
+    if any(lo + hi > d * (k - 1) for (lo, hi), k, d in zip(pads, w.shape[:2], dilation)):
+      return _conv_valid(_pad_or_crop(x, pads), jnp.flip(w, (0, 1)), dilation)
+  elif method == "phase":
     return _conv_transpose_phase(x, w, _TConf(stride, padding, output_padding, dilation))
   return _conv_transpose_reference(x, w, stride, padding, output_padding, dilation)
 

@@ -11,7 +11,8 @@ fixed cotangent, so the same three passes PyTorch's `y.backward(ct)` runs):
 2. FCN upsamplers (kernel 2s, stride s, 21 -> 21 channels, output 128x128), each method and PyTorch.
 3. Dilated 3x3 convs, 64x64, 64 -> 64 channels, 'SAME', rates 1, 2, 4, 8, 16, each `conv2d` method
    and PyTorch. Figure to reach: rate 16 within 1.5x the time of rate 1.
-4. Strided and plain 3x3 convs (U-Net / ResNet blocks) and the 7x7/2 stem, each method and PyTorch.
+4. Strided and plain 3x3 convs (U-Net / ResNet blocks) and the 7x7/2 stem, and PyTorch.
+5. Stride-1 transposed convs (padding 0: output larger than input; padding 1: same size), each method.
 "GFLOP/s" counts useful multiply-adds only (2·N·H_in·W_in·kh·kw·C_in·C_out for a transposed conv,
 2·N·H_out·W_out·kh·kw·C_in·C_out for a conv; no inserted zeros, no padding taps), per pass: fwd+bwd
 counts three passes. Times are medians of `--repeats` runs after a warm-up, interleaved between
@@ -180,7 +181,7 @@ def bench_dilated(repeats: int, torch, rates):
     if torch is not None:
       rows[f"torch Conv2d dilation {d}"] = _torch_pair(
           torch, torch.nn.Conv2d(c, c, 3, padding=d, dilation=d, bias=False), x)
-  ms = _table(f"Dilated 3x3 conv {h}x{h}, {c}->{c} ch (ours: method 'auto' = XLA rhs_dilation)",
+  ms = _table(f"Dilated 3x3 conv {h}x{h}, {c}->{c} ch (ours: one lax conv with rhs_dilation)",
               rows, flops, None, repeats)
   top, one = max(rates), min(rates)
   for who in ("conv2d", "torch Conv2d"):
@@ -201,14 +202,25 @@ def bench_convs(repeats: int, torch):
   for name, h, ci, co, k, s, p in cases:
     x = rng.standard_normal((_BATCH, h, h, ci), np.float32)
     w = (rng.standard_normal((k, k, ci, co)) * 0.05).astype(np.float32)
-    methods = ("reference", "phase") if s > 1 else ("reference",)
-    rows = {f"conv2d[{m}]": _jax_pair(lambda x, w, m=m, s=s, p=p: conv2d(x, w, stride=s, padding=p, method=m),
-                                      x, w) for m in methods}
+    rows = {"conv2d": _jax_pair(lambda x, w, s=s, p=p: conv2d(x, w, stride=s, padding=p), x, w)}
     if torch is not None:
       rows["torch Conv2d"] = _torch_pair(torch, torch.nn.Conv2d(ci, co, k, s, p, bias=False), x)
     ho = (h + 2 * p - k) // s + 1
     flops = 2 * _BATCH * ho * ho * k * k * ci * co
     _table(f"Conv {name}", rows, flops, "torch Conv2d" if torch is not None else None, repeats)
+
+
+def bench_stride1_transposed(repeats: int):
+  """Table 5: stride-1 transposed convs, where 'phase' only takes over when the output grows."""
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((_BATCH, 64, 64, 64), np.float32)
+  w = (rng.standard_normal((3, 3, 64, 64)) * 0.05).astype(np.float32)
+  for p in (0, 1):
+    rows = {f"conv_transpose2d[{m}]": _jax_pair(
+        lambda x, w, m=m, p=p: conv_transpose2d(x, w, stride=1, padding=p, method=m), x, w)
+            for m in ("reference", "phase")}
+    flops = 2 * _BATCH * 64 * 64 * 9 * 64 * 64
+    _table(f"Transposed conv 3x3, stride 1, padding {p}, 64x64, 64->64 ch", rows, flops, None, repeats)
 
 
 def main(argv=None):
@@ -227,6 +239,7 @@ def main(argv=None):
   bench_dilated(repeats, torch, (1, 16) if args.quick else (1, 2, 4, 8, 16))
   if not args.quick:
     bench_convs(repeats, torch)
+    bench_stride1_transposed(repeats)
 
 
 if __name__ == "__main__":
