@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import ml_collections
 
+from dense_jax.train.config import default_config
 from experiments.configs_common import parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = parse_arg(arg, quick=False, width=0, depth=0, up="transposed", padding="same", steps=0)
-  config = ml_collections.ConfigDict()
+  config = default_config()   # every optional key, so any of them can be overridden from the command line
   config.seed = 0
   config.mesh_shape = (-1, 1)
 
-  config.dataset = ml_collections.ConfigDict(dict(
-      name="dense_shapes/small_64" if arg.quick else "dense_shapes/medium_128",
-      image_size=None, data_dir=None, train_split="train", eval_split="validation", augment=True))
+  config.dataset.name = "dense_shapes/small_64" if arg.quick else "dense_shapes/medium_128"
 
   config.model = ml_collections.ConfigDict(dict(
       name="unet", width=arg.width or (16 if arg.quick else 64), depth=arg.depth or (3 if arg.quick else 4),

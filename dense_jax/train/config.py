@@ -56,6 +56,15 @@ OPTIONAL_DEFAULTS = dict(
 )
 
 
+def default_config() -> ml_collections.ConfigDict:
+  """A config holding every optional key at its default (and the dataset block's keys), for experiment
+  files to start from — so that any key can be overridden with `--config.key=value`, which only
+  reaches keys the config already has. The required keys are left for the experiment to set."""
+  config = ml_collections.ConfigDict(OPTIONAL_DEFAULTS)
+  config.dataset = ml_collections.ConfigDict(DATASET_DEFAULTS)
+  return config
+
+
 def _unknown(block, allowed, where: str) -> None:
   unknown = sorted(set(block.keys()) - set(allowed))
   if unknown:

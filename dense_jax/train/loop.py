@@ -329,8 +329,14 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
     reporter = reporting.Reporter(workdir, enabled=is_main, total_steps=config.total_steps,
                                   start_step=start_step, tensorboard=config.tensorboard)
     stack.callback(reporter.close)
+    reporter.message(
+        f"{config.model.name} on {config.dataset.name}: {config.total_steps} steps of batch {config.batch_size} "
+        f"on {mesh.size} device(s) (mesh {dict(mesh.shape)}{', spatial' if spatial else ''}, "
+        f"{jax.process_count()} process(es)); writing to {workdir}")
     if restored is not None:
       reporter.message(f"Resuming from step {start_step} ({checkpointer.directory / str(start_step)}).")
+    if start_step < min(config.total_steps, config.stop_at_step or config.total_steps):
+      reporter.message("Compiling the train step (the first step takes a while)...")
 
     # ---- Compiled steps.
     batch_specs = sharding_lib.batch_specs(spatial)

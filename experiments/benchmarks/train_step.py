@@ -4,6 +4,7 @@
     python -m experiments.benchmarks.train_step --part speed --steps 30
     python -m experiments.benchmarks.train_step --part memory   # peak memory of one step, 256x256 batch 8
     python -m experiments.benchmarks.train_step --part hlo      # spatial partitioning: collectives in the HLO
+    python -m experiments.benchmarks.train_step --part flops    # achieved FLOP/s vs matmul peak, f32/bf16
 
 speed: images/s of one full training step (forward, backward, AdamW update; batch-norm in training
   mode; cross-entropy with the ignore label) of the quick config's U-Net
@@ -15,6 +16,9 @@ speed: images/s of one full training step (forward, backward, AdamW update; batc
 memory: XLA's `compiled.memory_analysis()` of the jitted step at 256×256, batch 8: arguments (state +
   batch), outputs, temporaries and the peak estimate (arguments + outputs + temporaries − donated
   aliases).
+flops (run by default only on a GPU/TPU): the step's FLOPs from XLA's cost analysis divided by its
+  measured time, against the measured FLOP/s of a 2048³ matmul, with float32 and with bfloat16 compute
+  (`compute_dtype`, float32 parameters), at `--flops_size` (256).
 hlo: the step compiled for a (data=2, model=4) mesh of 8 fake CPU devices with spatial partitioning
   (image height over 'model'); counts the collective ops of the optimised HLO. Activations crossing
   device boundaries show up as `collective-permute` (halo exchange with the neighbouring band);
@@ -163,6 +167,57 @@ def memory(args) -> None:
         f"{peak * mib:.1f} MiB |")
 
 
+def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
+  """Measured FLOP/s of an n×n×n matmul in `dtype` on the default device (the practical peak)."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(f(a))
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(f(a))
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def flops(args) -> None:
+  """Achieved FLOP/s of the training step against the measured matmul peak, float32 and bfloat16."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  size, batch = args.flops_size, args.batch or 16
+  print(f"\nAchieved FLOP/s, quick U-Net training step, batch {batch}, {size}x{size} "
+        f"({jax.devices()[0].device_kind}):")
+  print("| compute dtype | GFLOP/step (XLA cost analysis) | step ms | achieved TFLOP/s | matmul peak TFLOP/s | "
+        "fraction of peak |\n|---|---|---|---|---|---|")
+  for dtype in ("float32", "bfloat16"):
+    config = _quick_config(args.overrides)
+    config.compute_dtype = dtype
+    if dtype == "bfloat16":
+      config.model.dtype = jnp.bfloat16
+    step, state, data = _jax_step(config, batch, size, 9)
+    cost = step.lower(state, data).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    step_flops = float(cost.get("flops", float("nan")))
+    state, metrics = step(state, data)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(args.repeats):
+      t = time.perf_counter()
+      for _ in range(args.steps):
+        state, metrics = step(state, data)
+      jax.block_until_ready((state, metrics))
+      times.append((time.perf_counter() - t) / args.steps)
+    seconds = statistics.median(times)
+    peak = matmul_peak(jnp.dtype(dtype))
+    achieved = step_flops / seconds
+    print(f"| {dtype} | {step_flops / 1e9:.2f} | {seconds * 1e3:.1f} | {achieved / 1e12:.3f} | "
+          f"{peak / 1e12:.3f} | {achieved / peak:.1%} |")
+
+
 COLLECTIVES = ("collective-permute", "all-gather", "all-reduce", "all-to-all", "reduce-scatter")
 
 
@@ -242,7 +297,7 @@ def hlo(args) -> None:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--part", choices=("all", "speed", "memory", "hlo"), default="all")
+  parser.add_argument("--part", choices=("all", "speed", "memory", "hlo", "flops"), default="all")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--batch", type=int, default=0, help="default: the quick config's batch")
@@ -251,6 +306,7 @@ def main(argv=None) -> None:
   parser.add_argument("--size", type=int, default=128, help="image side for --part hlo")
   parser.add_argument("--overrides", default="", help="extra get_config args, e.g. 'up=bilinear'")
   parser.add_argument("--dump", default="", help="write the spatial step's optimised HLO here")
+  parser.add_argument("--flops_size", type=int, default=256, help="image side for --part flops")
   args = parser.parse_args(argv)
   if args.part in ("all", "speed"):
     speed(args)
@@ -258,6 +314,13 @@ def main(argv=None) -> None:
     memory(args)
   if args.part in ("all", "hlo"):
     hlo(args)
+  if args.part == "flops" or (args.part == "all" and _has_accelerator()):
+    flops(args)
+
+
+def _has_accelerator() -> bool:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.default_backend() != "cpu"
 
 
 if __name__ == "__main__":
