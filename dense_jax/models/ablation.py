@@ -14,7 +14,8 @@ Each takes images `(B, H, W, 3)` in [0, 1] (normalised here as `(x - 0.5) / 0.25
   what changes is the resolution of the last stages (and their cost).
   Head: 1×1 conv to the classes at 1/output_stride, then ×output_stride to the input size:
   `upsample='learned'` — one transposed conv (kernel 2·OS, stride OS, padding OS/2; FCN-32s style),
-  initialised to bilinear interpolation and trained; `'bilinear'` — fixed bilinear resize.
+  initialised to bilinear interpolation and trained (`nn.BilinearUpsample`); `'bilinear'` — fixed
+  bilinear resize (`ops.resize_bilinear`).
 
 `context_ablation` — context-module dilation schedules (experiments/receptive_field.py).
   front-end: `frontend_layers` 3×3 conv + BN + ReLU (`width` channels; the last one has stride
@@ -32,8 +33,8 @@ Each takes images `(B, H, W, 3)` in [0, 1] (normalised here as `(x - 0.5) / 0.25
   BN + ReLU (`width·2^(i-1)` channels, `width` at the top); a 1×1 conv to the classes.
   `up`: 'nearest' and 'bed_of_nails' (`nn.Unpool`), 'max_unpool' (`nn.MaxUnpool` with the encoder's
   indices of the same level), 'transposed' (a learned 4×4 stride-2 transposed conv, padding 1, channels
-  kept; `transposed_init` 'bilinear' starts it as bilinear interpolation, 'random' from He init),
-  'bilinear' (`ops.resize_bilinear`, fixed).
+  kept; `transposed_init` 'bilinear' starts it as bilinear interpolation — `nn.BilinearUpsample(2)` —,
+  'random' from He init — `nn.ConvTranspose`), 'bilinear' (`ops.resize_bilinear`, fixed).
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dense_jax.models._common import ConvTranspose, Dtype, batch_norm, check_image, conv, scaled
+from dense_jax.models._common import Dtype, batch_norm, check_image, conv, scaled
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.dilated import CONTEXT_DILATIONS, ContextModule
 from dense_jax.models.registry import register_model
-from dense_jax.nn import MaxPoolWithArgmax, MaxUnpool, Unpool
-from dense_jax.ops import bilinear_upsample_kernel, resize_bilinear
+from dense_jax.nn import BilinearUpsample, ConvTranspose, MaxPoolWithArgmax, MaxUnpool, Unpool
+from dense_jax.ops import resize_bilinear
 
 UPSAMPLERS = ("nearest", "bed_of_nails", "max_unpool", "transposed", "bilinear")
 SMALL_CHANNELS = (16, 32, 64, 128)
@@ -56,19 +57,6 @@ SMALL_CHANNELS = (16, 32, 64, 128)
 
 def _normalise(x):
   return (x - 0.5) / 0.25
-
-
-def _bilinear_init(factor: int):
-  """Kernel initialiser: the `(k, k, C, C)` bilinear up-sampler of `factor` (in == out channels)."""
-  def init(key, shape, dtype=jnp.float32):
-    del key
-    if shape[2] != shape[3]:
-      raise ValueError(f"bilinear init: expected as many input as output channels, got kernel {shape}")
-    kernel = bilinear_upsample_kernel(factor, shape[2], dtype)
-    if kernel.shape != tuple(shape):
-      raise ValueError(f"bilinear init: factor {factor} gives a {kernel.shape} kernel, asked for {shape}")
-    return kernel
-  return init
 
 
 def _check_choice(value, choices, name: str) -> None:
@@ -168,8 +156,7 @@ class StrideAblationNet(nn.Module):
     h = conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)
     if self.upsample == "bilinear" or os_ == 1:
       return resize_bilinear(h, x.shape[1:3])
-    return ConvTranspose(self.num_classes, 2 * os_, stride=os_, padding=os_ // 2,
-                         kernel_init=_bilinear_init(os_), dtype=self.dtype, name="upsample")(h)
+    return BilinearUpsample(os_, learnable=True, use_bias=True, dtype=self.dtype, name="upsample")(h)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,9 +215,10 @@ class UpsamplingAblationNet(nn.Module):
       return MaxUnpool(2, name=f"up{level}")(x, indices, size)
     if self.up == "bilinear":
       return resize_bilinear(x, size)
-    init = _bilinear_init(2) if self.transposed_init == "bilinear" else nn.initializers.he_normal()
-    return ConvTranspose(x.shape[-1], 4, stride=2, padding=1, kernel_init=init, dtype=self.dtype,
-                         name=f"up{level}")(x)
+    if self.transposed_init == "bilinear":   # kernel 4, stride 2, padding 1, starting as bilinear
+      return BilinearUpsample(2, learnable=True, use_bias=True, dtype=self.dtype, name=f"up{level}")(x)
+    return ConvTranspose(x.shape[-1], 4, stride=2, padding=1, kernel_init=nn.initializers.he_normal(),
+                         dtype=self.dtype, name=f"up{level}")(x)
 
   @nn.compact
   def __call__(self, x, train: bool = False):

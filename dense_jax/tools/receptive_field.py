@@ -12,9 +12,10 @@ output pixel, for the model's initial parameters or, with `--workdir`, for the n
 
 How the layer list is found, for any flax.linen model and without editing it: the model is traced once
 with `jax.eval_shape` under `flax.linen.intercept_methods`, and every `__call__` of a spatial module is
-recorded with its input and output shapes — `nn.Conv` (kernel, stride, dilation; an `input_dilation`
-> 1 makes it an up-sampler), any module named `*ConvTranspose*` (`kernel`/`kernel_size`,
-`stride`/`strides`), `MaxPoolWithArgmax`, `Unpool`, `MaxUnpool`. The functional poolings
+recorded with its input and output shapes — `flax.linen.Conv` and `dense_jax.nn.Conv` (kernel,
+stride, dilation; an `input_dilation` > 1 makes it an up-sampler), any module named `*ConvTranspose*`
+(`kernel`/`kernel_size`, `stride`/`strides`), `BilinearUpsample`, `MaxPoolWithArgmax`, `Unpool`,
+`MaxUnpool`. The functional poolings
 `flax.linen.{max,avg,min}_pool` and `dense_jax.ops.max_pool_with_argmax` are wrapped for the duration
 of the trace (they are looked up at call time by the models here). Anything else that changes the
 spatial size (a resize, a strided slice) is inferred from the shapes: a map shrunk by an integer factor
@@ -90,16 +91,23 @@ def _hw(x) -> tuple[int, int] | None:
 def _module_layer(module: nn.Module) -> dict | None:
   """The spatial description of a module call, or None if the module is not a recorded leaf."""
   cls = type(module).__name__
+  # flax's modules say kernel_size / strides / kernel_dilation, dense_jax.nn's (and the zoo's)
+  # kernel_size or kernel / stride / dilation.
+  kernel = getattr(module, "kernel_size", getattr(module, "kernel", None))
+  stride = getattr(module, "strides", getattr(module, "stride", 1))
+  dilation = getattr(module, "kernel_dilation", getattr(module, "dilation", 1))
+  if cls == "BilinearUpsample":
+    f = _first(module.factor)
+    k = 2 * f - f % 2
+    return dict(kind="up", kernel=k, factor=f, taps=math.ceil(k / f))
   if isinstance(module, nn.ConvTranspose) or "ConvTranspose" in cls:
-    k = _first(getattr(module, "kernel_size", getattr(module, "kernel", 1)))
-    s = _first(getattr(module, "strides", getattr(module, "stride", 1)))
-    d = _first(getattr(module, "kernel_dilation", getattr(module, "dilation", 1)))
+    k, s, d = _first(kernel), _first(stride), _first(dilation)
     return dict(kind="up", kernel=k, factor=s, dilation=d, taps=math.ceil((d * (k - 1) + 1) / s))
-  if isinstance(module, nn.Conv):
-    if len(module.kernel_size) != 2:
+  if isinstance(module, nn.Conv) or (cls == "Conv" and kernel is not None):
+    if isinstance(kernel, (tuple, list)) and len(kernel) != 2:
       return None
-    k, s = _first(module.kernel_size), _first(module.strides)
-    d, lhs = _first(module.kernel_dilation), _first(module.input_dilation)
+    k, s, d = _first(kernel), _first(stride), _first(dilation)
+    lhs = _first(getattr(module, "input_dilation", 1))
     if lhs > 1:   # a transposed conv written as a conv with input dilation
       return dict(kind="up", kernel=k, factor=lhs, dilation=d, taps=math.ceil((d * (k - 1) + 1) / lhs))
     return dict(kind="conv", kernel=k, stride=s, dilation=d)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dense_jax import nn as dj_nn
 from dense_jax.nn import MaxPoolWithArgmax, MaxUnpool, Unpool
 from dense_jax.ops import receptive_field, resize_bilinear
 from dense_jax.tools import receptive_field as rf_tool
@@ -87,6 +88,23 @@ def test_upsampling_divides_the_jump_and_adds_taps():
   assert table == [("c1", "conv", 3, 1), ("pool", "pool", 4, 2), ("pool2", "pool", 6, 4),
                    ("c2", "conv", 14, 4), ("up1", "up", 18, 2), ("up2", "up", 18, 1),
                    ("down", "conv", 20, 2), ("up3", "up", 20, 1), ("(inferred)", "inferred-up", 21, 0.5)]
+
+
+class OurModules(nn.Module):
+  """dense_jax.nn's own Conv (strided, dilated) and BilinearUpsample (FCN's learned ×4)."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = dj_nn.Conv(4, 3, stride=2, padding=1, name="c1")(x)
+    x = dj_nn.Conv(4, 3, dilation=3, padding=3, name="c2")(x)
+    return dj_nn.BilinearUpsample(4, name="up")(dj_nn.Conv(4, 3, stride=2, padding=1, name="c3")(x))
+
+
+def test_dense_jax_nn_modules_are_recorded():
+  rows = rf_tool.layer_table(OurModules(), (1, 32, 32, 3))
+  # c1 3 (2); c2 3 + 6·2 = 15 (2); c3 15 + 2·2 = 19 (4); up ×4 (kernel 8, 2 taps) 19 + 4 = 23 (1).
+  assert [(r.name, r.kind, r.rf, r.jump) for r in rows] == [
+      ("c1", "conv", 3, 2), ("c2", "conv", 15, 2), ("c3", "conv", 19, 4), ("up", "up", 23, 1)]
 
 
 def test_erf_width_of_known_maps():
