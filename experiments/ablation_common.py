@@ -42,7 +42,7 @@ def train_step_memory_mb(config, model, image_size) -> float:
   from dense_jax.train import config as config_lib
   config = config_lib.resolve(config)
   tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
-  state = restore._abstract_state(config, model, image_size)   # pylint: disable=protected-access
+  state = restore.abstract_train_state(config, model, image_size)
   b = config.batch_size
   batch = {"image": jax.ShapeDtypeStruct((b, *image_size, 3), jnp.float32),
            "semantic": jax.ShapeDtypeStruct((b, *image_size), jnp.int32)}

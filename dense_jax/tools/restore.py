@@ -64,7 +64,8 @@ def init_variables(config, model, image_size) -> dict:
   return model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *image_size, 3)), train=False)
 
 
-def _abstract_state(config, model, image_size):
+def abstract_train_state(config, model, image_size):
+  """The `TrainState` the trainer saves for `config`, as ShapeDtypeStructs on the first device."""
   # pylint: disable=g-import-not-at-top
   from dense_jax.train import config as config_lib
   from dense_jax.train import optimizers
@@ -98,7 +99,7 @@ def restore_variables(config, workdir: str | pathlib.Path, step: int | None = No
                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
   try:
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract_state(config, model, image_size))))
+        state=ocp.args.StandardRestore(abstract_train_state(config, model, image_size))))
   finally:
     manager.close()
   return step, restored["state"].variables()
