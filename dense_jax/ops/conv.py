@@ -339,7 +339,9 @@ def conv_transpose2d(x, w, *, stride, padding=0, output_padding=0, dilation=1, m
     dilation: int or `(dh, dw)`, >= 1: spacing of the kernel taps.
     method: 'reference' (`lax.conv_general_dilated` with `lhs_dilation` and the flipped kernel:
       "insert zeros, then convolve"), 'phase' (sub-pixel decomposition with a hand-written VJP,
-      see the module docstring) or 'auto' (per backend).
+      see the module docstring) or 'auto' (per backend). The hand-written VJP supports reverse mode
+      to any order (grad of grad) but not forward mode (`jax.jvp`, `jax.jacfwd`): use
+      'reference' there.
 
   Returns:
     `(N, H_out, W_out, C_out)`.
