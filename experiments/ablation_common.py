@@ -25,6 +25,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 
 def _key(config) -> str:
@@ -81,3 +82,20 @@ def _columns(key: str, rf_upto: str | None, memory: bool) -> tuple:
 def model_columns(config, rf_upto: str | None = None, memory: bool = True) -> dict:
   """The columns described in the module docstring for `config`'s model."""
   return dict(_columns(_key(config), rf_upto, memory))
+
+
+def set_training(config, *, quick: bool, steps: int, quick_steps: int, quick_checkpoint_every: int,
+                 quick_batch: int = 16, full_batch: int = 32) -> None:
+  """The training block the three ablations share: AdamW + cosine, one evaluation at the end in quick
+  mode, and the accelerator schedule (20k steps) otherwise."""
+  config.total_steps = steps or (quick_steps if quick else 20_000)
+  config.batch_size = quick_batch if quick else full_batch
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=40 if quick else 500,
+      weight_decay=1e-4, grad_clip_norm=1.0))
+  config.log_every = 50 if quick else 100
+  config.eval_every = config.total_steps if quick else 2000
+  config.checkpoint_every = quick_checkpoint_every if quick else 2000
+  config.keep_checkpoints = 1 if quick else 2
+  config.num_figures = 4
+  config.tensorboard = not quick

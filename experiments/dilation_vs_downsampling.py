@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.ablation_common import model_columns
+from experiments.ablation_common import set_training, model_columns
 from experiments.configs_common import parse_arg
 
 OUTPUT_STRIDES = (32, 16, 8)
@@ -56,17 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       width=arg.width or 1.0, blocks=(1, 1, 1, 1),
       output_stride=arg.output_stride, upsample=arg.upsample))
 
-  config.total_steps = arg.steps or (800 if quick else 20_000)
-  config.batch_size = 16 if quick else 32
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=40 if quick else 500,
-      weight_decay=1e-4, grad_clip_norm=1.0))
-  config.log_every = 50 if quick else 100
-  config.eval_every = config.total_steps if quick else 2000
-  config.checkpoint_every = 400 if quick else 2000
-  config.keep_checkpoints = 1 if quick else 2
-  config.num_figures = 4
-  config.tensorboard = not quick
+  set_training(config, quick=quick, steps=arg.steps, quick_steps=800, quick_batch=16,
+               quick_checkpoint_every=400)
 
   # Read by experiments/evaluate_breakdown.py (the trainer ignores this block): boundary band of
   # radius `band_radius` px; objects with fewer visible pixels than `small_area` are "small"

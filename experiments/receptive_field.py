@@ -41,7 +41,7 @@ from __future__ import annotations
 import ml_collections
 
 from dense_jax.ops import receptive_field
-from experiments.ablation_common import model_columns
+from experiments.ablation_common import model_columns, set_training
 from experiments.configs_common import parse_arg
 
 SCHEDULES = {
@@ -68,19 +68,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="context_ablation", width=arg.width or (16 if quick else 64), frontend_layers=2,
       frontend_stride=1, dilations=SCHEDULES[arg.schedule], init_noise=1e-3))
 
-  config.total_steps = arg.steps or (500 if quick else 20_000)
   # Full-resolution maps make this the slowest quick model (~0.2 s per step of 8 images on 2 shared
   # cores), hence the smaller batch.
-  config.batch_size = 8 if quick else 64
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=40 if quick else 500,
-      weight_decay=1e-4, grad_clip_norm=1.0))
-  config.log_every = 50 if quick else 100
-  config.eval_every = config.total_steps if quick else 2000
-  config.checkpoint_every = 250 if quick else 2000
-  config.keep_checkpoints = 1 if quick else 2
-  config.num_figures = 4
-  config.tensorboard = not quick
+  set_training(config, quick=quick, steps=arg.steps, quick_steps=500, quick_batch=8,
+               full_batch=64, quick_checkpoint_every=250)
   # Read by experiments/evaluate_breakdown.py: "small" objects have fewer than 500 visible pixels
   # (the median object of context_64's validation split has 528); a small object's centre is nearer
   # to its surroundings, so it needs less context than a large one's.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import ml_collections
 
 from dense_jax.models.ablation import UPSAMPLERS
-from experiments.ablation_common import model_columns
+from experiments.ablation_common import set_training, model_columns
 from experiments.configs_common import parse_arg
 
 
@@ -51,17 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       levels=arg.levels or (3 if quick else 4), convs=1 if quick else 2, up=arg.up,
       transposed_init="bilinear"))
 
-  config.total_steps = arg.steps or (400 if quick else 20_000)
-  config.batch_size = 16 if quick else 32
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=40 if quick else 500,
-      weight_decay=1e-4, grad_clip_norm=1.0))
-  config.log_every = 50 if quick else 100
-  config.eval_every = config.total_steps if quick else 2000
-  config.checkpoint_every = 200 if quick else 2000
-  config.keep_checkpoints = 1 if quick else 2
-  config.num_figures = 4
-  config.tensorboard = not quick
+  set_training(config, quick=quick, steps=arg.steps, quick_steps=400, quick_batch=16,
+               quick_checkpoint_every=200)
   config.experiment = ml_collections.ConfigDict(dict(
       band_radius=2 if quick else 4, small_area=100 if quick else 400, erf_batch=8))
   return config
