@@ -9,7 +9,8 @@ Full (the 128×128 dataset, the paper's width 64, padded form):
     python -m dense_jax.train --config experiments/unet_dense_shapes.py --workdir runs/unet_dense_shapes
 
 Arguments (`:quick,width=32,up=bilinear`): quick, width (first-level channels), depth (poolings),
-up ('transposed' | 'bilinear'), padding ('same' | 'valid'), steps (0 = the mode's default).
+up ('transposed' | 'bilinear'), padding ('same' | 'valid'), norm ('batch' | 'none': the paper's U-Net
+has no batch norm), steps (0 = the mode's default).
 Any key can also be overridden on the command line, e.g. `--config.optimizer.learning_rate=0.003`.
 """
 
@@ -22,16 +23,17 @@ from experiments.configs_common import parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = parse_arg(arg, quick=False, width=0, depth=0, up="transposed", padding="same", steps=0)
+  arg = parse_arg(arg, quick=False, width=0, depth=0, up="transposed", padding="same", norm="batch", steps=0)
   config = default_config()   # every optional key, so any of them can be overridden from the command line
   config.seed = 0
   config.mesh_shape = (-1, 1)
+  config.cpu_devices = 2   # on a CPU-only machine: one JAX device per core (see dense_jax.train.config)
 
   config.dataset.name = "dense_shapes/small_64" if arg.quick else "dense_shapes/medium_128"
 
   config.model = ml_collections.ConfigDict(dict(
       name="unet", width=arg.width or (16 if arg.quick else 64), depth=arg.depth or (3 if arg.quick else 4),
-      padding=arg.padding, up=arg.up, norm="batch", remat=False))
+      padding=arg.padding, up=arg.up, norm=None if arg.norm == "none" else arg.norm, remat=False))
 
   config.total_steps = arg.steps or (600 if arg.quick else 20_000)
   config.batch_size = 16 if arg.quick else 32

@@ -50,7 +50,9 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", cache)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
       jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  from dense_jax.train import config as config_lib
   from dense_jax.train import distributed
+  config_lib.apply_cpu_devices(_CONFIG.value)   # before anything starts JAX's backend
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from dense_jax.train import loop
   try:

@@ -240,6 +240,7 @@ def _prepare(config) -> _Setup:
   from dense_jax import models as models_lib
 
   config = config_lib.resolve(config)
+  config_lib.apply_cpu_devices(config)
   info = data_lib.dataset_info(config.dataset.name)
   image_size = config.dataset.image_size or info.image_size
   if image_size is None:

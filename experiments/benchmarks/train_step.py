@@ -8,7 +8,8 @@
 
 speed: images/s of one full training step (forward, backward, AdamW update; batch-norm in training
   mode; cross-entropy with the ignore label) of the quick config's U-Net
-  (`experiments/unet_dense_shapes.py:quick`), and of `experiments/benchmarks/torch_unet.TorchUNet` with
+  (`experiments/unet_dense_shapes.py:quick`) on 1 JAX CPU device and data-parallel on the quick config's
+  `cpu_devices` (one device per core: XLA:CPU spreads one device's small ops poorly over cores), and of `experiments/benchmarks/torch_unet.TorchUNet` with
   the same layers, batch, resolution and optimizer. PyTorch runs with 1 and with all cores' intra-op
   threads (on a busy machine OpenMP's spinning threads can make 2 threads slower than 1) and the better
   one is compared. Median over `--repeats` interleaved rounds of `--steps` steps each after warm-up.
@@ -45,29 +46,38 @@ def _quick_config(overrides: str = ""):
   return unet_dense_shapes.get_config("quick" + ("," + overrides if overrides else ""))
 
 
-def _jax_step(config, batch: int, size: int, num_classes: int):
-  """(jitted step, state, batch) for one device, as the trainer builds them."""
+def _jax_step(config, batch: int, size: int, num_classes: int, num_devices: int = 1):
+  """(jitted step, state, batch) as the trainer builds them, data-parallel over the first
+  `num_devices` devices (batch-norm statistics and gradients over the whole batch)."""
   # pylint: disable=g-import-not-at-top
   import jax
-  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec as P
   from dense_jax.models import get_model
-  from dense_jax.train import loop, optimizers
+  from dense_jax.train import loop, optimizers, sharding
   from dense_jax.train.state import init_train_state
   kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
   model = get_model(config.model.name, num_classes=num_classes, **kwargs)
   tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
+  mesh = sharding.make_mesh((num_devices, 1), jax.devices()[:num_devices])
   rng = np.random.default_rng(0)
-  data = {"image": jnp.asarray(rng.uniform(size=(batch, size, size, 3)).astype(np.float32)),
-          "semantic": jnp.asarray(rng.integers(0, num_classes, size=(batch, size, size)).astype(np.int32))}
-  state = jax.jit(lambda r: init_train_state(model, tx, r, data["image"][:1]))(jax.random.PRNGKey(0))
-  step = jax.jit(loop.make_train_step(model, tx, schedule, spatial=False), donate_argnums=(0,))
+  local = {"image": rng.uniform(size=(batch, size, size, 3)).astype(np.float32),
+           "semantic": rng.integers(0, num_classes, size=(batch, size, size)).astype(np.int32)}
+  data = sharding.to_global(local, mesh)
+  sample = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+  init = lambda r: init_train_state(model, tx, r, sample)
+  state_sharding = sharding.tree_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)), mesh, ((".*", "replicated"),))
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.PRNGKey(0))
+  batch_sharding = {k: NamedSharding(mesh, s) for k, s in sharding.batch_specs(False).items()}
+  step = jax.jit(loop.make_train_step(model, tx, schedule, spatial=False),
+                 in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, NamedSharding(mesh, P())), donate_argnums=(0,))
   return step, state, data
 
 
-def jax_runner(config, batch, size, num_classes, steps):
+def jax_runner(config, batch, size, num_classes, steps, num_devices=1):
   """A function that runs `steps` JAX training steps and returns the seconds they took."""
   import jax  # pylint: disable=g-import-not-at-top
-  step, state, data = _jax_step(config, batch, size, num_classes)
+  step, state, data = _jax_step(config, batch, size, num_classes, num_devices)
   box = {"state": state}
 
   def run(n=steps):
@@ -117,7 +127,10 @@ def speed(args) -> None:
   size = 64
   batch = args.batch or config.batch_size
   num_classes = 9
-  runners = {"JAX (dense_jax)": jax_runner(config, batch, size, num_classes, args.steps)}
+  import jax  # pylint: disable=g-import-not-at-top
+  runners = {}
+  for n in sorted({1, len(jax.devices())}):
+    runners[f"JAX (dense_jax), {n} device(s)"] = jax_runner(config, batch, size, num_classes, args.steps, n)
   try:
     for threads in args.threads:
       runners[f"PyTorch {_torch_version()}, {threads} thread(s)"] = torch_runner(
@@ -137,10 +150,12 @@ def speed(args) -> None:
   print("| framework | images/s |\n|---|---|")
   for name, value in ips.items():
     print(f"| {name} | {value:.1f} |")
-  jax_ips = ips.pop("JAX (dense_jax)")
-  if ips:
-    best = max(ips, key=ips.get)
-    print(f"| ratio JAX / best PyTorch ({best.split(', ')[-1]}) | {jax_ips / ips[best]:.2f} |")
+  jax_best = max((k for k in ips if k.startswith("JAX")), key=ips.get)
+  torch_names = [k for k in ips if k.startswith("PyTorch")]
+  if torch_names:
+    best = max(torch_names, key=ips.get)
+    print(f"| ratio best JAX ({jax_best.split(', ')[-1]}) / best PyTorch ({best.split(', ')[-1]}) | "
+          f"{ips[jax_best] / ips[best]:.2f} |")
 
 
 def _torch_version() -> str:
@@ -298,6 +313,8 @@ def hlo(args) -> None:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--cpu_devices", type=int, default=0,
+                      help="JAX CPU devices (default: the quick config's cpu_devices); JAX also runs on 1")
   parser.add_argument("--part", choices=("all", "speed", "memory", "hlo", "flops"), default="all")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--repeats", type=int, default=3)
@@ -309,6 +326,13 @@ def main(argv=None) -> None:
   parser.add_argument("--dump", default="", help="write the spatial step's optimised HLO here")
   parser.add_argument("--flops_size", type=int, default=256, help="image side for --part flops")
   args = parser.parse_args(argv)
+  if args.part in ("all", "speed", "memory", "flops"):
+    import jax  # pylint: disable=g-import-not-at-top
+    from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+    config = _quick_config(args.overrides)
+    if args.cpu_devices:
+      config.cpu_devices = args.cpu_devices
+    config_lib.apply_cpu_devices(config)
   if args.part in ("all", "speed"):
     speed(args)
   if args.part in ("all", "memory"):
