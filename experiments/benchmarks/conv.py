@@ -18,6 +18,11 @@ fixed cotangent, so the same three passes PyTorch's `y.backward(ct)` runs):
 counts three passes. Times are medians of `--repeats` runs after a warm-up, interleaved between
 rows, with `jax.block_until_ready`; PyTorch uses `torch.set_num_threads(os.cpu_count())`. The first
 line is a 2048² float32 matmul: the machine's practical peak.
+
+On a shared machine, PyTorch's OpenMP threads lose more to other processes than XLA's thread pool
+does, which flatters our ratios; a load-robust per-core comparison runs both single-threaded:
+`XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python -m experiments.benchmarks.conv --torch-threads 1`.
+`--only transposed` (or fcn, dilated, convs, stride1) runs one table.
 """
 
 from __future__ import annotations
@@ -75,12 +80,12 @@ def _jax_pair(f, *args):
           lambda: jax.block_until_ready(fwd_bwd(*args)))
 
 
-def _torch():
+def _torch(threads: int):
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  torch.set_num_threads(os.cpu_count() or 1)
+  torch.set_num_threads(threads)
   return torch
 
 
@@ -228,18 +233,29 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true", help="fewer repeats and cases")
   parser.add_argument("--repeats", type=int, default=9)
   parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
+  parser.add_argument("--only", choices=("transposed", "fcn", "dilated", "convs", "stride1"))
   args = parser.parse_args(argv)
   repeats = 3 if args.quick else args.repeats
-  torch = None if args.no_torch else _torch()
+  torch = None if args.no_torch else _torch(args.torch_threads)
   print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
-        f"{os.cpu_count()} cores; torch {torch.__version__ if torch else 'absent'}")
+        f"{os.cpu_count()} cores, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+        f"torch {torch.__version__ + f' ({args.torch_threads} threads)' if torch else 'absent'}; "
+        f"load average {os.getloadavg()[0]:.1f}")
   print(f"2048x2048 f32 matmul: {matmul_peak(repeats):.1f} GFLOP/s (practical peak)")
-  bench_transposed(repeats, torch)
-  bench_fcn(repeats, torch, (8,) if args.quick else (2, 8, 16))
-  bench_dilated(repeats, torch, (1, 16) if args.quick else (1, 2, 4, 8, 16))
-  if not args.quick:
-    bench_convs(repeats, torch)
-    bench_stride1_transposed(repeats)
+  tables = {
+      "transposed": lambda: bench_transposed(repeats, torch),
+      "fcn": lambda: bench_fcn(repeats, torch, (8,) if args.quick else (2, 8, 16)),
+      "dilated": lambda: bench_dilated(repeats, torch, (1, 16) if args.quick else (1, 2, 4, 8, 16)),
+      "convs": lambda: bench_convs(repeats, torch),
+      "stride1": lambda: bench_stride1_transposed(repeats),
+  }
+  if args.only:
+    tables[args.only]()
+    return
+  for name, table in tables.items():
+    if not args.quick or name in ("transposed", "fcn", "dilated"):
+      table()
 
 
 if __name__ == "__main__":
