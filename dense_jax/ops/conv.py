@@ -60,10 +60,10 @@ def _auto(method: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_operands(x, w, name_w: str = "w", groups: int = 1) -> None:
+def _check_operands(x, w) -> None:
   check_rank(x, 4, "x", "NHWC")
-  check_rank(w, 4, name_w, "HWIO (kh, kw, in, out)")
-  check_channels(x.shape[-1], w.shape[2] * groups, "x")
+  check_rank(w, 4, "w", "HWIO (kh, kw, in, out)")
+  check_channels(x.shape[-1], w.shape[2], "x")
 
 
 def _conv_pads(padding, in_hw, k_hw, stride, dilation):
@@ -130,12 +130,12 @@ def _phase_taps(kd: int, s: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# The shared fast primitive: a stride-1 VALID convolution with a hand-written VJP
+# A stride-1 VALID convolution with a hand-written VJP, and the matmul weight gradient
 # ------------------------------------------------------------------------------------------------
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_valid(x, w, dilation=(1, 1)):
+def _conv_valid(x, w, dilation):
   """`y[n, i, j] = sum_{a, b} x[n, i + a·d_h, j + b·d_w] @ w[a, b]` (stride 1, no padding)."""
   return lax.conv_general_dilated(x, w, (1, 1), "VALID", rhs_dilation=dilation, dimension_numbers=_DN)
 
@@ -146,11 +146,11 @@ def _conv_valid_fwd(x, w, dilation):
 
 def _conv_valid_bwd(dilation, res, dy):
   x, w = res
-  kd = [d * (k - 1) for k, d in zip(w.shape[:2], dilation)]
+  spans = [d * (k - 1) for k, d in zip(w.shape[:2], dilation)]
   # dx: the "full" correlation of dy with the flipped, in/out-swapped kernel: a canonical stride-1
   # conv, which XLA:CPU runs on its fast (Eigen) path.
   dx = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
-                                [(k, k) for k in kd], rhs_dilation=dilation, dimension_numbers=_DN)
+                                [(sp, sp) for sp in spans], rhs_dilation=dilation, dimension_numbers=_DN)
   return dx, _weight_grad_valid(x, dy, w.shape[:2], dilation)
 
 
