@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 _FAMILIES_IMPORTED = False
+_IMPORT_ERRORS: dict[str, str] = {}   # module -> error, for modules that failed to import
 
 
 def register_model(name: str):
@@ -55,7 +56,10 @@ def _import_families() -> None:
   for info in pkgutil.walk_packages(package.__path__, prefix="dense_jax.models."):
     if info.name.rsplit(".", 1)[-1].startswith("_") or info.name == __name__:
       continue
-    importlib.import_module(info.name)
+    try:
+      importlib.import_module(info.name)
+    except Exception as e:  # pylint: disable=broad-except  # one broken family must not hide the others
+      _IMPORT_ERRORS[info.name] = f"{type(e).__name__}: {e}"
 
 
 def available_models() -> list[str]:
@@ -68,7 +72,9 @@ def get_model(name: str, **kwargs):
   """Builds the model registered as `name` with `kwargs`; unknown names list the known ones."""
   _import_families()
   if name not in _REGISTRY:
-    raise ValueError(f"model: expected one of {sorted(_REGISTRY)}, got {name!r}")
+    broken = "".join(f"\n  {m} failed to import: {err}" for m, err in _IMPORT_ERRORS.items())
+    raise ValueError(f"model: expected one of {sorted(_REGISTRY)}, got {name!r}"
+                     + (f"; modules that could not be imported (their models are missing):{broken}" if broken else ""))
   try:
     return _REGISTRY[name](**kwargs)
   except TypeError as e:
