@@ -158,13 +158,31 @@ def _weight_grad_valid(x, dy, k_hw, dilation=(1, 1)):
   """`dw[a, b] = sum_{n, i, j} x[n, i + a·d_h, j + b·d_w]ᵀ dy[n, i, j]` as `kh·kw` dense matmuls.
 
   XLA:CPU lowers this weight gradient to a convolution whose "kernel" is the whole output, which
-  runs far below matmul speed (and off the Eigen path altogether when the output is larger than
+  runs far below matmul speed (and off its fast path altogether when the output is larger than
   the input); one matmul per tap, contracting over (n, i, j), runs at matmul speed.
   """
   (kh, kw), (dh, dw), (_, oh, ow, _) = k_hw, dilation, dy.shape
   taps = [jnp.einsum("nhwc,nhwd->cd", x[:, a * dh:a * dh + oh, b * dw:b * dw + ow], dy)
           for a in range(kh) for b in range(kw)]
   return jnp.stack(taps).reshape(kh, kw, x.shape[-1], dy.shape[-1])
+
+
+def _weight_grad_flat(x, dy, k_hw):
+  """The same as `_weight_grad_valid` (dilation 1) as ONE matmul, for the phase form's few big taps.
+
+  Flatten x to `xᵀ (C_in, N·H·W)`: tap `(a, b)` is then the contiguous window starting at `a·W + b`
+  (entries that wrap past the image edge meet the zeros `dy` is padded with to x's size), so
+  `[windows stacked] @ dy_flat` gives every tap at once. Measured ~5-8% faster than one matmul per
+  tap on the U-Net upsampler's gradient (2x2 taps, 128 -> 4·64 channels); slower with 3x3 taps of
+  64 channels, hence only here.
+  """
+  (kh, kw), (n, h, w, ci), (_, oh, ow, co) = k_hw, x.shape, dy.shape
+  size = n * h * w
+  x_t = jnp.pad(x.reshape(size, ci).T, ((0, 0), (0, (kh - 1) * w + kw - 1)))
+  windows = jnp.concatenate([lax.slice_in_dim(x_t, a * w + b, a * w + b + size, axis=1)
+                             for a in range(kh) for b in range(kw)], axis=0)
+  dy_flat = jnp.pad(dy, ((0, 0), (0, h - oh), (0, w - ow), (0, 0))).reshape(size, co)
+  return (windows @ dy_flat).reshape(kh, kw, ci, co)
 
 
 _conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
@@ -304,7 +322,7 @@ def _conv_transpose_phase_bwd(conf, res, dy):
                     (gw.crop, gw.rows * sw - gw.out - gw.crop), (0, 0)))
   dz = _space_to_depth(dz, conf.stride)
   xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
-  dwc = _weight_grad_valid(xp, dz, (gh.taps, gw.taps))
+  dwc = _weight_grad_flat(xp, dz, (gh.taps, gw.taps))
   _, kernel_vjp = jax.vjp(lambda v: _phase_kernel(v, conf.stride, conf.dilation), w)
   (dw,) = kernel_vjp(dwc)
   return dx, dw
