@@ -66,5 +66,40 @@ def main(argv):
   return 0
 
 
+def _explain_bad_override(argv: list[str], error: Exception) -> str:
+  """Names the `--config.a.b=v` override whose key the experiment's config lacks, with the keys it has."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
+    spec = argv[argv.index("--config") + 1]
+  try:
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("_experiment", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg or None)
+  except Exception:  # pylint: disable=broad-except  # fall back to the bare error
+    return f"ERROR: a --config.* override names a key the config does not have: {error}"
+  for a in argv:
+    if not a.startswith("--config."):
+      continue
+    node, where = config, "config"
+    for key in a[len("--config."):].split("=", 1)[0].split("."):
+      if not hasattr(node, "keys") or key not in node:
+        known = sorted(node.keys()) if hasattr(node, "keys") else []
+        return (f"ERROR: {a.split('=', 1)[0]}: {where} has no key {key!r} (it has {known}); only keys the "
+                f"experiment file {path} defines can be overridden")
+      node, where = node[key], f"{where}.{key}"
+  return f"ERROR: a --config.* override names a key the config does not have: {error}"
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:   # raised by ml_collections for an unknown --config.* key
+    print(_explain_bad_override(argv, e), file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

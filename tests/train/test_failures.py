@@ -78,10 +78,15 @@ def test_missing_dataset_files_fail_before_compiling(tmp_path):
   assert not compiled
 
 
-def test_cli_reports_bad_override_without_traceback(tmp_path):
+@pytest.mark.parametrize("override,message", [
+    ("--config.mesh_shape=(3,-1)", "ERROR: config.mesh_shape: (3, -1) needs the device count"),
+    ("--config.optimizer.lr=0.1", "ERROR: --config.optimizer.lr: config.optimizer has no key 'lr' (it has ["),
+])
+def test_cli_reports_bad_override_without_traceback(override, message, tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "dense_jax.train", "--config", "experiments/unet_dense_shapes.py:quick",
-       "--workdir", str(tmp_path), "--config.mesh_shape=(3,-1)"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+       "--workdir", str(tmp_path), override],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8"))
   assert proc.returncode == 2, proc.stderr
-  assert "ERROR: config.mesh_shape" in proc.stderr and "Traceback" not in proc.stderr
+  assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
