@@ -15,8 +15,9 @@ and *fast* forms that compute the same function with convolutions XLA runs well:
   only sees the kernel taps `a` with `a·d ≡ r (mod s)`, so the `s²` output phases are `s²` small
   stride-1 convolutions of the *un-dilated* input. They are packed into ONE stride-1 convolution with
   a `ceil(d·(k-1)+1 / s)`-tap kernel and `s²·C_out` output channels, followed by a depth-to-space
-  reshape (no scatter, no inserted zeros). Its VJP is written by hand: the input gradient is the
-  ordinary strided convolution of `dy` with `w`, the weight gradient a few dense matmuls.
+  reshape (no scatter, no inserted zeros). Its VJP is written by hand in the same phase domain:
+  `dy` goes through space-to-depth, the input gradient is one stride-1 convolution with the
+  flipped phase kernel, the weight gradient one dense matmul.
 * For stride 1 the phase form is a plain convolution with the same hand-written VJP; it is used
   only when the output is larger than the input (e.g. padding 0, the "full" convolution), the case
   where XLA:CPU's weight gradient leaves its fast path (~10x slower).
@@ -307,20 +308,23 @@ def _conv_transpose_phase_fwd(x, w, conf):
 
 def _conv_transpose_phase_bwd(conf, res, dy):
   x, w = res
-  (sh, sw), (ph, pw), (oph, opw) = conf.stride, conf.padding, conf.output_padding
   gh, gw = (_tgeom(size, k, s, p, op, d) for size, k, s, p, op, d in zip(
       x.shape[1:3], w.shape[:2], conf.stride, conf.padding, conf.output_padding, conf.dilation))
-  # dx[i] = sum_a dy[i·s + a·d - p] · w[a]ᵀ: the strided, dilated conv of dy with w (the transposed
-  # conv's adjoint), which XLA runs on its fast path. Rows of dy past `(H-1)·s + kd - p` (from
-  # output_padding) touch no input pixel: a negative pad crops them.
-  dyp = _pad_or_crop(dy, ((ph, ph - oph), (pw, pw - opw)))
-  dx = lax.conv_general_dilated(dyp, w.transpose(0, 1, 3, 2), conf.stride, "VALID",
-                                rhs_dilation=conf.dilation, dimension_numbers=_DN)
-  # dw through the phase domain: the forward is y = crop(depth_to_space(conv_valid(xp, wc))), so
-  # dz = space_to_depth(uncrop(dy)) and dwc = sum xp-patchᵀ dz (dense matmuls), then back to w.
+  (sh, sw) = conf.stride
+  # The forward is y = crop(depth_to_space(conv_valid(xp, wc))), so its cotangent in the phase
+  # domain is dz = space_to_depth(uncrop(dy)): (N, rows_h, rows_w, sh·sw·C_out), no inserted zeros.
   dz = jnp.pad(dy, ((0, 0), (gh.crop, gh.rows * sh - gh.out - gh.crop),
                     (gw.crop, gw.rows * sw - gw.out - gw.crop), (0, 0)))
   dz = _space_to_depth(dz, conf.stride)
+  wc = _phase_kernel(w, conf.stride, conf.dilation)
+  # dx: the "full" stride-1 correlation of dz with the flipped, in/out-swapped phase kernel (XLA's
+  # fast path), un-padded back to x. (This measured ~1.6x faster than the equivalent strided conv
+  # of dy with w, the transposed conv's adjoint written directly.)
+  dxp = lax.conv_general_dilated(dz, jnp.flip(wc, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
+                                 ((gh.taps - 1, gh.taps - 1), (gw.taps - 1, gw.taps - 1)),
+                                 dimension_numbers=_DN)
+  dx = _pad_or_crop(dxp, ((-gh.pad_lo, -gh.pad_hi), (-gw.pad_lo, -gw.pad_hi)))
+  # dw: dwc = sum xp-patchᵀ dz (one matmul), then back through the phase-kernel packing.
   xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
   dwc = _weight_grad_flat(xp, dz, (gh.taps, gw.taps))
   _, kernel_vjp = jax.vjp(lambda v: _phase_kernel(v, conf.stride, conf.dilation), w)

@@ -3,7 +3,7 @@
 Run: `python -m experiments.benchmarks.conv [--quick] [--repeats 9]`
 
 Tables (NHWC float32, batch 4; "fwd+bwd" is the output plus the VJP w.r.t. input AND kernel with a
-fixed cotangent, so the same three passes PyTorch's `y.backward(ct)` runs):
+fixed random cotangent, so the same three passes PyTorch's `y.backward(ct)` runs):
 1. Transposed conv 64x64 -> 128x128, 128 -> 64 channels, kernel 4, stride 2, padding 1 (the U-Net /
    FCN upsampler): `dense_jax.ops.conv_transpose2d` with each `method`, `flax.linen.ConvTranspose`
    (padding 'SAME', same shapes), PyTorch `ConvTranspose2d` (NCHW). Figure to reach (issue 2):
@@ -68,16 +68,17 @@ def _measure(fns: dict, repeats: int, rounds: int = 3) -> dict:
 
 
 def _jax_pair(f, *args):
-  """Callables for jitted fwd, and jitted fwd+bwd (VJP w.r.t. every argument, ones cotangent)."""
+  """Callables for jitted fwd, and jitted fwd+bwd (VJP w.r.t. every argument). The cotangent is
+  random and passed as an argument: a constant one would let XLA fold work at compile time."""
   fwd = jax.jit(f)
-  ct = jnp.ones(jax.eval_shape(f, *args).shape, jnp.float32)
+  ct = jax.random.normal(jax.random.PRNGKey(0), jax.eval_shape(f, *args).shape, jnp.float32)
 
-  def fwd_bwd(*a):
+  def fwd_bwd(ct, *a):
     y, vjp = jax.vjp(f, *a)
     return y, vjp(ct)
   fwd_bwd = jax.jit(fwd_bwd)
   return (lambda: jax.block_until_ready(fwd(*args)),
-          lambda: jax.block_until_ready(fwd_bwd(*args)))
+          lambda: jax.block_until_ready(fwd_bwd(ct, *args)))
 
 
 def _torch(threads: int):
@@ -92,7 +93,7 @@ def _torch(threads: int):
 def _torch_pair(torch, module, x_nhwc: np.ndarray):
   xt = torch.tensor(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)), requires_grad=True)
   with torch.no_grad():
-    ct = torch.ones_like(module(xt))
+    ct = torch.randn_like(module(xt))
 
   def fwd():
     with torch.no_grad():
