@@ -35,15 +35,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="unet", width=arg.width or (16 if arg.quick else 64), depth=arg.depth or (3 if arg.quick else 4),
       padding=arg.padding, up=arg.up, norm=None if arg.norm == "none" else arg.norm, remat=False))
 
-  config.total_steps = arg.steps or (600 if arg.quick else 20_000)
+  config.total_steps = arg.steps or (1000 if arg.quick else 20_000)
   config.batch_size = 16 if arg.quick else 32
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=50 if arg.quick else 500,
       weight_decay=1e-4, grad_clip_norm=1.0))
 
   config.log_every = 25 if arg.quick else 100
-  config.eval_every = 200 if arg.quick else 2000
-  config.checkpoint_every = 200 if arg.quick else 2000
+  config.eval_every = 250 if arg.quick else 2000
+  config.checkpoint_every = 250 if arg.quick else 2000
   config.keep_checkpoints = 2
   config.num_figures = 4
   return config
