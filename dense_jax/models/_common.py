@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dense_jax.nn.conv import Conv
 from dense_jax.ops._checks import check_rank
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu") -> N(0, 2 / fan_out).
@@ -33,15 +34,14 @@ def scaled(channels: int, width: float) -> int:
 
 def conv(features: int, kernel: int, *, stride: int = 1, padding: int = 0, dilation: int = 1,
          use_bias: bool = True, name: str | None = None, dtype: Dtype = jnp.float32,
-         kernel_init=kaiming_fan_out) -> nn.Conv:
-  """`torch.nn.Conv2d(in, features, kernel, stride, padding, dilation, bias=use_bias)` as `nn.Conv`.
+         kernel_init=kaiming_fan_out) -> Conv:
+  """`torch.nn.Conv2d(in, features, kernel, stride, padding, dilation, bias=use_bias)` as
+  `dense_jax.nn.Conv` (parameters `kernel`, `bias` as in `flax.linen.Conv`).
 
   Output size per axis: `(H + 2·padding - dilation·(kernel - 1) - 1) // stride + 1`.
   """
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((padding, padding), (padding, padding)),
-                 kernel_dilation=(dilation, dilation), use_bias=use_bias, dtype=dtype,
-                 kernel_init=kernel_init, name=name)
+  return Conv(features, kernel, stride=stride, padding=padding, dilation=dilation, use_bias=use_bias,
+              dtype=dtype, kernel_init=kernel_init, name=name)
 
 
 def batch_norm(train: bool, *, name: str | None = None, frozen: bool = False,

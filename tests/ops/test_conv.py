@@ -229,7 +229,10 @@ _CCASES = [
     (3, 1, 1, 1, (5, 6), 2, 3, 1),
     (3, 2, 1, 1, (7, 8), 2, 3, 1),              # ResNet/U-Net downsampling
     (7, 2, 3, 1, (9, 8), 3, 2, 1),              # the ResNet stem
-    (1, 2, 0, 1, (5, 4), 3, 2, 1),              # 1x1 projection shortcut
+    (1, 2, 0, 1, (5, 4), 3, 2, 1),              # 1x1 projection shortcut (the matmul form)
+    (1, 1, 0, 1, (4, 5), 3, 4, 1),              # 1x1 bottleneck conv (the matmul form)
+    (1, 3, 0, 1, (7, 5), 2, 3, 1),              # 1x1, stride not dividing the size
+    (1, 1, 1, 1, (3, 4), 2, 3, 1),              # 1x1 with padding (the lax conv)
     (3, 1, 2, 2, (6, 5), 2, 2, 1),              # dilated 'same'
     (3, 1, 4, 4, (5, 5), 1, 2, 1),              # rate larger than the image
     (3, 3, ((0, 2), (1, 0)), 1, (8, 7), 2, 1, 1),
