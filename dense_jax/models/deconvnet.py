@@ -22,12 +22,15 @@ encoder's exact pre-pooling size. The unpooled maps are sown as `intermediates/u
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dense_jax.models._common import ConvTranspose, Dtype, batch_norm, check_image, conv, scaled
+from dense_jax.models._common import Dtype, batch_norm, check_image, conv, kaiming_fan_out, scaled
 from dense_jax.models.backbones.vgg import VGG16
 from dense_jax.models.registry import register_model
+from dense_jax.nn import ConvTranspose
 
 DECONVNET_DECODER = ((5, (512, 512, 512)), (4, (512, 512, 256)), (3, (256, 256, 128)), (2, (128, 64)),
                      (1, (64, 64)))
@@ -56,13 +59,14 @@ class DeconvNet(nn.Module):
     fc = scaled(self.fc_channels, self.width)
     h = nn.relu(bn("fc6_bn")(conv(fc, 7, padding=pad, name="fc6", dtype=self.dtype)(feats["pool5"])))
     h = nn.relu(bn("fc7_bn")(conv(fc, 1, name="fc7", dtype=self.dtype)(h)))
-    h = ConvTranspose(scaled(512, self.width), 7, padding=pad, dtype=self.dtype, name="fc6_deconv")(h)
+    deconv = functools.partial(ConvTranspose, stride=1, kernel_init=kaiming_fan_out, dtype=self.dtype)
+    h = deconv(scaled(512, self.width), 7, padding=pad, name="fc6_deconv")(h)
     h = nn.relu(bn("fc6_deconv_bn")(h))
     for b, channels in DECONVNET_DECODER:
       h = max_unpool(h, feats[f"indices{b}"], 2, 2, output_size=feats[f"conv{b}"].shape[1:3])
       self.sow("intermediates", f"unpool{b}", h)
       for i, c in enumerate(channels, start=1):
-        h = ConvTranspose(scaled(c, self.width), 3, padding=1, dtype=self.dtype, name=f"deconv{b}_{i}")(h)
+        h = deconv(scaled(c, self.width), 3, padding=1, name=f"deconv{b}_{i}")(h)
         h = nn.relu(bn(f"deconv{b}_{i}_bn")(h))
     return conv(self.num_classes, 1, name="seg_score", dtype=self.dtype)(h)
 
