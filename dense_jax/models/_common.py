@@ -1,7 +1,7 @@
 """Small pieces shared by the model-zoo families: PyTorch-style conv/BN, width scaling, input checks.
 
-Conventions (DESIGN.md): activations NHWC, conv kernels HWIO `(kh, kw, in, out)`, transposed-conv
-kernels `(kh, kw, in, out)` as `dense_jax.ops.conv_transpose2d` takes them.
+Conventions (DESIGN.md): activations NHWC, conv kernels HWIO `(kh, kw, in, out)`; transposed convs
+and FCN's bilinear upsamplers are `dense_jax.nn.ConvTranspose` / `BilinearUpsample`.
 
 Convolutions use *symmetric* integer padding like `torch.nn.Conv2d(padding=p)` (not XLA's 'SAME',
 which pads (0, 1) for a stride-2 conv on an even input), so imported torchvision weights reproduce
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from dense_jax.nn.conv import Conv
@@ -53,39 +52,6 @@ def batch_norm(train: bool, *, name: str | None = None, frozen: bool = False,
   """
   return nn.BatchNorm(use_running_average=frozen or not train, momentum=0.9, epsilon=1e-5,
                       dtype=dtype, name=name)
-
-
-class ConvTranspose(nn.Module):
-  """Transposed convolution holding a `(k, k, in, out)` kernel; calls `dense_jax.ops.conv_transpose2d`.
-
-  Same function as `torch.nn.ConvTranspose2d(in, out, k, stride, padding, output_padding)` whose
-  weight is `kernel.transpose(2, 3, 0, 1)`. Output size: `(H - 1)·stride - 2·padding + k + output_padding`.
-  `learnable=False` keeps the kernel a constant equal to `kernel_init` (FCN's fixed bilinear layers),
-  so it is not in `params`.
-  """
-  features: int
-  kernel: int
-  stride: int = 1
-  padding: int = 0
-  output_padding: int = 0
-  use_bias: bool = True
-  learnable: bool = True
-  kernel_init: Any = kaiming_fan_out
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    from dense_jax.ops import conv_transpose2d  # Imported late: a sibling helper owns the op.
-    shape = (self.kernel, self.kernel, x.shape[-1], self.features)
-    if self.learnable:
-      w = self.param("kernel", self.kernel_init, shape, jnp.float32)
-    else:
-      w = self.kernel_init(jax.random.key(0), shape, jnp.float32)
-    y = conv_transpose2d(x.astype(self.dtype), w.astype(self.dtype), stride=self.stride,
-                         padding=self.padding, output_padding=self.output_padding)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
-    return y
 
 
 def check_image(x, name: str = "x", *, multiple: int = 1, min_size: int = 1, why: str = "") -> None:

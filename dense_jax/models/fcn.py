@@ -40,11 +40,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dense_jax.models._common import (ConvTranspose, Dtype, batch_norm, check_image, conv, crop, scaled,
+from dense_jax.models._common import (Dtype, batch_norm, check_image, conv, crop, scaled,
                                       torch_like_dropout)
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.backbones.vgg import VGG16
 from dense_jax.models.registry import register_model
+from dense_jax.nn import BilinearUpsample
 
 
 # ----------------------------------------------------------------------------- coordinate maps
@@ -103,16 +104,6 @@ def crop_offsets(stride: int, pad100: bool = True) -> dict[str, int]:
   return offsets
 
 
-def _bilinear_init(factor: int):
-  def init(key, shape, dtype=jnp.float32):
-    from dense_jax.ops import bilinear_upsample_kernel
-    del key
-    if shape[2] != shape[3]:
-      raise ValueError(f"bilinear upsampler needs in == out channels, got kernel shape {shape}")
-    return bilinear_upsample_kernel(factor, shape[2], dtype)
-  return init
-
-
 class FCN(nn.Module):
   """FCN-32s/16s/8s on VGG16 (see the module docstring). `__call__(x (N,H,W,3), train) -> (N,H,W,classes)`."""
   num_classes: int = 21
@@ -125,9 +116,8 @@ class FCN(nn.Module):
   dtype: Dtype = jnp.float32
 
   def _upsample(self, x, factor, name):
-    return ConvTranspose(self.num_classes, 2 * factor, stride=factor, padding=0 if self.pad100 else factor // 2,
-                         use_bias=False, learnable=self.learn_upsampling, kernel_init=_bilinear_init(factor),
-                         dtype=self.dtype, name=name)(x)
+    return BilinearUpsample(factor, learnable=self.learn_upsampling, padding=0 if self.pad100 else factor // 2,
+                            dtype=self.dtype, name=name)(x)
 
   def _score(self, x, name):
     return conv(self.num_classes, 1, name=name, kernel_init=nn.initializers.zeros, dtype=self.dtype)(x)
@@ -228,6 +218,11 @@ def fcn8s(**kw) -> FCN:
 @register_model("fcn8s_narrow")
 def fcn8s_narrow(**kw) -> FCN:
   return FCN(stride=8, **{**NARROW_FCN, **kw})
+
+
+@register_model("fcn16s_narrow")
+def fcn16s_narrow(**kw) -> FCN:
+  return FCN(stride=16, **{**NARROW_FCN, **kw})
 
 
 @register_model("fcn32s_narrow")

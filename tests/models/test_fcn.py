@@ -57,7 +57,7 @@ def test_full_size_output_at_input_resolution(name, shape):
   assert out.shape == shape[:3] + (21,)
 
 
-@pytest.mark.parametrize("name", ["fcn8s_narrow", "fcn32s_narrow"])
+@pytest.mark.parametrize("name", ["fcn8s_narrow", "fcn16s_narrow", "fcn32s_narrow"])
 def test_narrow_forward(name):
   model = get_model(name, num_classes=5)
   x = jax.random.normal(jax.random.key(1), (2, 64, 96, 3))
