@@ -9,7 +9,9 @@ An experiment file declares its sweep next to `get_config(arg)`:
 
 Each `add` is one run: config overrides (dotted keys, passed as `--config.KEY=VALUE`) and an optional
 name (default: the overrides, `key=value` joined by `,`). `arg` is the file's argument string
-(`file.py:quick` -> arg "quick"), which the sweep also passes to every run.
+(`file.py:quick` -> arg "quick"), which the sweep also passes to every run — unless the run names its
+own with `add(..., arg="quick,model=segnet")` (for settings `get_config` derives from an argument,
+which an override of one key cannot change).
 
     python -m experiments.sweep experiments/receptive_field.py:quick --root runs/rf            # local
     python -m experiments.sweep experiments/receptive_field.py:quick --root runs/rf --parallel 2
@@ -80,22 +82,22 @@ def load_module(path: str):
 
 def collect_runs(spec: str) -> list[Run]:
   """The runs declared by `sweep(add, arg)` in the experiment file `spec` ('file.py[:arg]')."""
-  config_file, _, arg = spec.partition(":")
-  arg = arg or None
+  config_file, _, file_arg = spec.partition(":")
+  file_arg = file_arg or None
   module = load_module(config_file)
   if not hasattr(module, "sweep"):
     raise ValueError(f"experiment: {config_file} defines no sweep(add, arg=None) function")
   runs: list[Run] = []
 
-  def add(name: str | None = None, **overrides):
+  def add(name: str | None = None, *, arg: str | None = None, **overrides):
     if name is None:
       name = ",".join(f"{k}={_flag_value(v)}" for k, v in overrides.items()) or "default"
     name = _safe_name(name)
     if any(run.name == name for run in runs):
       raise ValueError(f"sweep: run names must be unique, got {name!r} twice in {config_file}")
-    runs.append(Run(name, config_file, arg, dict(overrides)))
+    runs.append(Run(name, config_file, file_arg if arg is None else arg, dict(overrides)))
 
-  module.sweep(add, arg)
+  module.sweep(add, file_arg)
   if not runs:
     raise ValueError(f"sweep: {config_file} added no runs")
   return runs

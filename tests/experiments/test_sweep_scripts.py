@@ -72,3 +72,13 @@ def test_bad_experiment_files(tmp_path):
   twice.write_text("def sweep(add, arg=None):\n  add(name='a')\n  add(name='a')\n")
   with pytest.raises(ValueError, match="unique"):
     sweep_lib.collect_runs(str(twice))
+
+
+def test_a_run_can_name_its_own_arg(tmp_path):
+  path = tmp_path / "per_run.py"
+  path.write_text("def sweep(add, arg=None):\n"
+                  "  add(name='a', arg=f'{arg},model=a')\n"
+                  "  add(name='b', **{'model.x': 1})\n")
+  runs = sweep_lib.collect_runs(f"{path}:quick")
+  assert [(r.name, r.arg) for r in runs] == [("a", "quick,model=a"), ("b", "quick")]
+  assert runs[0].train_args("W") == ["--config", f"{path}:quick,model=a", "--workdir", "W"]
