@@ -34,8 +34,9 @@ from dense_jax.models.registry import get_model
 
 FULL = ["sliding_window", "fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "deconvnet", "dilated_frontend",
         "dilated_context", "deeplabv3_resnet50", "deeplabv3_resnet101", "unet"]
-NARROW = ["sliding_window_narrow", "fcn32s_narrow", "fcn8s_narrow", "fcn_resnet50_narrow", "segnet_narrow",
-          "deconvnet_narrow", "dilated_frontend_narrow", "dilated_context_narrow", "deeplabv3_resnet50_narrow"]
+NARROW = ["sliding_window_narrow", "fcn32s_narrow", "fcn16s_narrow", "fcn8s_narrow", "fcn_resnet50_narrow",
+          "segnet_narrow", "deconvnet_narrow", "dilated_frontend_narrow", "dilated_context_narrow",
+          "deeplabv3_resnet50_narrow"]
 
 
 def _median_s(step, repeats: int) -> tuple[float, float]:
