@@ -57,7 +57,7 @@ def train_step_memory_mb(config, model, image_size) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _columns(key: str, rf_upto: str | None, memory: bool) -> tuple:
+def _columns(key: str, rf_upto: str | None, memory: bool, rf: bool = True) -> tuple:
   # pylint: disable=g-import-not-at-top
   import ml_collections
   from dense_jax.models import flops
@@ -70,18 +70,19 @@ def _columns(key: str, rf_upto: str | None, memory: bool) -> tuple:
       compute_dtype=spec["dtype"]))
   model, _, image_size = restore.build_model(config)
   shape = (1, *image_size, 3)
-  rows = rf_lib.layer_table(model, shape)
-  rf, _ = rf_lib.final_receptive_field(rows, rf_upto)
-  out = {"rf": rf, "params": flops.param_counts(model, shape)["params"],
-         "gflops": flops.inference_flops(model, shape) / 1e9}
+  out = {}
+  if rf:
+    out["rf"], _ = rf_lib.final_receptive_field(rf_lib.layer_table(model, shape), rf_upto)
+  out.update(params=flops.param_counts(model, shape)["params"], gflops=flops.inference_flops(model, shape) / 1e9)
   if memory:
     out["train_mb"] = train_step_memory_mb(config, model, image_size)
   return tuple(out.items())
 
 
-def model_columns(config, rf_upto: str | None = None, memory: bool = True) -> dict:
-  """The columns described in the module docstring for `config`'s model."""
-  return dict(_columns(_key(config), rf_upto, memory))
+def model_columns(config, rf_upto: str | None = None, memory: bool = True, rf: bool = True) -> dict:
+  """The columns described in the module docstring for `config`'s model (without `rf` / `train_mb`
+  when `rf` / `memory` is False: the layer table only sees flax modules, not a model's own `lax` calls)."""
+  return dict(_columns(_key(config), rf_upto, memory, rf))
 
 
 def set_training(config, *, quick: bool, steps: int, quick_steps: int, quick_checkpoint_every: int,
