@@ -36,26 +36,9 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
 
 def build_model(config):
   """`(model, dataset info, (H, W) image size)` for `config`, as `dense_jax.train` builds them."""
-  # pylint: disable=g-import-not-at-top
-  from dense_jax import data as data_lib
-  from dense_jax import models as models_lib
-  from dense_jax.train import config as config_lib
-  config = config_lib.resolve(config)
-  info = data_lib.dataset_info(config.dataset.name)
-  size = config.dataset.image_size or info.image_size
-  if size is None:
-    raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
-                     f"size; set image_size")
-  size = (size, size) if isinstance(size, int) else tuple(size)
-  kwargs = dict(config.model.to_dict())
-  name = kwargs.pop("name")
-  kwargs.setdefault("num_classes", info.num_classes)
-  for key, value in kwargs.items():   # config.json turns tuples into lists; modules want tuples
-    if isinstance(value, list):
-      kwargs[key] = tuple(value)
-  if config.compute_dtype == "bfloat16":
-    kwargs["dtype"] = jnp.bfloat16
-  return models_lib.get_model(name, **kwargs), info, size
+  from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  from dense_jax.train import loop                  # pylint: disable=g-import-not-at-top
+  return loop.build_model(config_lib.resolve(config))
 
 
 def init_variables(config, model, image_size) -> dict:

@@ -189,13 +189,26 @@ class StopRequest:
 # --------------------------------------------------------------------------------------------------
 # The run.
 # --------------------------------------------------------------------------------------------------
-def _model_kwargs(config, num_classes: int) -> tuple[str, dict]:
+def build_model(config) -> tuple[Any, Any, tuple[int, int]]:
+  """`(model, dataset info, (H, W) image size)` for a resolved `config`: the one place that turns a
+  config's `model` and `dataset` blocks into a module (the trainer and `dense_jax.tools.restore`)."""
+  from dense_jax import data as data_lib     # pylint: disable=g-import-not-at-top
+  from dense_jax import models as models_lib  # pylint: disable=g-import-not-at-top
+  info = data_lib.dataset_info(config.dataset.name)
+  image_size = config.dataset.image_size or info.image_size
+  if image_size is None:
+    raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
+                     f"size; set image_size")
+  image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
   kwargs = dict(config.model.to_dict())
   name = kwargs.pop("name")
-  kwargs.setdefault("num_classes", num_classes)
+  kwargs.setdefault("num_classes", info.num_classes)
+  for key, value in kwargs.items():   # config.json turns tuples into lists; modules want tuples
+    if isinstance(value, list):
+      kwargs[key] = tuple(value)
   if config.compute_dtype == "bfloat16":
     kwargs["dtype"] = jnp.bfloat16
-  return name, kwargs
+  return models_lib.get_model(name, **kwargs), info, image_size
 
 
 @dataclasses.dataclass
@@ -237,16 +250,10 @@ def _prepare(config) -> _Setup:
   """Validates the config and builds everything that needs no compilation (raises ValueError)."""
   # pylint: disable=g-import-not-at-top
   from dense_jax import data as data_lib
-  from dense_jax import models as models_lib
 
   config = config_lib.resolve(config)
   config_lib.apply_cpu_devices(config)
-  info = data_lib.dataset_info(config.dataset.name)
-  image_size = config.dataset.image_size or info.image_size
-  if image_size is None:
-    raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
-                     f"size; set image_size")
-  image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+  model, info, image_size = build_model(config)
   devices = jax.devices()
   if config.num_devices is not None:
     if config.num_devices > len(devices) or (jax.process_count() > 1 and config.num_devices != len(devices)):
@@ -261,8 +268,6 @@ def _prepare(config) -> _Setup:
     except ValueError as e:
       raise ValueError(str(e).replace("config.batch_size", f"config.{key}")) from None
   num_shards, my_shards = _input_shards(config)
-  model_name, model_kwargs = _model_kwargs(config, info.num_classes)
-  model = models_lib.get_model(model_name, **model_kwargs)
   tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
   rules = tuple(tuple(r) for r in config.sharding.params)
   sharding_lib.check_rules(rules)
