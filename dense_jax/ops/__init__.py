@@ -3,3 +3,6 @@ from dense_jax.ops.pooling import max_pool_with_argmax, max_unpool, unpooled_siz
 from dense_jax.ops.receptive_field import ReceptiveField, effective_receptive_field, receptive_field
 from dense_jax.ops.unpool import unpool_bed_of_nails, unpool_nearest
 from dense_jax.ops.conv import conv2d, conv_transpose2d
+from dense_jax.ops.boxes import (BBOX_XFORM_CLIP, ROI_BOX_WEIGHTS, RPN_BOX_WEIGHTS, box_area, box_iou,
+                                 clip_boxes_to_image, decode_boxes, encode_boxes, large_boxes_mask,
+                                 xyxy_to_yxyx, yxyx_to_xyxy)
