@@ -6,3 +6,5 @@ from dense_jax.ops.conv import conv2d, conv_transpose2d
 from dense_jax.ops.boxes import (BBOX_XFORM_CLIP, ROI_BOX_WEIGHTS, RPN_BOX_WEIGHTS, box_area, box_iou,
                                  clip_boxes_to_image, decode_boxes, encode_boxes, large_boxes_mask,
                                  xyxy_to_yxyx, yxyx_to_xyxy)
+from dense_jax.ops.anchors import (FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, base_anchors, fpn_anchors,
+                                   fpn_anchors_per_level, fpn_feature_sizes, grid_anchors)
