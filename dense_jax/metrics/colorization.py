@@ -1,0 +1,76 @@
+"""Colorization accuracy of Zhang, Isola & Efros (ECCV 2016): the area under the curve of the fraction
+of pixels whose ab error is within a threshold, for thresholds 0..150.
+
+For threshold t, acc(t) = sum_i w_i [ |pred_ab_i - gt_ab_i|_2 <= t ] / sum_i w_i over the valid pixels
+i (w = 1, or the class-rebalancing weight of each pixel's true ab bin for the rebalanced variant; see
+`dense_jax.data.color.rebalancing_weights`). AuC = trapz(acc(t), t = 0, 1, ..., T) / T with
+T = max_threshold, a number in [0, 1]. Report both the plain and the rebalanced AuC, as the paper does.
+
+Accumulation (jit-able, static shapes): `ab_auc_totals` bins each pixel by ceil(error) (an integer
+threshold t counts the pixel iff ceil(err) <= t), so the totals are a (T + 2,) weighted histogram and the
+weight sum, which add across batches; `ab_auc_from_totals` integrates them.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from dense_jax.metrics import _inputs
+
+
+def _num_thresholds(max_threshold) -> int:
+  t = float(max_threshold)
+  if not (t > 0 and t == int(t)):
+    raise ValueError(f"max_threshold: expected a positive whole number (ab units), got {max_threshold!r}")
+  return int(t)
+
+
+def _check(pred_ab, gt_ab, valid, weights):
+  if np.ndim(gt_ab) != 4 or np.shape(gt_ab)[-1] != 2:
+    raise ValueError(f"gt_ab: expected an ab map of shape (B, H, W, 2), got {np.shape(gt_ab)}")
+  _inputs.check_shape(pred_ab, np.shape(gt_ab), "pred_ab", "an ab map (B, H, W, 2) like gt_ab")
+  for name, x in (("valid", valid), ("weights", weights)):
+    if x is not None:
+      _inputs.check_shape(x, np.shape(gt_ab)[:3], name, "(B, H, W) like gt_ab without its last axis")
+  if weights is not None and not _inputs.is_traced(weights) and not (np.asarray(weights) >= 0).all():
+    raise ValueError("weights: expected non-negative per-pixel weights, got negative or NaN values")
+
+
+def ab_auc_totals(pred_ab, gt_ab, valid=None, weights=None, max_threshold: float = 150.0) -> dict:
+  """{'hist': (T + 2,) weight of pixels with ceil(error) == t (last bin: > T), 'total': weight sum}."""
+  _check(pred_ab, gt_ab, valid, weights)
+  n = _num_thresholds(max_threshold)
+  xp, _ = _inputs.backend(pred_ab, gt_ab, valid, weights)
+  err = xp.linalg.norm(_inputs.as_float(pred_ab, xp) - _inputs.as_float(gt_ab, xp), axis=-1)
+  ok = _inputs.as_valid(valid, xp.ones(err.shape, bool), err.shape, xp)
+  w = xp.ones(err.shape, err.dtype) if weights is None else _inputs.as_float(weights, xp)
+  w = xp.where(ok, w, 0.0).reshape(-1)
+  idx = xp.clip(xp.ceil(err), 0, n + 1).astype(xp.int32).reshape(-1)
+  if xp is np:
+    hist = np.bincount(idx, weights=w, minlength=n + 2)
+  else:
+    hist = jnp.zeros((n + 2,), err.dtype).at[idx].add(w)
+  return {"hist": hist, "total": xp.sum(w)}
+
+
+def ab_auc_from_totals(totals: dict, max_threshold: float = 150.0):
+  n = _num_thresholds(max_threshold)
+  xp, _ = _inputs.backend(*totals.values())
+  acc = xp.cumsum(totals["hist"])[:n + 1] / xp.maximum(totals["total"], 1e-30)   # acc(t), t = 0..n
+  auc = (xp.sum(acc) - 0.5 * (acc[0] + acc[-1])) / n        # trapezoid rule, unit spacing, / T
+  return xp.where(totals["total"] > 0, auc, xp.nan)
+
+
+def ab_auc(pred_ab, gt_ab, valid=None, weights=None, max_threshold: float = 150.0) -> float:
+  """AuC in [0, 1] of the ab-error CDF over thresholds 0, 1, ..., max_threshold (see module doc).
+
+  Args:
+    pred_ab, gt_ab: (B, H, W, 2) ab maps (CIE Lab units).
+    valid: optional boolean (B, H, W); default all pixels.
+    weights: optional non-negative (B, H, W) per-pixel weights (rebalanced AuC).
+    max_threshold: T, a positive whole number (150 in the paper).
+  Returns a Python float for concrete inputs (float64), a JAX scalar under `jit`; NaN without weight.
+  """
+  out = ab_auc_from_totals(ab_auc_totals(pred_ab, gt_ab, valid, weights, max_threshold), max_threshold)
+  return out if _inputs.is_traced(pred_ab, gt_ab, valid, weights) else float(out)
