@@ -284,3 +284,108 @@ def load_into(variables, imported: Tree, strict: bool = False):
     return out
 
   return merge(variables, imported, ())
+
+
+# ----------------------------------------------------------------------------- detection models
+# torchvision's Mask R-CNN / Keypoint R-CNN (`models.detection`) → `dense_jax.models.maskrcnn` variables.
+
+
+def _linear_into(imp: _Importer, key: str, path: tuple[str, ...], nchw: tuple[int, int, int] | None = None):
+  """A `Linear` `(out, in)` → Dense kernel `(in, out)`; with `nchw = (C, k, k)` its input is a flattened
+  NCHW map, permuted to our NHWC flattening `(k, k, C)`."""
+  w = imp._take(f"{key}.weight")
+  if nchw is not None:
+    c, kh, kw = nchw
+    if w.shape[1] != c * kh * kw:
+      raise ValueError(f"state_dict: {key}.weight: expected {c}x{kh}x{kw} inputs, got {w.shape}")
+    w = w.reshape(w.shape[0], c, kh, kw).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+  imp._put(imp.params, path, "kernel", w.T)
+  imp._put(imp.params, path, "bias", imp._take(f"{key}.bias"))
+
+
+def _conv_transpose_into(imp: _Importer, key: str, path: tuple[str, ...]):
+  """`ConvTranspose2d` weight `(in, out, kh, kw)` → our `(kh, kw, in, out)` (`dense_jax.nn.ConvTranspose`)."""
+  imp._put(imp.params, path, "kernel", imp._take(f"{key}.weight").transpose(2, 3, 0, 1))
+  imp._put(imp.params, path, "bias", imp._take(f"{key}.bias"))
+
+
+def _bn_as_buffers(tree: Tree, path: tuple[str, ...]) -> Tree:
+  """Moves every BN `scale` / `bias` under `path` from params to batch_stats (`frozen_bn="buffers"`)."""
+  def walk(params, stats):
+    for k in list(params):
+      if isinstance(params[k], dict):
+        if "mean" in stats.get(k, {}) and "scale" in params[k]:
+          stats[k]["scale"] = params[k].pop("scale")
+          stats[k]["bias"] = params[k].pop("bias")
+          if not params[k]:
+            del params[k]
+        elif isinstance(stats.get(k), dict):
+          walk(params[k], stats[k])
+  params, stats = tree["params"], tree["batch_stats"]
+  for p in path:
+    params, stats = params[p], stats[p]
+  walk(params, stats)
+  return tree
+
+
+def _rcnn(state_dict, depth, frozen_bn, heads_into) -> Tree:
+  depth = depth or _detect_depth(state_dict, "backbone.body.")
+  imp = _Importer(state_dict)
+  _resnet_into(imp, "backbone.body.", depth, ("backbone", "body"))
+  for i in range(4):
+    imp.conv(f"backbone.fpn.inner_blocks.{i}.0", ("backbone", "fpn", f"inner_{i}"))
+    imp.conv(f"backbone.fpn.layer_blocks.{i}.0", ("backbone", "fpn", f"layer_{i}"))
+  imp.conv("rpn.head.conv.0.0", ("rpn", "conv"))
+  imp.conv("rpn.head.cls_logits", ("rpn", "cls_logits"))
+  imp.conv("rpn.head.bbox_pred", ("rpn", "bbox_pred"))
+  channels = imp.sd["backbone.fpn.layer_blocks.0.0.weight"].shape[0]
+  resolution = int(round((imp.sd["roi_heads.box_head.fc6.weight"].shape[1] / channels) ** 0.5))
+  _linear_into(imp, "roi_heads.box_head.fc6", ("box_head", "fc6"), (channels, resolution, resolution))
+  _linear_into(imp, "roi_heads.box_head.fc7", ("box_head", "fc7"))
+  _linear_into(imp, "roi_heads.box_predictor.cls_score", ("box_predictor", "cls_score"))
+  _linear_into(imp, "roi_heads.box_predictor.bbox_pred", ("box_predictor", "bbox_pred"))
+  heads_into(imp)
+  tree = imp.finish()
+  if frozen_bn == "buffers":
+    tree = _bn_as_buffers(tree, ("backbone", "body"))
+  return tree
+
+
+def _mask_heads_into(imp: _Importer):
+  n = len({k.split(".")[2] for k in imp.sd if k.startswith("roi_heads.mask_head.")})
+  for i in range(n):
+    imp.conv(f"roi_heads.mask_head.{i}.0", ("mask_head", f"mask_fcn{i + 1}"))
+  _conv_transpose_into(imp, "roi_heads.mask_predictor.conv5_mask", ("mask_predictor", "conv5_mask"))
+  imp.conv("roi_heads.mask_predictor.mask_fcn_logits", ("mask_predictor", "mask_fcn_logits"))
+
+
+def _keypoint_heads_into(imp: _Importer):
+  convs = sorted({int(k.split(".")[2]) for k in imp.sd if k.startswith("roi_heads.keypoint_head.")})
+  for i, index in enumerate(convs):  # Sequential(conv, ReLU, conv, ReLU, ...): convs at 0, 2, 4, ...
+    imp.conv(f"roi_heads.keypoint_head.{index}", ("keypoint_head", f"conv_fcn{i + 1}"))
+  _conv_transpose_into(imp, "roi_heads.keypoint_predictor.kps_score_lowres",
+                       ("keypoint_predictor", "kps_score_lowres"))
+
+
+def maskrcnn_resnet(state_dict, depth: int | None = None, frozen_bn: bool | str = False) -> Tree:
+  """torchvision `maskrcnn_resnet50_fpn` (or an R-101-FPN built the same way) → `MaskRCNN` variables.
+
+  Build the model with the same `num_classes` and `frozen_bn` (`"buffers"` for torchvision's pretrained
+  builds, whose backbone BN is `FrozenBatchNorm2d`: its affine terms then go to `batch_stats`).
+  """
+  return _rcnn(state_dict, depth, frozen_bn, _mask_heads_into)
+
+
+def keypointrcnn_resnet(state_dict, depth: int | None = None, frozen_bn: bool | str = False) -> Tree:
+  """torchvision `keypointrcnn_resnet50_fpn` → `KeypointRCNN` variables (see `maskrcnn_resnet`)."""
+  return _rcnn(state_dict, depth, frozen_bn, _keypoint_heads_into)
+
+
+def maskrcnn_resnet50_fpn(state_dict, frozen_bn: bool | str = False) -> Tree:
+  """torchvision `maskrcnn_resnet50_fpn` state dict → `maskrcnn_resnet50_fpn` variables."""
+  return maskrcnn_resnet(state_dict, 50, frozen_bn)
+
+
+def keypointrcnn_resnet50_fpn(state_dict, frozen_bn: bool | str = False) -> Tree:
+  """torchvision `keypointrcnn_resnet50_fpn` state dict → `keypointrcnn_resnet50_fpn` variables."""
+  return keypointrcnn_resnet(state_dict, 50, frozen_bn)

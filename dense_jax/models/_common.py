@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from dense_jax.nn.conv import Conv
@@ -43,15 +44,41 @@ def conv(features: int, kernel: int, *, stride: int = 1, padding: int = 0, dilat
               dtype=dtype, kernel_init=kernel_init, name=name)
 
 
-def batch_norm(train: bool, *, name: str | None = None, frozen: bool = False,
-               dtype: Dtype = jnp.float32) -> nn.BatchNorm:
+def batch_norm(train: bool, *, name: str | None = None, frozen: bool | str = False,
+               dtype: Dtype = jnp.float32) -> nn.Module:
   """`torch.nn.BatchNorm2d` defaults (momentum 0.1 → flax 0.9, eps 1e-5); batch statistics in training.
 
   `frozen=True` always normalises with the running statistics (and never updates them), the usual
-  choice when fine-tuning a pretrained backbone with small per-device batches.
+  choice when fine-tuning a pretrained backbone with small per-device batches. `frozen="buffers"` is
+  torchvision's `FrozenBatchNorm2d`: the affine terms are constants too (`FrozenBatchNorm`), so they
+  are not trainable parameters (the detection models' pretrained builds count them so).
   """
+  if frozen == "buffers":
+    return FrozenBatchNorm(dtype=dtype, name=name)
+  if frozen not in (True, False):
+    raise ValueError(f"frozen: expected True, False or 'buffers', got {frozen!r}")
   return nn.BatchNorm(use_running_average=frozen or not train, momentum=0.9, epsilon=1e-5,
                       dtype=dtype, name=name)
+
+
+class FrozenBatchNorm(nn.Module):
+  """torchvision's `FrozenBatchNorm2d`: `y = (x - mean) · scale / sqrt(var + eps) + bias` with all four
+  vectors in the `batch_stats` collection (constants: never trained, never updated); eps 1e-5.
+
+  Variable names equal `nn.BatchNorm`'s (`scale`, `bias`, `mean`, `var`), only the collection differs.
+  """
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    stat = lambda name, value: self.variable("batch_stats", name, lambda: jnp.full((c,), value, jnp.float32)).value
+    scale, bias, mean, var = stat("scale", 1.0), stat("bias", 0.0), stat("mean", 0.0), stat("var", 1.0)
+    # Folded into one multiply-add, as torchvision does.
+    mul = scale * jax.lax.rsqrt(var + self.epsilon)
+    add = bias - mean * mul
+    return (x * mul.astype(self.dtype) + add.astype(self.dtype)).astype(self.dtype)
 
 
 def check_image(x, name: str = "x", *, multiple: int = 1, min_size: int = 1, why: str = "") -> None:

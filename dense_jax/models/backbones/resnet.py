@@ -15,7 +15,9 @@ block of a dilated stage keeps the previous dilation in its 3×3 conv, the later
 Multi-Grid) instead sets the dilation of layer4's block i to `rate · multi_grid[i]`, `rate` being the
 stage's dilation (2 at output stride 16, 4 at 8).
 
-`frozen_bn=True` normalises with running statistics even in training (and never updates them).
+`frozen_bn=True` normalises with running statistics even in training (and never updates them);
+`frozen_bn="buffers"` also makes the affine terms constants (torchvision's `FrozenBatchNorm2d`, all four
+vectors in `batch_stats`; see `_common.FrozenBatchNorm`).
 Returns a dict of NHWC maps: `stem` (after the max-pool), `layer1` .. `layer4`.
 Parameter names follow torchvision: `conv1`, `bn1`, `layer{s}_{i}/{conv1,bn1,...,downsample_conv,downsample_bn}`.
 """
@@ -39,7 +41,7 @@ class Bottleneck(nn.Module):
   out_channels: int
   stride: int = 1
   dilation: int = 1
-  frozen_bn: bool = False
+  frozen_bn: bool | str = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -90,7 +92,7 @@ class ResNet(nn.Module):
   width: float = 1.0
   output_stride: int = 32
   multi_grid: Sequence[int] | None = None
-  frozen_bn: bool = False
+  frozen_bn: bool | str = False
   dtype: Dtype = jnp.float32
 
   @nn.compact

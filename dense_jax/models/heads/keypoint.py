@@ -1,0 +1,46 @@
+"""Keypoint R-CNN keypoint head (He et al., 2017), torchvision's `KeypointRCNNHeads` + `KeypointRCNNPredictor`.
+
+  `keypoint_head`:      eight 3×3 convs (512, pad 1, bias), each followed by ReLU, on 14×14 RoI features
+  `keypoint_predictor`: `kps_score_lowres` 4×4 stride-2 transposed conv (pad 1, K maps, 14 → 28), then
+                        a 2× bilinear resize (half-pixel centres, torch's `align_corners=False`) → 56×56
+
+Each of the K maps is a logit over the 56² positions of the RoI (a softmax over positions gives the
+keypoint's location; the loss is a cross-entropy against the one-hot target position).
+Init (torchvision): `kaiming_normal_(mode='fan_out', nonlinearity='relu')`, zero bias.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dense_jax.models._common import Dtype, conv, kaiming_fan_out
+from dense_jax.models.heads.mask import kaiming_transpose
+from dense_jax.nn.conv import ConvTranspose
+from dense_jax.ops.resize import resize_bilinear
+
+
+class KeypointHead(nn.Module):
+  """`(R, 14, 14, C) -> (R, 14, 14, layers[-1])`: 3×3 conv + ReLU stack."""
+  layers: Sequence[int] = (512,) * 8
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    for i, c in enumerate(self.layers):
+      x = nn.relu(conv(c, 3, padding=1, name=f"conv_fcn{i + 1}", dtype=self.dtype, kernel_init=kaiming_fan_out)(x))
+    return x
+
+
+class KeypointPredictor(nn.Module):
+  """`(R, 14, 14, C) -> (R, 56, 56, num_keypoints)` keypoint logits."""
+  num_keypoints: int = 17
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = ConvTranspose(self.num_keypoints, 4, stride=2, padding=1, kernel_init=kaiming_transpose,
+                      dtype=self.dtype, name="kps_score_lowres")(x)
+    return resize_bilinear(x, (2 * x.shape[1], 2 * x.shape[2]))
