@@ -17,6 +17,8 @@ every cell hit: this gives Q = 262 bins (`gamut_bins()`), not the paper's 313. T
 or with a convex hull; where their 313 bins are needed (e.g. to load their weights) pass those centres
 to `AbBins(centres)` instead. Encoding a colour follows the paper: soft-encoding over the 5 nearest bin
 centres with Gaussian weights, sigma = 5; decoding is the annealed mean with temperature T = 0.38.
+Class rebalancing (`ab_prior`, `dataset_ab_prior`, `rebalancing_weights`): the training split's bin
+distribution, smoothed (sigma = 5), mixed with uniform (lambda = 0.5), inverted, expectation 1.
 """
 
 from __future__ import annotations
@@ -223,3 +225,57 @@ def colorization_inputs(images) -> tuple[np.ndarray, np.ndarray]:
   [0, 100] is the network input, ab (..., H, W, 2) the target (encode it with `AbBins`)."""
   lab = rgb_to_lab(images).astype(np.float32)
   return lab[..., :1], lab[..., 1:]
+
+
+# ----------------------------------------------------------------------------------------- rebalancing
+
+def ab_prior(ab, bins: AbBins, valid=None) -> np.ndarray:
+  """Empirical distribution (Q,) float64 of the nearest bin of the ab values `ab (..., 2)` (where `valid`)."""
+  ab = _check_last_dim(ab, "ab", 2)
+  idx = bins.hard_encode(ab)
+  if valid is not None:
+    valid = np.asarray(valid, bool)
+    if valid.shape != idx.shape:
+      raise ValueError(f"valid: expected shape {idx.shape} (ab's without the last axis), got {valid.shape}")
+    idx = idx[valid]
+  counts = np.bincount(idx.ravel(), minlength=bins.num_bins).astype(np.float64)
+  if counts.sum() == 0:
+    raise ValueError("ab: expected at least one valid pixel to estimate the prior, got none")
+  return counts / counts.sum()
+
+
+def dataset_ab_prior(source, bins: AbBins, max_examples: int | None = None) -> np.ndarray:
+  """`ab_prior` of the `image`s of the first `max_examples` examples of a source (the training split)."""
+  n = len(source) if max_examples is None else min(len(source), int(max_examples))
+  counts = np.zeros(bins.num_bins)
+  for i in range(n):
+    _, ab = colorization_inputs(source[i]["image"])
+    counts += np.bincount(bins.hard_encode(ab).ravel(), minlength=bins.num_bins)
+  if counts.sum() == 0:
+    raise ValueError(f"source: expected at least one example, got {n}")
+  return counts / counts.sum()
+
+
+def rebalancing_weights(prior, bins: AbBins, lam: float = 0.5, sigma: float = 5.0) -> np.ndarray:
+  """Class-rebalancing weights (Q,) float32 of Zhang et al. (2016), eq. 3-4:
+
+    p~ = the prior smoothed by a Gaussian of width `sigma` over the bin centres (mass-preserving),
+    w  ∝ ((1 - lam) p~ + lam / Q)^-1,  normalised so that E_{p~}[w] = Σ_q p~_q w_q = 1.
+
+  lam = 0.5 and sigma = 5 are the paper's: rare (saturated) colours weigh more, common (greyish) less.
+  """
+  prior = np.asarray(prior, np.float64)
+  q = bins.num_bins
+  if prior.shape != (q,) or not (prior >= 0).all() or not prior.sum() > 0:
+    raise ValueError(f"prior: expected a non-negative ({q},) distribution, got shape {prior.shape}")
+  if not 0 <= lam <= 1:
+    raise ValueError(f"lam: expected a mixing weight in [0, 1], got {lam}")
+  if not sigma > 0:
+    raise ValueError(f"sigma: expected > 0, got {sigma}")
+  d2 = np.sum((bins.centres[:, None, :] - bins.centres[None, :, :]) ** 2, -1)
+  kernel = np.exp(-d2 / (2.0 * sigma ** 2))
+  kernel /= kernel.sum(0, keepdims=True)          # column r spreads bin r's mass, summing to 1
+  smooth = kernel @ (prior / prior.sum())
+  w = 1.0 / ((1.0 - lam) * smooth + lam / q)
+  w /= np.sum(smooth * w)
+  return w.astype(np.float32)
