@@ -8,3 +8,4 @@ from dense_jax.ops.boxes import (BBOX_XFORM_CLIP, ROI_BOX_WEIGHTS, RPN_BOX_WEIGH
                                  xyxy_to_yxyx, yxyx_to_xyxy)
 from dense_jax.ops.anchors import (FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, base_anchors, fpn_anchors,
                                    fpn_anchors_per_level, fpn_feature_sizes, grid_anchors)
+from dense_jax.ops.nms import batched_nms_padded, nms_padded
