@@ -155,8 +155,8 @@ class StrideAblationNet(nn.Module):
       h = ResNet(int(self.backbone[6:]), self.width, os_, dtype=self.dtype, name="backbone")(h, train)["layer4"]
     h = conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)
     if self.upsample == "bilinear" or os_ == 1:
-      return resize_bilinear(h, x.shape[1:3])
-    return BilinearUpsample(os_, learnable=True, use_bias=True, dtype=self.dtype, name="upsample")(h)
+      return {"semantic": resize_bilinear(h, x.shape[1:3])}
+    return {"semantic": BilinearUpsample(os_, learnable=True, use_bias=True, dtype=self.dtype, name="upsample")(h)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class ContextAblationNet(nn.Module):
     h = conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)
     if self.frontend_stride > 1:
       h = resize_bilinear(h, x.shape[1:3])
-    return h
+    return {"semantic": h}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ class UpsamplingAblationNet(nn.Module):
       indices, size = skips[i]
       h = self._upsample(h, indices, size, i)
       h = block(h, self.width * 2 ** max(i - 1, 0), f"dec{i}")
-    return conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)
+    return {"semantic": conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)}
 
 
 @register_model("stride_ablation")

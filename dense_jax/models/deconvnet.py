@@ -68,7 +68,7 @@ class DeconvNet(nn.Module):
       for i, c in enumerate(channels, start=1):
         h = deconv(scaled(c, self.width), 3, padding=1, name=f"deconv{b}_{i}")(h)
         h = nn.relu(bn(f"deconv{b}_{i}_bn")(h))
-    return conv(self.num_classes, 1, name="seg_score", dtype=self.dtype)(h)
+    return {"semantic": conv(self.num_classes, 1, name="seg_score", dtype=self.dtype)(h)}
 
 
 @register_model("deconvnet")

@@ -10,8 +10,8 @@
 
 `atrous_rates=None` means the paper's (6, 12, 18) at output stride 16 and their double, (12, 24, 36),
 at output stride 8 (torchvision's `deeplabv3_resnet50`, which uses output stride 8, no Multi-Grid).
-`aux_classifier=True` adds torchvision's auxiliary FCNHead on layer3; its logits are sown as
-`intermediates/aux_logits` (see `fcn.py`). Parameter counts equal torchvision's: 39,638,869 for
+`aux_classifier=True` adds torchvision's auxiliary FCNHead on layer3; its logits are the output entry
+`semantic_aux` (see `fcn.py`). Parameter counts equal torchvision's: 39,638,869 for
 `deeplabv3_resnet50` with 21 classes, 42,004,074 with the auxiliary head (the figure its docs list).
 """
 
@@ -60,7 +60,7 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3(nn.Module):
-  """DeepLabV3 (see the module docstring). `__call__(x (N,H,W,3), train) -> (N,H,W,classes)`."""
+  """DeepLabV3 (see the module docstring). `__call__(x (N,H,W,3), train) -> {'semantic': (N,H,W,classes)}`."""
   num_classes: int = 21
   depth: int = 50
   width: float = 1.0
@@ -80,16 +80,17 @@ class DeepLabV3(nn.Module):
     rates = default_rates(self.output_stride) if self.atrous_rates is None else tuple(self.atrous_rates)
     feats = ResNet(self.depth, self.width, self.output_stride, self.multi_grid, self.frozen_bn, self.dtype,
                    name="backbone")(x, train)
+    out = {}
     if self.aux_classifier:
       aux = FCNHead(self.num_classes, frozen_bn=self.frozen_bn, dtype=self.dtype, name="aux_classifier")(
           feats["layer3"], train)
-      self.sow("intermediates", "aux_logits", resize_bilinear(aux, size))
+      out["semantic_aux"] = resize_bilinear(aux, size)
     h = ASPP(rates, self.aspp_channels, frozen_bn=self.frozen_bn, dtype=self.dtype, name="aspp")(
         feats["layer4"], train)
     h = conv(self.aspp_channels, 3, padding=1, use_bias=False, name="head_conv", dtype=self.dtype)(h)
     h = nn.relu(batch_norm(train, name="head_bn", frozen=self.frozen_bn, dtype=self.dtype)(h))
     h = conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)
-    return resize_bilinear(h, size)
+    return {"semantic": resize_bilinear(h, size), **out}
 
 
 @register_model("deeplabv3_resnet50")

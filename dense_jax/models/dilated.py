@@ -107,7 +107,7 @@ class DilatedFrontEnd(nn.Module):
     h = conv(fc, 1, name="fc7", dtype=self.dtype)(h)
     h = torch_like_dropout(self.dropout_rate, train)(nn.relu(h))
     h = conv(self.num_classes, 1, name="final", dtype=self.dtype)(h)
-    return resize_bilinear(h, x.shape[1:3]) if upsample else h
+    return {"semantic": resize_bilinear(h, x.shape[1:3]) if upsample else h}
 
 
 class DilatedContext(nn.Module):
@@ -125,9 +125,9 @@ class DilatedContext(nn.Module):
   def __call__(self, x, train: bool = False):
     from dense_jax.ops import resize_bilinear
     h = DilatedFrontEnd(self.num_classes, self.width, self.fc_channels, self.dropout_rate, self.dtype,
-                        name="frontend")(x, train, upsample=False)
+                        name="frontend")(x, train, upsample=False)["semantic"]
     h = ContextModule(self.large, self.dilations, self.init_noise, self.dtype, name="context")(h, train)
-    return resize_bilinear(h, x.shape[1:3])
+    return {"semantic": resize_bilinear(h, x.shape[1:3])}
 
 
 @register_model("dilated_frontend")

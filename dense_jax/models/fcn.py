@@ -31,8 +31,8 @@ Not reproduced: the "at-once" variant's fixed scaling of score_pool4 (×0.01) an
 FCN-ResNet (torchvision `fcn_resnet50`): ResNet with output stride 8 (dilated layer3/4) → FCNHead
 (3×3 conv to in/4 channels, no bias → BN → ReLU → dropout 0.1 → 1×1 conv) → bilinear resize to the
 input (align_corners=False). `aux_classifier=True` adds torchvision's auxiliary FCNHead on layer3;
-its logits (at input resolution) are sown as `intermediates/aux_logits` (apply with
-`mutable=['intermediates']` to get them), so `__call__` always returns the main logits only.
+its logits (at input resolution) are the output entry `semantic_aux` (the semantic task adds
+`aux_weight` × its loss, torchvision's recipe).
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def crop_offsets(stride: int, pad100: bool = True) -> dict[str, int]:
 
 
 class FCN(nn.Module):
-  """FCN-32s/16s/8s on VGG16 (see the module docstring). `__call__(x (N,H,W,3), train) -> (N,H,W,classes)`."""
+  """FCN-32s/16s/8s on VGG16 (see the module docstring). `__call__(x (N,H,W,3), train) ->
+  {'semantic': (N,H,W,classes)}`."""
   num_classes: int = 21
   stride: int = 8
   width: float = 1.0
@@ -137,16 +138,16 @@ class FCN(nn.Module):
     h = torch_like_dropout(self.dropout_rate, train)(nn.relu(h))
     score = self._score(h, "score_fr")
     if self.stride == 32:
-      return crop(self._upsample(score, 32, "upscore"), (offsets["final"],) * 2, size, "upscore")
+      return {"semantic": crop(self._upsample(score, 32, "upscore"), (offsets["final"],) * 2, size, "upscore")}
     up = self._upsample(score, 2, "upscore2")
     pool4 = self._score(feats["pool4"], "score_pool4")
     up = up + crop(pool4, (offsets["pool4"],) * 2, up.shape[1:3], "score_pool4")
     if self.stride == 16:
-      return crop(self._upsample(up, 16, "upscore16"), (offsets["final"],) * 2, size, "upscore16")
+      return {"semantic": crop(self._upsample(up, 16, "upscore16"), (offsets["final"],) * 2, size, "upscore16")}
     up = self._upsample(up, 2, "upscore_pool4")
     pool3 = self._score(feats["pool3"], "score_pool3")
     up = up + crop(pool3, (offsets["pool3"],) * 2, up.shape[1:3], "score_pool3")
-    return crop(self._upsample(up, 8, "upscore8"), (offsets["final"],) * 2, size, "upscore8")
+    return {"semantic": crop(self._upsample(up, 8, "upscore8"), (offsets["final"],) * 2, size, "upscore8")}
 
 
 class FCNHead(nn.Module):
@@ -185,13 +186,14 @@ class FCNResNet(nn.Module):
     size = x.shape[1:3]
     feats = ResNet(self.depth, self.width, self.output_stride, frozen_bn=self.frozen_bn, dtype=self.dtype,
                    name="backbone")(x, train)
+    out = {}
     if self.aux_classifier:
       aux = FCNHead(self.num_classes, frozen_bn=self.frozen_bn, dtype=self.dtype, name="aux_classifier")(
           feats["layer3"], train)
-      self.sow("intermediates", "aux_logits", _resize_to(aux, size))
+      out["semantic_aux"] = _resize_to(aux, size)
     y = FCNHead(self.num_classes, frozen_bn=self.frozen_bn, dtype=self.dtype, name="classifier")(
         feats["layer4"], train)
-    return _resize_to(y, size)
+    return {"semantic": _resize_to(y, size), **out}
 
 
 # ----------------------------------------------------------------------------- registry

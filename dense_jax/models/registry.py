@@ -10,12 +10,26 @@ keyword arguments (a config's `model` block minus `name`). Every module in `dens
 its sub-packages) is imported on the first lookup, so a family registers itself simply by living in
 this package — nobody has to edit a central list.
 
-Contract of a registered model (what `dense_jax.train` relies on): a `flax.linen.Module` with
-`__call__(images, *, train: bool) -> logits`, images float `(B, H, W, 3)`, logits `(B, H', W', K)`.
-Models whose output is smaller than the input (the valid-convolution U-Net) return the centre of the
-label map; the trainer crops the labels to the logits' size around the centre. Batch-norm statistics
-live in the `batch_stats` collection. Models take `num_classes` and, where they can, `dtype` (the
-compute dtype; parameters stay float32).
+Contract of a registered model (what the engine, `dense_jax.evaluation` and the tasks rely on):
+
+- a `flax.linen.Module`; the engine calls `model.apply(variables, batch["image"], train=train)` (with
+  `mutable=["batch_stats"]` and a `dropout` rng when training). Images are float `(B, H, W, 3)` in
+  [0, 1] as the input pipeline gives them; a model that wants another input scale (the ImageNet
+  mean/std of torchvision weights) normalises inside its `__call__` (see `dense_jax.models.build`).
+- It returns a dict `{task name: output}`, one entry per task it serves, named as the config's tasks
+  (`config.tasks`): a semantic model returns `{"semantic": logits (B, H', W', K)}`. Auxiliary heads
+  are entries too, named `<task>_aux` (FCN/DeepLab: `{"semantic": ..., "semantic_aux": ...}`); the
+  task decides what to do with them (the semantic task adds `aux_weight` × their loss). Outputs that
+  are not for a task (debug maps) stay in `sow("intermediates", ...)`.
+- Models whose output is smaller than the input (the valid-convolution U-Net) return the centre of the
+  label map; tasks crop the labels to the output's size around the centre.
+- A model that needs the labels while training (a two-stage detector samples RoIs from the ground
+  truth) declares the class attribute `needs_targets = True`; the engine then also passes
+  `targets=<the batch dict>` when training (`model.apply(variables, images, train=True, targets=batch)`);
+  initialisation, evaluation and inference call it without `targets` (give it the default None).
+  `dense_jax.models.build.apply_model` is the one function that makes this call.
+- Batch-norm statistics live in the `batch_stats` collection. Models take `num_classes` and, where
+  they can, `dtype` (the compute dtype; parameters stay float32).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class SegNet(nn.Module):
       for i, c in enumerate(channels):
         name = f"conv{b}_{len(channels) - i}_D"  # Caffe names count down: conv5_3_D, conv5_2_D, ...
         if c is None:
-          return conv(self.num_classes, 3, padding=1, name=name, dtype=self.dtype)(h)
+          return {"semantic": conv(self.num_classes, 3, padding=1, name=name, dtype=self.dtype)(h)}
         h = conv(scaled(c, self.width), 3, padding=1, name=name, dtype=self.dtype)(h)
         h = nn.relu(batch_norm(train, name=name + "_bn", dtype=self.dtype)(h))
     raise AssertionError("unreachable: the decoder ends with the classifier")

@@ -96,7 +96,7 @@ class SlidingWindow(nn.Module):
     if self.mode == "dense":
       y = nn.relu(_conv(xp, *p["conv1"]))
       y = nn.relu(_conv(y, *p["conv2"]))
-      return self._head(_pool(y, 1), p, 2)
+      return {"semantic": self._head(_pool(y, 1), p, 2)}
     # Sliding: gather the P×P patch of every pixel, then classify the patches chunk by chunk.
     rows = jnp.arange(h)[:, None] + jnp.arange(self.patch_size)[None, :]   # (H, P)
     cols = jnp.arange(w)[:, None] + jnp.arange(self.patch_size)[None, :]   # (W, P)
@@ -105,7 +105,7 @@ class SlidingWindow(nn.Module):
     # lax.map vmaps the one-patch classifier over chunks of `chunk` patches.
     scores = lax.map(lambda q: self._classify_patches(q[None], p)[0], patches,
                      batch_size=min(self.chunk, n * h * w))
-    return scores.reshape(n, h, w, self.num_classes)
+    return {"semantic": scores.reshape(n, h, w, self.num_classes)}
 
 
 @register_model("sliding_window")

@@ -178,4 +178,4 @@ class UNet(nn.Module):
       x = jnp.concatenate([skip, x], axis=-1)
       x = block(features, name=f"dec{level}", **kw)(x, train)
     logits = dnn.Conv(self.num_classes, 1, kernel_init=he_normal, dtype=self.dtype, name="head")(x)
-    return logits.astype(jnp.float32)
+    return {"semantic": logits.astype(jnp.float32)}

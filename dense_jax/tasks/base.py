@@ -11,11 +11,12 @@ A *task* owns, for one label type (semantic classes, depth, normals, ...):
   update(acc, outputs, batch) -> accumulator (jit-able)          | evaluation; padded examples
   combine(a, b)          -> accumulator (default: leafwise sum)  | (batch['batch_mask'] == 0)
   result(acc)            -> {metric: float}  (host, NumPy)      /  count for nothing
+  summary_keys()         -> {result key: label}: the headline numbers printed after an evaluation
   unflip(output)         undo a horizontal flip of a prediction (TTA)
   merge([output, ...])   one prediction from several (TTA; default: the mean, renormalised for unit
                          vectors)
   predict(output)        the prediction as drawn / compared (semantic: the argmax)
-  draw(image, output, example) -> [(title, (H, W, 3) uint8), ...]  ground truth and prediction panels
+  draw(image, prediction, example) -> [(title, (H, W, 3) uint8), ...]  truth and prediction panels
 
 `outputs` is the model's whole output dict `{task name: array}`, so a task may also read auxiliary
 entries (e.g. `semantic_aux`). `batch` is the global batch dict (arrays with the batch first).
@@ -148,6 +149,10 @@ class Task:
     """`{metric name: float}` from an accumulator (host side, NumPy)."""
     raise NotImplementedError
 
+  def summary_keys(self) -> dict[str, str]:
+    """`{result key: label}` of the headline numbers printed after an evaluation (default: none)."""
+    return {}
+
   # ---- prediction -----------------------------------------------------------------------------
   def predict(self, output):
     """What the task's output means as a prediction (default: the output itself)."""
@@ -174,8 +179,9 @@ class Task:
     return mean
 
   # ---- drawing --------------------------------------------------------------------------------
-  def draw(self, image: np.ndarray, output: np.ndarray, example: dict) -> list[tuple[str, np.ndarray]]:
+  def draw(self, image: np.ndarray, prediction: np.ndarray, example: dict) -> list[tuple[str, np.ndarray]]:
     """`[(title, (H, W, 3) uint8), ...]`: the panels showing one example's ground truth and prediction
-    (`output` is this task's output for the example, without the batch axis). Default: none."""
-    del image, output, example
+    (`prediction` is `predict(output)` for the example, without the batch axis; `example` the host
+    batch's row). Default: none."""
+    del image, prediction, example
     return []

@@ -73,3 +73,19 @@ def pixel_keys(tasks: dict) -> tuple[str, ...]:
   for task in tasks.values():
     keys += [k for k in task.pixel_keys if k not in keys]
   return tuple(keys)
+
+
+def total_loss(tasks: dict, outputs: dict, batch: dict):
+  """`(sum_t weight_t * loss_t, {'loss/<task>': loss_t, <each task's aux metrics>})` (jit-able).
+  ValueError (at trace time) if two tasks report the same metric key."""
+  total = 0.0
+  metrics = {}
+  for name, task in tasks.items():
+    loss, aux = task.loss(outputs, batch)
+    total = total + task.weight * loss
+    for key, value in {f"loss/{name}": loss, **aux}.items():
+      if key in metrics:
+        raise ValueError(f"config.tasks.{name}: reports the train metric {key!r}, which another task "
+                         f"already reports")
+      metrics[key] = value
+  return total, metrics

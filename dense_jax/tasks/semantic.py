@@ -129,6 +129,11 @@ class SemanticTask(Task):
       out = {f"{self.name}/{k}": v for k, v in out.items()}
     return out
 
+  def summary_keys(self):
+    prefix = "" if self.name == "semantic" else f"{self.name}/"
+    label = "" if self.name == "semantic" else f"{self.name} "
+    return {f"{prefix}miou": f"{label}mIoU", f"{prefix}pixel_accuracy": f"{label}pixel accuracy"}
+
   # ---- prediction -----------------------------------------------------------------------------
   def predict(self, output):
     return jnp.argmax(output, -1).astype(jnp.int32)
@@ -138,11 +143,11 @@ class SemanticTask(Task):
     if not outputs:
       raise ValueError("outputs: expected at least one prediction to merge, got none")
     probs = sum(jax.nn.softmax(jnp.asarray(o, jnp.float32), axis=-1) for o in outputs) / len(outputs)
-    return jnp.log(probs)
+    return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.float32).tiny))
 
-  def draw(self, image, output, example):
+  def draw(self, image, prediction, example):
     from dense_jax import viz  # pylint: disable=g-import-not-at-top
-    prediction = np.asarray(jnp.argmax(output, -1)) if np.ndim(output) == 3 else np.asarray(output)
+    prediction = np.asarray(prediction)
     h, w = np.shape(image)[:2]
     truth = np.asarray(centre_crop(np.asarray(example[self.label_key])[None], prediction.shape[:2])[0])
     colours = viz.palette(self.num_classes)

@@ -35,10 +35,10 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
 
 
 def build_model(config):
-  """`(model, dataset info, (H, W) image size)` for `config`, as `dense_jax.train` builds them."""
-  from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
-  from dense_jax.train import loop                  # pylint: disable=g-import-not-at-top
-  return loop.build_model(config_lib.resolve(config))
+  """`(model, dataset info, (H, W) image size)` for `config`, as `dense_jax.train` builds them (this is
+  `dense_jax.models.build.build_model`, kept here for the callers of this module)."""
+  from dense_jax.models import build  # pylint: disable=g-import-not-at-top
+  return build.build_model(config)
 
 
 def init_variables(config, model, image_size) -> dict:

@@ -12,7 +12,8 @@ Required (an experiment file must set them):
 
 Optional (defaults in OPTIONAL_DEFAULTS): keep_checkpoints, async_checkpoints, eval_batch_size,
 eval_max_batches, sharding.{params, spatial}, compute_dtype, num_figures, tensorboard, stop_at_step,
-num_devices, cpu_devices, experiment (a free block the trainer ignores, for experiment-specific values).
+num_devices, cpu_devices, experiment (a free block the trainer ignores, for experiment-specific values),
+tasks (`{name: {"weight": w, ...}}`, default one semantic task; see dense_jax.tasks.build).
 
 `resolve(config)` returns a copy with the defaults filled in, or raises ValueError naming every unknown
 key — before anything is built or compiled, so a typo never costs a compile or a silent default.
@@ -54,6 +55,7 @@ OPTIONAL_DEFAULTS = dict(
     num_devices=None,        # use the first n devices only (single-process runs); None = all
     cpu_devices=None,        # split a CPU-only host into n JAX devices (data parallelism over cores)
     experiment={},           # free-form, ignored by the trainer
+    tasks=dict(semantic=dict(weight=1.0)),   # {task name: {weight, <task arguments>}}, see dense_jax.tasks
 )
 
 

@@ -34,8 +34,11 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dense_jax import losses
-from dense_jax.metrics import segmentation as seg_metrics
+from dense_jax import evaluation
+from dense_jax import tasks as tasks_lib
+from dense_jax import viz
+from dense_jax.models import build as build_lib
+from dense_jax.tasks import build as task_build
 from dense_jax.train import checkpoint as checkpoint_lib
 from dense_jax.train import config as config_lib
 from dense_jax.train import optimizers
@@ -106,8 +109,15 @@ def _input_shards(config) -> tuple[int, list[int]]:
 # --------------------------------------------------------------------------------------------------
 # The steps.
 # --------------------------------------------------------------------------------------------------
-def make_train_step(model, tx, schedule, spatial: bool):
-  """The pure train step `(state, batch) -> (state, metrics)` (not yet jitted)."""
+def _constrain(spatial: bool):
+  """Pins every NHWC output to the batch layout when spatially partitioned (identity otherwise)."""
+  return lambda x: sharding_lib.constrain_spatial(x, spatial and getattr(x, "ndim", 0) == 4)
+
+
+def make_train_step(model, tasks: dict, tx, schedule, spatial: bool):
+  """The pure train step `(state, batch) -> (state, metrics)` (not yet jitted): the tasks' weighted
+  loss (`dense_jax.tasks.build.total_loss`), its gradient, one optimizer update."""
+  constrain = _constrain(spatial)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -116,20 +126,17 @@ def make_train_step(model, tx, schedule, spatial: bool):
       variables = {"params": params}
       if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-      logits, new_vars = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
-                                     rngs={"dropout": rng})
-      logits = sharding_lib.constrain_spatial(logits, spatial)
-      labels = losses.centre_crop_labels(batch["semantic"], logits.shape[1:3])
-      loss, _ = losses.segmentation_cross_entropy(logits, labels)
-      return loss, (new_vars.get("batch_stats", state.batch_stats), logits, labels)
+      outputs, new_vars = build_lib.apply_model(model, variables, batch["image"], train=True, batch=batch,
+                                                mutable=["batch_stats"], rngs={"dropout": rng})
+      outputs = {k: constrain(v) for k, v in outputs.items()}
+      loss, task_metrics = task_build.total_loss(tasks, outputs, batch)
+      return loss, (new_vars.get("batch_stats", state.batch_stats), task_metrics)
 
-    (loss, (batch_stats, logits, labels)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (batch_stats, task_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    valid = labels != losses.IGNORE_LABEL
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step),
-               "train_pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1)}
+               **task_metrics}
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state)
     return new_state, metrics
@@ -137,19 +144,10 @@ def make_train_step(model, tx, schedule, spatial: bool):
   return train_step
 
 
-def make_eval_step(model, num_classes: int, spatial: bool):
-  """`(state, batch) -> (confusion (K, K) int32, predictions)`; padded examples (batch_mask 0) count
-  for nothing."""
-
-  def eval_step(state: TrainState, batch):
-    logits = model.apply(state.variables(), batch["image"], train=False)
-    logits = sharding_lib.constrain_spatial(logits, spatial)
-    labels = losses.centre_crop_labels(batch["semantic"], logits.shape[1:3])
-    labels = jnp.where(batch["batch_mask"][:, None, None] > 0, labels, losses.IGNORE_LABEL)
-    predictions = jnp.argmax(logits, -1).astype(jnp.int32)
-    return seg_metrics.confusion_matrix(labels, predictions, num_classes), predictions
-
-  return eval_step
+def make_eval_step(model, tasks: dict, spatial: bool):
+  """`(state, batch) -> ({task: accumulator}, {task: prediction})` (`dense_jax.evaluation`)."""
+  step = evaluation.make_eval_step(model, tasks, constrain=_constrain(spatial))
+  return lambda state, batch: step(state.variables(), batch)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,28 +187,6 @@ class StopRequest:
 # --------------------------------------------------------------------------------------------------
 # The run.
 # --------------------------------------------------------------------------------------------------
-def build_model(config) -> tuple[Any, Any, tuple[int, int]]:
-  """`(model, dataset info, (H, W) image size)` for a resolved `config`: the one place that turns a
-  config's `model` and `dataset` blocks into a module (the trainer and `dense_jax.tools.restore`)."""
-  from dense_jax import data as data_lib     # pylint: disable=g-import-not-at-top
-  from dense_jax import models as models_lib  # pylint: disable=g-import-not-at-top
-  info = data_lib.dataset_info(config.dataset.name)
-  image_size = config.dataset.image_size or info.image_size
-  if image_size is None:
-    raise ValueError(f"config.dataset.image_size: dataset {config.dataset.name!r} has images of varying "
-                     f"size; set image_size")
-  image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  kwargs = dict(config.model.to_dict())
-  name = kwargs.pop("name")
-  kwargs.setdefault("num_classes", info.num_classes)
-  for key, value in kwargs.items():   # config.json turns tuples into lists; modules want tuples
-    if isinstance(value, list):
-      kwargs[key] = tuple(value)
-  if config.compute_dtype == "bfloat16":
-    kwargs["dtype"] = jnp.bfloat16
-  return models_lib.get_model(name, **kwargs), info, image_size
-
-
 @dataclasses.dataclass
 class _Setup:
   """What the checks before compiling produce."""
@@ -220,6 +196,7 @@ class _Setup:
   mesh: jax.sharding.Mesh
   spatial: bool
   model: Any
+  tasks: dict                    # {name: dense_jax.tasks.Task}
   tx: optax.GradientTransformation
   schedule: optax.Schedule
   rules: tuple
@@ -227,21 +204,29 @@ class _Setup:
   make_eval_input: Any           # () -> ShardedInput over the evaluation split
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       restart: bool = False) -> dict[str, Any]:
   """Trains and evaluates as `config` says, writing into `workdir`; resumes if `workdir` has checkpoints.
 
   Returns the final metrics: the last logged train metrics, the final evaluation (`val/miou`, …),
   `step`, `interrupted` (a signal stopped the run), `train_step_compilations`, `wall_time_s`.
   Raises ConfigError (a ValueError) for bad input, before compiling anything, and NonFiniteLossError
-  for a diverged run.
+  for a diverged run. A workdir holding a run of another config is refused (ConfigError) unless
+  `restart`, which sets that run aside first (see dense_jax.train.workdir).
   """
+  from dense_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
+  workdir = pathlib.Path(workdir).absolute()
   try:
+    # Before anything in the workdir is written: is it this run's (or a new) directory?
+    set_aside = workdir_lib.check_workdir(workdir, config_lib.resolve(config), restart=restart)
     setup = _prepare(config)
   except (ValueError, FileNotFoundError) as e:   # FileNotFoundError: a dataset's files are missing
     raise ConfigError(str(e)) from e
   try:
-    return _run(setup, pathlib.Path(workdir).absolute(), start_time)
+    if set_aside:
+      workdir_lib.set_aside_previous_run(workdir)
+    return _run(setup, workdir, start_time)
   finally:
     setup.train_input.close()
 
@@ -253,7 +238,9 @@ def _prepare(config) -> _Setup:
 
   config = config_lib.resolve(config)
   config_lib.apply_cpu_devices(config)
-  model, info, image_size = build_model(config)
+  model, info, image_size = build_lib.build_model(config)
+  tasks = tasks_lib.build_tasks(config.tasks, info)   # unknown task, missing dataset keys, bad weight
+  train_keys = task_build.batch_keys(tasks)
   devices = jax.devices()
   if config.num_devices is not None:
     if config.num_devices > len(devices) or (jax.process_count() > 1 and config.num_devices != len(devices)):
@@ -276,22 +263,23 @@ def _prepare(config) -> _Setup:
     return data_lib.create_iterator(
         config.dataset.name, split, global_batch_size=batch_size, seed=config.seed, train=train,
         image_size=image_size, data_dir=config.dataset.data_dir,
-        augment=config.dataset.augment if train else False, keys=("image", "semantic"),
+        augment=config.dataset.augment if train else False, keys=train_keys,
         num_threads=config.dataset.num_threads, **kw)
 
   # Creating an iterator opens the dataset: a missing dataset fails here, before any compile.
   train_input = ShardedInput(functools.partial(make_iterator, config.dataset.train_split, True,
-                                               config.batch_size), my_shards, num_shards,
-                             keys=("image", "semantic"))
+                                               config.batch_size), my_shards, num_shards, keys=train_keys)
   make_eval_input = functools.partial(
       ShardedInput, functools.partial(make_iterator, config.dataset.eval_split, False, config.eval_batch_size),
-      my_shards, num_shards, keys=("image", "semantic", "batch_mask"))
+      my_shards, num_shards, keys=train_keys + ("batch_mask",))
   try:
     make_eval_input().close()
+    # Last, as it traces the model (nothing is compiled): every task has its model output.
+    task_build.check_outputs(tasks, build_lib.output_shapes(model, image_size), config.model.name)
   except Exception:
     train_input.close()
     raise
-  return _Setup(config, info, image_size, mesh, spatial, model, tx, schedule, rules, train_input,
+  return _Setup(config, info, image_size, mesh, spatial, model, tasks, tx, schedule, rules, train_input,
                 make_eval_input)
 
 
@@ -299,7 +287,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
   """The compiled part of the run (see `train_and_evaluate`)."""
   config, info, image_size, mesh, spatial = (setup.config, setup.info, setup.image_size, setup.mesh,
                                              setup.spatial)
-  model, tx, schedule, rules = setup.model, setup.tx, setup.schedule, setup.rules
+  model, tasks, tx, schedule, rules = setup.model, setup.tasks, setup.tx, setup.schedule, setup.rules
   train_input, make_eval_input = setup.train_input, setup.make_eval_input
   is_main = jax.process_index() == 0
   if is_main:
@@ -345,38 +333,32 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
       reporter.message("Compiling the train step (the first step takes a while)...")
 
     # ---- Compiled steps.
-    batch_specs = sharding_lib.batch_specs(spatial)
-    batch_sharding = {k: NamedSharding(mesh, s) for k, s in batch_specs.items()}
+    pixel_keys = task_build.pixel_keys(tasks)
+    specs = sharding_lib.batch_specs(spatial, train_input.keys + ("batch_mask",), pixel_keys)
+    sharding_of = lambda keys: {k: NamedSharding(mesh, specs[k]) for k in keys}
+    to_global = lambda local: sharding_lib.to_global(local, mesh, spatial, pixel_keys)
     replicated = NamedSharding(mesh, P())
-    train_step = jax.jit(make_train_step(model, tx, schedule, spatial),
-                         in_shardings=(state_sharding, batch_sharding),
+    train_step = jax.jit(make_train_step(model, tasks, tx, schedule, spatial),
+                         in_shardings=(state_sharding, sharding_of(train_input.keys)),
                          out_shardings=(state_sharding, replicated), donate_argnums=(0,))
-    eval_sharding = dict(batch_sharding, batch_mask=NamedSharding(mesh, P("data")))
-    eval_step = jax.jit(make_eval_step(model, info.num_classes, spatial),
-                        in_shardings=(state_sharding, eval_sharding), out_shardings=(replicated, replicated))
+    eval_step = jax.jit(make_eval_step(model, tasks, spatial),
+                        in_shardings=(state_sharding, sharding_of(train_input.keys + ("batch_mask",))),
+                        out_shardings=(replicated, replicated))
 
     def evaluate(step: int) -> dict:
-      confusion = np.zeros((info.num_classes, info.num_classes), np.int64)
+      def figure(i, local, predictions):   # process 0's rows come first in the replicated predictions
+        n = min(config.num_figures, int(local["batch_mask"].sum()))
+        if i == 0 and n:
+          predictions = {k: np.asarray(v[:n]) for k, v in predictions.items()}
+          reporter.figure(step, viz.grid(evaluation.figure_rows(tasks, local["image"], predictions, local, n)))
+
       eval_input = make_eval_input()
-      figure_done = False
       try:
-        for i, local in enumerate(eval_input):
-          if config.eval_max_batches is not None and i >= config.eval_max_batches:
-            break
-          batch = sharding_lib.to_global(local, mesh, spatial)
-          conf, predictions = eval_step(state, batch)
-          confusion += np.asarray(conf, np.int64)
-          if not figure_done and config.num_figures:
-            n = min(config.num_figures, int(local["batch_mask"].sum()))
-            predictions = np.asarray(predictions[:n])   # process 0's rows come first
-            labels = np.asarray(losses.centre_crop_labels(local["semantic"][:n], predictions.shape[1:3]))
-            reporter.figure(step, reporting.prediction_grid(local["image"][:n], labels, predictions,
-                                                            info.num_classes))
-            figure_done = True
+        accs, _ = evaluation.run(eval_step, state, eval_input, tasks, to_device=to_global,
+                                 max_batches=config.eval_max_batches, on_batch=figure)
       finally:
         eval_input.close()
-      out = seg_metrics.segmentation_metrics(confusion, info.class_names)
-      return {f"val/{k}": v for k, v in out.items()}
+      return evaluation.results(tasks, accs, prefix="val/")
 
     # ---- The loop.
     step = start_step
@@ -405,7 +387,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
     while step < last_step:
       if stop.requested():
         break
-      batch = sharding_lib.to_global(next(train_input), mesh, spatial)
+      batch = to_global(next(train_input))
       state, metrics = train_step(state, batch)
       step += 1
       if pending is not None:
@@ -431,8 +413,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
         record.update(evaluate(step))
         evaluated_at = step
         timer.pause_end()
-        reporter.message(f"step {step}: val mIoU {record['val/miou']:.4f}  pixel accuracy "
-                         f"{record['val/pixel_accuracy']:.4f}")
+        reporter.message(f"step {step}: val {evaluation.summary(tasks, record, 'val/')}")
       if do_save:
         timer.pause_start()
         checkpointer.save(step, state, train_input.get_state(), force=is_last)
@@ -457,7 +438,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
     final.update(step=step, interrupted=interrupted,
                  train_step_compilations=train_step._cache_size(),  # pylint: disable=protected-access
                  wall_time_s=time.perf_counter() - start_time)
-    if not interrupted and "val/miou" in final:
-      reporter.message(f"Done: step {step}, val mIoU {final['val/miou']:.4f}. Results in {workdir}: "
+    if not interrupted:
+      reporter.message(f"Done: step {step}, val {evaluation.summary(tasks, final, 'val/')}. Results in {workdir}: "
                        f"{reporting.METRICS_FILE}, {CONFIG_FILE}, figures/, tensorboard/, checkpoints/")
     return final

@@ -120,10 +120,16 @@ def tree_shardings(tree, mesh: Mesh, rules) -> Any:
   return jax.tree_util.tree_map_with_path(one, tree)
 
 
-def batch_specs(spatial: bool) -> dict[str, P]:
-  """Batch partitioning: rows over 'data'; with `spatial`, image height over 'model' as well."""
+PIXEL_KEYS = ("image", "semantic")   # the default per-pixel batch entries (the tasks name theirs)
+
+
+def batch_specs(spatial: bool, keys=None, pixel_keys=PIXEL_KEYS) -> dict[str, P]:
+  """Batch partitioning of `keys` (default: `pixel_keys`): rows over 'data'; with `spatial`, the height
+  (axis 1) of the per-pixel entries `pixel_keys` over 'model' as well. The tasks say which keys a
+  batch has and which of them are per-pixel (`dense_jax.tasks.build.batch_keys / pixel_keys`)."""
   h = "model" if spatial else None
-  return {"image": P("data", h, None, None), "semantic": P("data", h, None)}
+  keys = pixel_keys if keys is None else keys
+  return {k: P("data", h) if k in pixel_keys else P("data") for k in keys}
 
 
 def check_batch(global_batch_size: int, mesh: Mesh, image_size: tuple[int, int] | None = None,
@@ -145,16 +151,17 @@ def check_batch(global_batch_size: int, mesh: Mesh, image_size: tuple[int, int] 
                      f"'model' axis size {mesh.shape['model']}")
 
 
-def to_global(local_batch: dict[str, np.ndarray], mesh: Mesh, spatial: bool = False) -> dict[str, jax.Array]:
-  """This process's rows of the batch → global `jax.Array`s sharded by `batch_specs(spatial)`.
+def to_global(local_batch: dict[str, np.ndarray], mesh: Mesh, spatial: bool = False,
+              pixel_keys=PIXEL_KEYS) -> dict[str, jax.Array]:
+  """This process's rows of the batch → global `jax.Array`s sharded by `batch_specs(spatial, ...)`.
 
   Process p holds rows `[p·b, (p+1)·b)` of the global batch (b = global batch / process count), which
   are the rows its devices own along 'data'; all the other dimensions are complete on every process.
   """
-  specs = batch_specs(spatial)
+  specs = batch_specs(spatial, tuple(local_batch), pixel_keys)
   out = {}
   for key, value in local_batch.items():
-    spec = specs.get(key, P("data"))
+    spec = specs[key]
     global_shape = (value.shape[0] * jax.process_count(),) + tuple(value.shape[1:])
     out[key] = jax.make_array_from_process_local_data(NamedSharding(mesh, spec), value, global_shape)
   return out
