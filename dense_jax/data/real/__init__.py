@@ -7,18 +7,23 @@
   coco2017             coco               image, semantic (134), instances, keypoints,   train, validation
                                           panoptic
   coco2017_instances   coco               the same without panoptic; semantic (81)       train, validation
+  coco2017_panoptic    coco_panoptic      image, semantic (134), panoptic (no instance   train, validation
+                                          or keypoint files needed)
+  cityscapes_panoptic  cityscapes_panoptic image, semantic (19 train ids), panoptic       train, validation
   nyu_depth_v2         nyu_depth_v2       image, depth (m), semantic (40)                train, test
   ade20k               ade20k             image, semantic (150)                          train, validation
   oxford_iiit_pet      oxford_iiit_pet    image, semantic (background, pet)              train, test
 
 Nothing is downloaded. Each dataset reads the official files from a manual directory: the `data_dir`
 argument, else `$DENSE_JAX_DATA_DIR/<name>`, else `~/dense_jax_data/<name>` (voc2012_sbd shares
-voc2012's, coco2017_instances coco2017's). Each module's docstring says where to get the files and the
-layout it expects; a missing file raises `MissingDataError` (a FileNotFoundError) naming the path and
-what to put there. Ignored pixels are 255 everywhere.
+voc2012's, coco2017_instances and coco2017_panoptic coco2017's, cityscapes_panoptic cityscapes'). Each
+module's docstring says where to get the files and the layout it expects; a missing file raises
+`MissingDataError` (a FileNotFoundError) naming the path and what to put there.
+Ignored pixels are 255 everywhere.
 """
 
-from dense_jax.data.real import ade20k, cityscapes, coco, nyu_depth_v2, oxford_iiit_pet, voc
+from dense_jax.data.real import ade20k, cityscapes, cityscapes_panoptic, coco, coco_panoptic, nyu_depth_v2
+from dense_jax.data.real import oxford_iiit_pet, voc
 from dense_jax.data.real._common import MissingDataError  # noqa: F401  (re-exported)
 from dense_jax.data.sources import register_source
 
@@ -27,6 +32,8 @@ register_source(voc.SBD_INFO, voc.make_sbd_source)
 register_source(cityscapes.INFO, cityscapes.make_source)
 register_source(coco.INFO, coco.make_source)
 register_source(coco.INSTANCES_INFO, coco.make_instances_source)
+register_source(coco_panoptic.INFO, coco_panoptic.make_source)
+register_source(cityscapes_panoptic.INFO, cityscapes_panoptic.make_source)
 register_source(nyu_depth_v2.INFO, nyu_depth_v2.make_source)
 register_source(ade20k.INFO, ade20k.make_source)
 register_source(oxford_iiit_pet.INFO, oxford_iiit_pet.make_source)

@@ -6,7 +6,7 @@ import dense_jax.data.real  # noqa: F401  (registers the real datasets)
 from dense_jax.data import sources
 
 NAMES = ["voc2012", "voc2012_sbd", "cityscapes", "coco2017", "coco2017_instances", "nyu_depth_v2", "ade20k",
-         "oxford_iiit_pet"]
+         "oxford_iiit_pet", "coco2017_panoptic", "cityscapes_panoptic"]
 STANDARD_KEYS = {"image", "semantic", "depth", "normals", "masks", "boxes", "classes", "num_instances",
                  "keypoints", "panoptic", "segment_classes", "segment_is_thing"}
 

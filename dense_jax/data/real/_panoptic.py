@@ -1,0 +1,60 @@
+"""Shared by the COCO-format panoptic sources: a panoptic PNG's ids + segments_info -> the standard keys.
+
+  panoptic          int32 (H, W)  segments renumbered 1..S-1 in segments_info order, 0 = void
+  segment_classes   int32 (S,)    each id's class (index = id; entry 0 and unused entries 0)
+  segment_is_thing  uint8 (S,)    1 for thing segments
+  semantic          int32 (H, W)  each pixel's class, 255 where void
+
+Crowd segments are void in `panoptic` (training must not treat a crowd as one instance; PQ ignores
+them) but keep their class in `semantic`, as `coco2017` does. For the official PQ with its crowd rule,
+read the files with `dense_jax.data.panoptic_format.PanopticReader` and score with
+`dense_jax.metrics.panoptic.pq_compute`. Segments past the S - 1 that fit are void (the caller counts it).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def panoptic_labels(ids: np.ndarray, segments_info: Sequence[dict], class_of: Callable[[int], int],
+                    is_thing: Callable[[int], bool], max_segments: int, image: str) -> tuple[dict, int]:
+  """-> (the four arrays above, number of non-crowd segments that did not fit).
+
+  ids: int (H, W) from the PNG (id = R + 256 G + 256^2 B); class_of(category_id) -> class, raising
+  ValueError for an unknown category; is_thing(class) -> bool; image names the image in errors.
+  """
+  h, w = ids.shape
+  classes, things = np.zeros((max_segments,), np.int32), np.zeros((max_segments,), np.uint8)
+  present, inverse = np.unique(ids, return_inverse=True)
+  semantic_of, panoptic_of = np.full(present.shape, 255, np.int32), np.zeros(present.shape, np.int32)
+  listed = {s["id"] for s in segments_info}
+  unlisted = [int(v) for v in present if v != 0 and int(v) not in listed]
+  if unlisted:
+    raise ValueError(f"{image}: segment id {unlisted[0]} is in the panoptic PNG but not in its segments_info "
+                     f"(unlisted ids: {unlisted[:10]})")
+  next_id, dropped = 1, 0
+  for segment in segments_info:
+    cls = class_of(segment["category_id"])
+    slot = np.searchsorted(present, segment["id"])
+    if slot == present.size or present[slot] != segment["id"]:
+      continue  # listed but not drawn
+    semantic_of[slot] = cls
+    if segment.get("iscrowd", 0):
+      continue
+    if next_id < max_segments:
+      panoptic_of[slot], classes[next_id], things[next_id] = next_id, cls, is_thing(cls)
+      next_id += 1
+    else:
+      dropped += 1
+  inverse = inverse.reshape(h, w)
+  return {"semantic": semantic_of[inverse], "panoptic": panoptic_of[inverse], "segment_classes": classes,
+          "segment_is_thing": things}, dropped
+
+
+def empty_labels(h: int, w: int, max_segments: int) -> dict:
+  """The labels of an image without a panoptic annotation: all void."""
+  return {"semantic": np.full((h, w), 255, np.int32), "panoptic": np.zeros((h, w), np.int32),
+          "segment_classes": np.zeros((max_segments,), np.int32),
+          "segment_is_thing": np.zeros((max_segments,), np.uint8)}

@@ -1,0 +1,104 @@
+"""COCO 2017 panoptic alone ('coco2017_panoptic'): images + panoptic PNGs, no instance or keypoint files.
+
+Where to get the files (download them yourself): https://cocodataset.org/#download
+  train2017.zip, val2017.zip, panoptic_annotations_trainval2017.zip
+
+Manual directory (`data_dir`; default `$DENSE_JAX_DATA_DIR/coco2017`, else `~/dense_jax_data/coco2017`,
+shared with 'coco2017'):
+  train2017/000000000009.jpg ...   val2017/000000000139.jpg ...
+  annotations/panoptic_{train,val}2017.json
+  annotations/panoptic_{train,val}2017/<image>.png   (unzip the panoptic_*2017.zip found inside
+                                                      annotations/ where it lies)
+
+Splits: train = train2017 (118287 images), validation = val2017 (5000), ordered by image id, from the
+panoptic JSON's "images"; an image without an annotation entry is all void.
+
+Labels (see `dense_jax.data.real._panoptic`): the PNG's ids (id = R + 256 G + 256^2 B) become `panoptic`
+1..S-1 in segments_info order, 0 = void; `segment_classes` / `segment_is_thing` (length `max_segments`,
+default 256) give each id's class in the contiguous numbering of 'coco2017' (`coco.CONTIGUOUS`: things
+1..80, stuff 81..133, 0 unused); `semantic` the same classes per pixel, 255 where unlabelled. Crowd
+segments are void in `panoptic` and keep their class in `semantic`. An image with more segments than fit
+keeps the first, voids the rest, and is counted in `num_truncated` with a warning.
+The same example as 'coco2017' minus its instance and keypoint keys, with a fraction of its start-up
+cost (the instances JSON is not parsed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from dense_jax.data import panoptic_format
+from dense_jax.data.real import _common, _panoptic, coco
+from dense_jax.data.sources import DatasetInfo
+
+_SUBSETS = {"train": "train2017", "validation": "val2017"}
+_LOG = logging.getLogger(__name__)
+KEYS = ("image", "semantic", "panoptic", "segment_classes", "segment_is_thing")
+
+INFO = DatasetInfo(
+    name="coco2017_panoptic", num_classes=len(coco.CLASS_NAMES), class_names=coco.CLASS_NAMES, keys=KEYS,
+    splits=("train", "validation"), thing_classes=tuple(range(1, coco.NUM_THINGS + 1)),
+    description=("COCO 2017 panoptic (80 things + 53 stuff), 118287 train / 5000 val. Put train2017/, "
+                 "val2017/ and annotations/panoptic_* (cocodataset.org) in $DENSE_JAX_DATA_DIR/coco2017."))
+
+
+def _class_of(category_id: int) -> int:
+  if category_id not in coco.CONTIGUOUS:
+    raise ValueError(f"coco2017_panoptic: category_id expected one of COCO 2017's ids (coco.CATEGORIES), "
+                     f"got {category_id}")
+  return coco.CONTIGUOUS[category_id]
+
+
+class CocoPanopticSource:
+  """Random access to COCO 2017 panoptic examples with the keys `KEYS` (module docstring)."""
+
+  def __init__(self, split: str, data_dir=None, *, max_segments: int = 256):
+    if max_segments < 2:
+      raise ValueError(f"max_segments: expected >= 2 (void + one segment), got {max_segments}")
+    root, sub = _common.resolve_data_dir("coco2017", data_dir), _SUBSETS[split]
+    what = "the extracted panoptic_annotations_trainval2017.zip, with its inner panoptic_*2017.zip unzipped"
+
+    def require(rel, what):
+      return _common.require(root / rel, what, "coco2017_panoptic", __name__)
+
+    self._image_dir = require(sub, f"the extracted {sub}.zip")
+    self._png_dir = require(f"annotations/panoptic_{sub}", what)
+    with open(require(f"annotations/panoptic_{sub}.json", what)) as f:
+      data = json.load(f)
+    self._images = sorted(data["images"], key=lambda image: image["id"])
+    self._annotations = {a["image_id"]: a for a in data["annotations"]}
+    self.max_segments = max_segments
+    self.num_truncated = 0
+
+  def __len__(self) -> int:
+    return len(self._images)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    info = self._images[index]
+    h, w = info["height"], info["width"]
+    example = {"image": _common.read_rgb(self._image_dir / info["file_name"])}
+    if example["image"].shape[:2] != (h, w):
+      raise ValueError(f"coco2017_panoptic: {info['file_name']} is {example['image'].shape[:2]}, json says {(h, w)}")
+    annotation = self._annotations.get(info["id"])
+    if annotation is None:
+      example.update(_panoptic.empty_labels(h, w, self.max_segments))
+      return example
+    ids = panoptic_format.read_png(self._png_dir / annotation["file_name"])
+    if ids.shape != (h, w):
+      raise ValueError(f"coco2017_panoptic: {annotation['file_name']} is {ids.shape}, json says {(h, w)}")
+    labels, dropped = _panoptic.panoptic_labels(
+        ids, annotation["segments_info"], _class_of, lambda cls: cls <= coco.NUM_THINGS, self.max_segments,
+        f"coco2017_panoptic image {info['id']}")
+    if dropped:
+      self.num_truncated += 1
+      _LOG.warning("coco2017_panoptic: image %d has %d more segments than the %d padded ids; they are void "
+                   "(%d truncated examples so far)", info["id"], dropped, self.max_segments - 1,
+                   self.num_truncated)
+    example.update(labels)
+    return example
+
+
+make_source = CocoPanopticSource
