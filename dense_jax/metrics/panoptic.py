@@ -203,8 +203,8 @@ def pq_stats(gt_ids, gt_classes, pred_ids, pred_classes, num_classes: int, gt_is
     id (index = id; entries of ids absent from the map are ignored); gt_is_crowd: bool `(B, S)` or None.
   pred_ids: int `(B, H, W)` in `[0, P)`; pred_classes: int `(B, P)`.
   num_classes: K, category ids in `[0, K)`.
-  Ids outside `[0, S)` / `[0, P)` and classes outside `[0, K)` are not counted (they cannot be checked
-  inside jit; `pq_compute` checks them).
+  Ids outside `[0, S)` / `[0, P)` are taken as void and segments of classes outside `[0, K)` are not
+  counted (neither can be checked inside jit; `pq_compute` checks them).
 
   Returns `{"tp", "fp", "fn": int32 (K,), "iou": float32 (K,)}`; add them over batches (and devices), then
   `pq_from_stats`. Cost: one-hot contractions of `B·H·W × S` and `× P`; the pair overlap matrix
@@ -226,8 +226,10 @@ def pq_stats(gt_ids, gt_classes, pred_ids, pred_classes, num_classes: int, gt_is
   if num_classes < 1:
     raise ValueError(f"num_classes: expected >= 1, got {num_classes}")
   s, p = gt_classes.shape[1], pred_classes.shape[1]
-  gt_onehot = jax.nn.one_hot(gt_ids.reshape(batch, -1), s, dtype=jnp.int8)
-  pred_onehot = jax.nn.one_hot(pred_ids.reshape(batch, -1), p, dtype=jnp.int8)
+  gt_ids = jnp.where((gt_ids >= 0) & (gt_ids < s), gt_ids, 0).reshape(batch, -1)
+  pred_ids = jnp.where((pred_ids >= 0) & (pred_ids < p), pred_ids, 0).reshape(batch, -1)
+  gt_onehot = jax.nn.one_hot(gt_ids, s, dtype=jnp.int8)
+  pred_onehot = jax.nn.one_hot(pred_ids, p, dtype=jnp.int8)
   overlap = jnp.einsum("bns,bnp->bsp", gt_onehot, pred_onehot, preferred_element_type=jnp.int32)
   gt_area, pred_area = overlap.sum(2), overlap.sum(1)            # (B, S), (B, P)
   on_void = overlap[:, 0, :]                                     # predicted pixels on void, (B, P)

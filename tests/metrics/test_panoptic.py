@@ -183,6 +183,14 @@ def test_jit_stats_equal_pq_compute_and_accumulate_over_batches():
     assert got["per_class"][cat] == pytest.approx(expected["per_class"][cat], rel=1e-6)
 
 
+def test_stats_take_out_of_range_ids_as_void():
+  gt = jnp.array([[[1, 1, 0, 0]]])
+  classes = jnp.array([[0, 2]])
+  # pred id 7 (no such slot) is void: pred 1 has 2 px on gt 1 and 1 px on void -> IoU 2 / (3 + 2 - 2 - 1) = 1.
+  stats = panoptic.pq_stats(gt, classes, jnp.array([[[1, 1, 1, 7]]]), classes, 3)
+  assert int(stats["tp"][2]) == 1 and float(stats["iou"][2]) == 1.0 and int(stats["fp"].sum()) == 0
+
+
 def test_stats_check_shapes_before_tracing():
   x = jnp.zeros((1, 4, 4), jnp.int32)
   with pytest.raises(ValueError, match="pred_ids: expected the shape of gt_ids"):
