@@ -83,7 +83,8 @@ def segment_infos(ids, segments: Mapping, image_id=None) -> list[dict]:
     if seg_id == 0 or seg_id not in area_of:
       continue
     if "category_id" not in info:
-      raise ValueError(f"segments[{seg_id}]: expected a dict with 'category_id' (image {image_id!r}), got {info!r}")
+      raise ValueError(f"segments[{seg_id}]: expected a dict with 'category_id' (image {image_id!r}), "
+                       f"got {info!r}")
     rows, cols = np.nonzero(np.any(ids == seg_id, 1)), np.nonzero(np.any(ids == seg_id, 0))
     y0, y1, x0, x1 = rows[0][0], rows[0][-1], cols[0][0], cols[0][-1]
     extra = {k: _plain(v) for k, v in info.items() if k not in ("id", "area", "bbox")}

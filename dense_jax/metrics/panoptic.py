@@ -52,7 +52,8 @@ STAT_KEYS = ("tp", "fp", "fn", "iou")
 def _check_categories(categories: Mapping) -> dict[int, bool]:
   """`{category_id: {"isthing": 0|1}}` -> `{category_id: is_thing}` with clear errors."""
   if not isinstance(categories, Mapping) or not categories:
-    raise ValueError(f"categories: expected a non-empty dict {{category_id: {{'isthing': 0|1}}}}, got {categories!r}")
+    raise ValueError(f"categories: expected a non-empty dict {{category_id: {{'isthing': 0|1}}}}, "
+                     f"got {categories!r}")
   out = {}
   for cat, info in categories.items():
     if isinstance(cat, bool) or not isinstance(cat, (int, np.integer)) or cat < 0:
@@ -218,7 +219,8 @@ def pq_stats(gt_ids, gt_classes, pred_ids, pred_classes, num_classes: int, gt_is
     raise ValueError(f"pred_ids: expected the shape of gt_ids {gt_ids.shape}, got {pred_ids.shape}")
   batch = gt_ids.shape[0]
   if gt_classes.shape[0] != batch or pred_classes.shape[0] != batch:
-    raise ValueError(f"gt_classes, pred_classes: expected batch {batch}, got {gt_classes.shape}, {pred_classes.shape}")
+    raise ValueError(f"gt_classes, pred_classes: expected batch {batch}, got {gt_classes.shape}, "
+                     f"{pred_classes.shape}")
   if gt_is_crowd is None:
     gt_is_crowd = jnp.zeros(gt_classes.shape, bool)
   if gt_is_crowd.shape != gt_classes.shape:

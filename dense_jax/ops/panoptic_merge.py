@@ -45,7 +45,8 @@ def _check(masks, scores, classes, semantic, is_stuff, valid, score_threshold, o
   n, h, w = masks.shape
   if semantic.shape != (h, w):
     raise ValueError(f"semantic: expected the masks' image shape {(h, w)}, got {semantic.shape}")
-  for name, x in (("scores", scores), ("classes", classes)) + ((("valid", valid),) if valid is not None else ()):
+  per_mask = (("scores", scores), ("classes", classes)) + ((("valid", valid),) if valid is not None else ())
+  for name, x in per_mask:
     if x.shape != (n,):
       raise ValueError(f"{name}: expected shape ({n},) (one per mask), got {x.shape}")
   for name, x in (("score_threshold", score_threshold), ("overlap_threshold", overlap_threshold),

@@ -57,8 +57,9 @@ class CityscapesPanopticSource:
     self._image_dir = _common.require(root / "leftImg8bit" / sub, "the extracted leftImg8bit_trainvaltest.zip",
                                       "cityscapes_panoptic", __name__)
     stem = root / "gtFine" / f"cityscapes_panoptic_{sub}"
-    if not stem.with_suffix(".json").exists() and (root / "gtFine" / f"cityscapes_panoptic_{sub}_trainId.json").exists():
-      stem = root / "gtFine" / f"cityscapes_panoptic_{sub}_trainId"
+    train_id_stem = root / "gtFine" / f"cityscapes_panoptic_{sub}_trainId"   # made with --use-train-id
+    if not stem.with_suffix(".json").exists() and train_id_stem.with_suffix(".json").exists():
+      stem = train_id_stem
     what = "the output of cityscapesScripts' createPanopticImgs run on gtFine"
     json_path = _common.require(stem.with_suffix(".json"), what, "cityscapes_panoptic", __name__)
     self._png_dir = _common.require(stem, what, "cityscapes_panoptic", __name__)

@@ -81,7 +81,8 @@ class CocoPanopticSource:
     h, w = info["height"], info["width"]
     example = {"image": _common.read_rgb(self._image_dir / info["file_name"])}
     if example["image"].shape[:2] != (h, w):
-      raise ValueError(f"coco2017_panoptic: {info['file_name']} is {example['image'].shape[:2]}, json says {(h, w)}")
+      raise ValueError(f"coco2017_panoptic: {info['file_name']} is {example['image'].shape[:2]}, "
+                       f"json says {(h, w)}")
     annotation = self._annotations.get(info["id"])
     if annotation is None:
       example.update(_panoptic.empty_labels(h, w, self.max_segments))
