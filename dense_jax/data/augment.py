@@ -17,12 +17,16 @@ How each key is transformed:
   panoptic     nearest                0 (= void)                       mirrored
   boxes        scaled                 shifted, clipped to the window   x0, x1 -> W - x1, W - x0
   keypoints    scaled                 shifted; outside -> (0, 0, 0)    x -> W - x, slots permuted
+  intrinsics   f, c scaled            c shifted                        c_x -> W - c_x
   classes, num_instances: instances with no pixel left (or, without masks, an empty box) are dropped
   and the rest moved up (order kept), so rows [0, num_instances) stay the valid ones.
 
-Depth and normals values do not change under scaling: in an orthographic camera, magnifying the image
-is a change of pixel size, not of distance or surface orientation (documented simplification; a
-perspective zoom would also scale depth). The flip permutation of keypoint slots is per class
+Depth and normals values do not change under scaling or cropping: resizing the image changes the
+camera's focal length (and cropping its principal point), not where the camera is, so depth (the
+camera-frame z) and the surface orientations stay; `intrinsics` (K in the continuous pixel coordinates
+above, so the map x -> s x + t gives f -> s f, c -> s c + t exactly) carries the change. A horizontal
+flip mirrors the scene (x -> -x in the camera frame): normals' x is negated, K's c_x becomes W - c_x
+(f stays positive). The flip permutation of keypoint slots is per class
 (`DatasetInfo.keypoint_flip_perm`): row c applies to instances of class c, a single row to all.
 Photometric jitter touches only the image.
 """
@@ -194,8 +198,19 @@ def resize_crop(ex: dict, scaled_size: tuple[int, int], y0: int, x0: int, size: 
       out[key] = window(ex[key], ignore_label if key == "semantic" else _PAD[key])
   if "masks" in ex:
     out["masks"] = window(ex["masks"], 0, axes=(1, 2))
+  if "intrinsics" in ex:
+    out["intrinsics"] = affine_intrinsics(ex["intrinsics"], hs / h0, ws / w0, -y0, -x0)
   out = _affine_instances(out, hs / h0, ws / w0, -y0, -x0, (h, w))
   return drop_empty_instances(out)
+
+
+def affine_intrinsics(k, sy: float, sx: float, ty: float, tx: float) -> np.ndarray:
+  """K after the pixel map y -> sy y + ty, x -> sx x + tx (rows 0 and 1 of K scaled, c shifted)."""
+  k = np.asarray(k)
+  out = k.astype(np.float64).copy()
+  out[0] = sx * out[0] + tx * out[2]
+  out[1] = sy * out[1] + ty * out[2]
+  return out.astype(k.dtype)
 
 
 def resize(ex: dict, size: tuple[int, int]) -> dict:
@@ -229,7 +244,8 @@ def _flip_perm_rows(perm) -> np.ndarray | None:
 
 
 def hflip(ex: dict, keypoint_flip_perm=None) -> dict:
-  """Mirrors left-right: normals' x negated, boxes and keypoints mirrored, keypoint slots permuted.
+  """Mirrors left-right: normals' x negated, boxes and keypoints mirrored, keypoint slots permuted,
+  intrinsics' c_x -> W - c_x.
 
   keypoint_flip_perm: (K,) or (C, K) int; row c is the permutation for instances of class c (new slot k
     takes old slot perm[k]); None or () keeps the slots.
@@ -245,6 +261,10 @@ def hflip(ex: dict, keypoint_flip_perm=None) -> dict:
     out["normals"] = nrm
   if "masks" in ex:
     out["masks"] = ex["masks"][:, :, ::-1].copy()
+  if "intrinsics" in ex:   # the mirrored scene seen by a camera with c_x -> W - c_x (see module doc)
+    k = np.asarray(ex["intrinsics"]).copy()
+    k[0, 2] = w * k[2, 2] - k[0, 2]
+    out["intrinsics"] = k
   n = int(ex.get("num_instances", 0))
   if "boxes" in ex:
     b = ex["boxes"].copy()

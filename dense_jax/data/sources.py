@@ -8,6 +8,9 @@ is a dict with the standard keys below; a dataset provides the keys it has and n
   semantic     int32   (H, W)           class id, 255 = ignore
   depth        float32 (H, W)           metres (or scene units), 0 = invalid
   normals      float32 (H, W, 3)        unit (x right, y down, z towards the camera), 0 = invalid
+  intrinsics   float32 (3, 3)           camera K in pixels for `depth`/`normals`: (u, v, 1) ~ K P for a
+                                        camera-frame point P (x right, y down, z forward; depth = P_z),
+                                        (u, v) continuous with pixel i spanning [i, i + 1) (centre i + 0.5)
   masks        uint8   (N, H, W)        instance masks, padded to N = max instances
   boxes        float32 (N, 4)           (y0, x0, y1, x1) in pixels, half-open, padded with 0
   classes      int32   (N,)             instance class id, 0 for padding

@@ -225,3 +225,66 @@ def test_fused_resize_crop_equals_resize_then_crop(examples, scaled, y0, x0):
 def test_bad_augment_config(kwargs, match):
   with pytest.raises(ValueError, match=match):
     augment.AugmentConfig(**kwargs)
+
+
+def _project(k, p):
+  """Continuous pixel coordinates (u, v) of camera-frame points p (..., 3) under intrinsics k."""
+  q = p @ np.asarray(k, np.float64).T
+  return q[..., :2] / q[..., 2:]
+
+
+def _points(ex):
+  """Camera-frame 3-D point (S, S, 3) each pixel centre sees: depth * K^-1 (j + 0.5, i + 0.5, 1)."""
+  h, w = ex["depth"].shape
+  v, u = np.mgrid[0:h, 0:w] + 0.5
+  rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(ex["intrinsics"].astype(np.float64)).T
+  return ex["depth"][..., None].astype(np.float64) * rays
+
+
+def test_intrinsics_follow_flip_crop_and_scale(examples):
+  """The 3-D point a source pixel sees projects, with the new intrinsics, onto where that pixel went;
+  a flip mirrors the scene (x -> -x, normals' x negated), so the mirrored point lands on the mirror pixel."""
+  ex = examples[0]
+  pts = _points(ex)
+  h, w = ex["depth"].shape
+  v, u = np.mgrid[0:h, 0:w] + 0.5
+  # Scale by 2 (each pixel becomes a 2x2 block whose centre is 2 (u, v)).
+  s = augment.scale(ex, 2.0)
+  np.testing.assert_allclose(_project(s["intrinsics"], pts), np.stack([2 * u, 2 * v], -1), atol=1e-3)
+  # Crop at (y0, x0) = (5, -3) (padding on the left): pixels move by (-5, +3).
+  c = augment.crop(ex, 5, -3, (30, 40))
+  np.testing.assert_allclose(_project(c["intrinsics"], pts), np.stack([u + 3, v - 5], -1), atol=1e-4)
+  np.testing.assert_allclose(_points(c)[0, 3:], pts[5, :37], rtol=1e-5)       # same 3-D points
+  # Flip (of the crop, whose principal point is off-centre; a centred one is its own mirror): the
+  # mirrored scene point (-X, Y, Z) lands on the mirrored pixel, and the points the flipped example
+  # back-projects are the mirrored ones.
+  f = augment.hflip(c)
+  mirrored = _points(c) * [-1, 1, 1]
+  vc, uc = np.mgrid[0:30, 0:40] + 0.5
+  np.testing.assert_allclose(_project(f["intrinsics"], mirrored[:, 3:]), np.stack([40 - uc, vc], -1)[:, 3:],
+                             atol=1e-4)
+  np.testing.assert_allclose(_points(f), mirrored[:, ::-1], rtol=1e-5, atol=1e-5)
+  assert s["intrinsics"].dtype == c["intrinsics"].dtype == f["intrinsics"].dtype == np.float32
+
+
+def test_flipped_normals_match_the_flipped_geometry(examples):
+  """After a crop and a flip, normals from the back-projected depth (with the new intrinsics) still agree
+  with the normals label on a plane (the ground / backdrop of the scene): the flip's x negation and the
+  new c_x are consistent."""
+  ex = augment.hflip(augment.crop(examples[1], 4, 2, (40, 40)))   # c_x off-centre before the flip
+  p = _points(ex)
+  tu, tv = p[1:-1, 2:] - p[1:-1, :-2], p[2:, 1:-1] - p[:-2, 1:-1]
+  cross = np.cross(tu, tv)
+  est = np.stack([-cross[..., 0], -cross[..., 1], cross[..., 2]], -1)
+  est /= np.linalg.norm(est, axis=-1, keepdims=True)
+  lab = ex["normals"][1:-1, 1:-1].astype(np.float64)
+  # Pixels of one stuff plane: the label normal equals its 8 neighbours' (planes have one normal).
+  same = np.ones(lab.shape[:2], bool)
+  n = ex["normals"].astype(np.float64)
+  for dy in (-1, 0, 1):
+    for dx in (-1, 0, 1):
+      same &= np.all(np.abs(n[1 + dy:n.shape[0] - 1 + dy, 1 + dx:n.shape[1] - 1 + dx] - lab) < 1e-6, -1)
+  same &= ex["semantic"][1:-1, 1:-1] < 4          # stuff (small_64 classes 0-3)
+  assert same.sum() > 200
+  ang = np.degrees(np.arccos(np.clip(np.sum(est * lab, -1), -1, 1)))[same]
+  assert ang.max() < 0.05

@@ -17,7 +17,7 @@ The names are in `info.metadata['class_names']`; see `config.py` for the full de
 `scene.py` for how every label is made. Features (dtypes as in `dense_jax.data.sources`):
 
   image uint8 (S,S,3) | semantic int32 (S,S) | depth float32 (S,S) | normals float32 (S,S,3) |
-  masks uint8 (N,S,S) | boxes float32 (N,4) | classes int32 (N,) | num_instances int32 () |
+  intrinsics float32 (3,3) | masks uint8 (N,S,S) | boxes float32 (N,4) | classes int32 (N,) | num_instances int32 () |
   keypoints float32 (N,4,3) | panoptic int32 (S,S) | segment_classes int32 (M,) | segment_is_thing uint8 (M,)
 
 Arrays are zlib-compressed Tensor features (not PNG `Image` features) so that neither writing nor
@@ -55,9 +55,12 @@ def features(cfg: config_lib.SceneConfig) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict({
       "image": t(shape=(s, s, 3), dtype=np.uint8, encoding=_ZLIB, doc="RGB"),
       "semantic": t(shape=(s, s), dtype=np.int32, encoding=_ZLIB, doc="class id per pixel"),
-      "depth": t(shape=(s, s), dtype=np.float32, encoding=_ZLIB, doc="scene units along the view axis"),
+      "depth": t(shape=(s, s), dtype=np.float32, encoding=_ZLIB,
+                 doc="scene units, the camera-frame z of the visible surface"),
       "normals": t(shape=(s, s, 3), dtype=np.float32, encoding=_ZLIB,
                    doc="unit, x right, y down, z towards the camera"),
+      "intrinsics": t(shape=(3, 3), dtype=np.float32, encoding=_BYTES,
+                      doc="camera K in pixels, pixel centres at i + 0.5"),
       "masks": t(shape=(n, s, s), dtype=np.uint8, encoding=_ZLIB, doc="visible instance masks, padded"),
       "boxes": t(shape=(n, 4), dtype=np.float32, encoding=_BYTES, doc="(y0, x0, y1, x1) half-open px"),
       "classes": t(shape=(n,), dtype=np.int32, encoding=_BYTES, doc="instance class, 0 = padding"),
@@ -72,8 +75,10 @@ def features(cfg: config_lib.SceneConfig) -> tfds.features.FeaturesDict:
 class DenseShapes(tfds.core.GeneratorBasedBuilder):
   """Procedural multi-task scenes (see the module docstring for classes and features)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "2.0.0": "Perspective camera: depth and normals rendered from one geometry (ground plane, "
+                            "backdrop, bulging and tilted objects); `intrinsics` per example."}
   BUILDER_CONFIGS = [builder_config(c) for c in config_lib.CONFIGS.values()]
   DEFAULT_CONFIG_NAME = "small_64"
 

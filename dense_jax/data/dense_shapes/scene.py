@@ -3,6 +3,7 @@
 `generate_example(seed_or_rng, config)` draws one scene and returns the standard example dict:
 
   image uint8 (S, S, 3); semantic int32 (S, S); depth float32 (S, S); normals float32 (S, S, 3);
+  intrinsics float32 (3, 3);
   masks uint8 (N, S, S); boxes float32 (N, 4) (y0, x0, y1, x1) half-open; classes int32 (N,);
   num_instances int32 (); keypoints float32 (N, 4, 3) (x, y, visibility);
   panoptic int32 (S, S); segment_classes int32 (M,); segment_is_thing uint8 (M,)
@@ -11,15 +12,20 @@ with S = config.image_size, N = config.max_instances, M = config.num_segments.
 
 How a scene is made:
 1. Stuff: a region layout (`stuff.standard_layout` / `stuff.context_layout`), one texture per region
-   kind, each region a plane of known depth and normal (far behind every object).
+   kind; the geometry of `stuff.py`: a ground plane and a backdrop seen by a pitched, rolled perspective
+   camera (`camera.py`, 60° field of view; the layout's horizon is where the two planes meet), or one
+   tilted plane in the context configs; all of it behind every object.
 2. Objects: n ~ U{min_objects..max_objects}; nearest first, each placed a random gap behind the back of
    the previous one (so objects never interpenetrate and painter's order equals the z-buffer); in the
-   standard configs the apparent radius scales as 3 / depth (nearer is bigger, a depth cue).
+   standard configs the apparent radius scales as 3 / depth (nearer is bigger, a depth cue). Curved
+   objects bulge towards the camera, flat ones are tilted planes (`shapes.py`).
 3. Visibility by z-buffer: each pixel shows the nearest surface. Objects with fewer than
    `config.min_visible_pixels` visible pixels are removed and the scene re-rendered (so every instance
    is really visible); more than `max_instances` visible objects -> `config.on_overflow` ('error' raises,
    'drop' removes the farthest and re-renders, counted in `stats['dropped_overflow']`).
-4. Labels from the same z-buffer, hence consistent by construction:
+4. Labels from the same z-buffer, hence consistent by construction. Depth is the camera-frame z (the
+   NYU convention), normals are those of the same surfaces (x right, y down, z towards the camera), and
+   `intrinsics` is the camera's K (see `camera.py` for its pixel-centre convention):
    - instances are the visible objects, nearest first; masks are their visible pixels (a partition of
      the thing pixels of `semantic`), boxes the tight half-open boxes of the masks;
    - shading: colour * (0.35 + 0.65 max(0, n . l)), light l from the upper left front, so spheres,
@@ -41,7 +47,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dense_jax.data.dense_shapes import shapes, stuff
+from dense_jax.data.dense_shapes import camera, shapes, stuff
 from dense_jax.data.dense_shapes.config import NUM_KEYPOINTS, THING_KINDS, SceneConfig
 
 LIGHT = np.array([-0.4, -0.5, 0.77]) / np.linalg.norm([-0.4, -0.5, 0.77])
@@ -50,7 +56,7 @@ _CONTEXT_KINDS = ("disc", "square")
 
 # Bump when a change to the generator changes the examples a config produces: prepared files carry
 # `fingerprint(config)` and are refused when it no longer matches (see source.prepare).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2   # 2: perspective camera, depth and normals of one geometry, intrinsics
 
 
 def fingerprint(config: SceneConfig) -> str:
@@ -84,14 +90,16 @@ class Scene:
   visible: np.ndarray            # int (S, S): index into objects, -1 = stuff
   stuff_class: np.ndarray        # int32 (S, S): stuff class of every pixel (also under objects)
   stuff_depth: np.ndarray        # float64 (S, S)
+  backdrop: np.ndarray           # bool (S, S): stuff pixels on the backdrop (standard), else the ground
   depth: np.ndarray              # float64 (S, S) of the visible surface
   normals: np.ndarray            # float64 (S, S, 3)
+  intrinsics: np.ndarray         # float64 (3, 3), see camera.py
+  camera: dict                   # the stuff geometry (stuff.standard_camera / context_geometry)
   dropped_overflow: int = 0
 
 
 def _sample_objects(rng, config: SceneConfig, ctx) -> list:
   size = config.image_size
-  px = stuff.SCENE_WIDTH / size
   n = int(rng.integers(config.min_objects, config.max_objects + 1))
   objects = []
   front = rng.uniform(1.6, 2.6)
@@ -109,7 +117,12 @@ def _sample_objects(rng, config: SceneConfig, ctx) -> list:
     colour = np.array(colorsys.hsv_to_rgb(hue, sat, val))
     obj = shapes.SceneObject(kind=kind, cx=0.0, cy=0.0, radius=radius, angle=rng.uniform(0, 2 * np.pi),
                              depth=front, colour=colour, inner=rng.uniform(0.45, 0.65),
-                             width=float(np.clip(0.22 * radius, 1.2 * size / 64, None)))
+                             width=float(np.clip(0.22 * radius, 1.2 * size / 64, None)), image_size=size)
+    # Flat shapes are tilted planes: normal up to MAX_TILT_DEG from facing the camera, any direction
+    # (drawn for every object, so each object consumes the same draws).
+    tilt, azimuth = np.radians(rng.uniform(0.0, shapes.MAX_TILT_DEG)), rng.uniform(0.0, 2 * np.pi)
+    if kind in ("square", "triangle"):
+      obj.normal = (np.sin(tilt) * np.cos(azimuth), np.sin(tilt) * np.sin(azimuth), np.cos(tilt))
     if obj.kind == "bar":
       obj.radius = 1.4 * radius
     if config.context:
@@ -125,7 +138,7 @@ def _sample_objects(rng, config: SceneConfig, ctx) -> list:
       x, y = rng.uniform(0.05, 0.95, size=2) * size
     obj.cx, obj.cy = float(x), float(y)
     objects.append(obj)
-    front += shapes.thickness(obj, px) + rng.uniform(0.05, 0.6)
+    front += shapes.thickness(obj) + rng.uniform(0.05, 0.6)
   return objects
 
 
@@ -134,27 +147,27 @@ def render_scene(seed_or_rng, config: SceneConfig) -> Scene:
   config.validate()
   rng = _as_rng(seed_or_rng)
   size = config.image_size
-  px = stuff.SCENE_WIDTH / size
   table = config.classes
   stuff_kinds = tuple(sorted(table.stuff, key=table.stuff.get))   # in class-id order
   if config.context:
     layout, ctx = stuff.context_layout(rng, size, stuff_kinds)
   else:
-    layout, ctx = stuff.standard_layout(rng, size), None   # indices in class-id order, too
+    layout, horizon, upper = stuff.standard_layout(rng, size)   # indices in class-id order, too
+    ctx = None
   image = np.zeros((size, size, 3))
-  stuff_depth = np.zeros((size, size))
-  stuff_normals = np.zeros((size, size, 3))
   stuff_class = np.zeros((size, size), np.int32)
   for k in np.unique(layout):
     kind = stuff_kinds[k]
     region = layout == k
-    d, n = stuff.plane_geometry(kind, size)
     image[region] = stuff.texture(kind, rng, size)[region]
-    stuff_depth[region] = d[region]
-    stuff_normals[region] = n[region]
     stuff_class[region] = table.stuff[kind]
 
   objects = _sample_objects(rng, config, ctx)
+  if config.context:
+    stuff_depth, stuff_normals, cam = stuff.context_geometry(rng, size)
+    upper = np.zeros((size, size), bool)
+  else:
+    stuff_depth, stuff_normals, cam = stuff.standard_geometry(size, horizon, upper)
   for obj in objects:
     region_kind = None
     if config.context:
@@ -162,7 +175,7 @@ def render_scene(seed_or_rng, config: SceneConfig) -> Scene:
       ix = min(size - 1, max(0, int(obj.cx)))
       region_kind = stuff_kinds[layout[iy, ix]]
     obj.class_id = table.things[(obj.kind, region_kind)]
-  raster = [shapes.rasterize(o, size, px) for o in objects]
+  raster = [shapes.rasterize(o, size) for o in objects]
   dropped = 0
   while True:
     obj_depth = np.stack([r[1] for r in raster]) if raster else np.zeros((0, size, size))
@@ -199,8 +212,8 @@ def render_scene(seed_or_rng, config: SceneConfig) -> Scene:
     image[vis] = obj.colour[None, :] * shade[:, None]
   return Scene(image=image, objects=objects, amodal=amodal,
                object_depth=obj_depth if n_obj else np.zeros((0, size, size)),
-               visible=visible, stuff_class=stuff_class, stuff_depth=stuff_depth, depth=depth,
-               normals=normals, dropped_overflow=dropped)
+               visible=visible, stuff_class=stuff_class, stuff_depth=stuff_depth, backdrop=upper, depth=depth,
+               normals=normals, intrinsics=camera.intrinsics(size), camera=cam, dropped_overflow=dropped)
 
 
 def _keypoints(scene: Scene, config: SceneConfig) -> np.ndarray:
@@ -254,6 +267,7 @@ def scene_to_example(scene: Scene, config: SceneConfig, rng: np.random.Generator
       "semantic": semantic.astype(np.int32),
       "depth": scene.depth.astype(np.float32),
       "normals": scene.normals.astype(np.float32),
+      "intrinsics": scene.intrinsics.astype(np.float32),
       "masks": masks,
       "boxes": boxes,
       "classes": classes,
@@ -282,5 +296,5 @@ def generate_example(seed_or_rng, config: SceneConfig, stats: dict | None = None
 
 
 def example_keys() -> tuple[str, ...]:
-  return ("image", "semantic", "depth", "normals", "masks", "boxes", "classes", "num_instances",
+  return ("image", "semantic", "depth", "normals", "intrinsics", "masks", "boxes", "classes", "num_instances",
           "keypoints", "panoptic", "segment_classes", "segment_is_thing")

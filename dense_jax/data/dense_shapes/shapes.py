@@ -2,20 +2,30 @@
 
 Every object is drawn at pixel centres (x + 0.5, y + 0.5), so a pixel belongs to an object iff its centre
 lies inside the silhouette (no anti-aliasing: image, masks and every label agree pixel for pixel).
-Camera and units are those of `stuff.py` (orthographic, y down, z towards the camera, `px` scene units
-per pixel). An object's nearest point is at depth `obj.depth`; its surface bulges towards the camera:
+Silhouettes are laid out in pixels (centre, radius, angle); the camera is the perspective one of
+`camera.py` (focal length f pixels; depth = camera-frame z; label normals x right, y down, z towards
+the camera). An object's nearest point is at depth `obj.depth` (Z0).
 
-  disc      a sphere of radius R:            h = sqrt(R^2 - r^2),  n = (u, v, h) / R
-  ring      a torus, tube radius t around the circle of radius c = R - t:
-            q = r - c, h = sqrt(t^2 - q^2),  n = (q u / r, q v / r, h) / t
-  bar       a cylinder of radius w and length L along angle a; with s the signed distance across the
-            axis and p the unit vector across it:  h = sqrt(w^2 - s^2),  n = (s p_x, s p_y, h) / w
-  square, triangle   flat, facing the camera: h = 0, n = (0, 0, 1)
+Curved objects bulge towards the camera with a height field h(u, v) (pixels) over the silhouette, H its
+maximum, (u, v) the pixel offset from the centre and r = |(u, v)|:
 
-where (u, v) is the pixel offset from the centre and r = |(u, v)|. Depth is `obj.depth + px * (H - h)`
-with H the bulge height (R, t or w), which is exactly the surface whose depth gradient gives n
-(n ∝ (dd/dX, dd/dY, 1)). `thickness(obj)` = px * H is how far behind its front the object reaches, so
-objects placed at least that far apart in depth never interpenetrate.
+  disc      a sphere of radius R:            h = sqrt(R^2 - r^2)
+  ring      a torus, tube radius t around the circle of radius c = R - t:  q = r - c, h = sqrt(t^2 - q^2)
+  bar       a cylinder of radius w and length L along angle a; s the signed distance across the axis:
+            h = sqrt(w^2 - s^2)
+
+and their depth map is Z = Z0 + (Z0 / f) (H - h): the profile of a sphere / torus / cylinder whose size
+in scene units is its size in pixels times Z0 / f (the width of a pixel at depth Z0). Their normals are
+the exact normals of that depth-map surface under the perspective camera (`camera.surface_normals`):
+with m = (G_u, G_v, h) / |.|, G = -h grad h (the orthographic normal, (u, v, h) / R for the disc),
+
+  n ∝ (Z0 m_x, Z0 m_y, Z m_z + Z0 (a m_x + b m_y)),   (a, b, 1) the pixel's ray.
+
+Flat objects (square, triangle) are planar polygons whose image is the 2-D polygon, tilted: the plane
+through the centre's ray with label-frame unit normal `obj.normal` (tilt up to `MAX_TILT_DEG` from
+facing the camera); depth Z = c / (m . r) (exact plane, so depth is not linear in the pixel
+coordinates), placed so that its nearest corner is at Z0. `thickness(obj, size)` is how far behind its
+front the object reaches, so objects placed at least that far apart in depth never interpenetrate.
 """
 
 from __future__ import annotations
@@ -23,6 +33,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from dense_jax.data.dense_shapes import camera
+
+MAX_TILT_DEG = 35.0
 
 
 @dataclasses.dataclass
@@ -35,8 +49,10 @@ class SceneObject:
   depth: float              # scene units, of the nearest point
   colour: np.ndarray        # RGB in [0, 1]
   class_id: int = -1
+  image_size: int = 64      # pixels (the camera's focal length follows from it)
   inner: float = 0.5        # ring: inner / outer radius
   width: float = 1.5        # bar: cylinder radius, pixels
+  normal: tuple = (0.0, 0.0, 1.0)   # square/triangle: unit label-frame normal of their plane
 
   def extent(self) -> float:
     """Radius (pixels) of a circle around the centre that contains the silhouette."""
@@ -55,8 +71,33 @@ class SceneObject:
     return 0.0
 
 
-def thickness(obj: SceneObject, px: float) -> float:
-  return px * obj.bulge()
+def _plane_factors(obj: SceneObject, a, b) -> np.ndarray:
+  """Depth of a flat object's plane along rays (a, b, 1), per unit depth at its centre's ray."""
+  m = camera.to_label_frame(obj.normal)      # the camera-frame normal (m . r < 0: it faces the camera)
+  ac, bc = _centre_ray(obj)
+  return (m[0] * ac + m[1] * bc + m[2]) / (m[0] * a + m[1] * b + m[2])
+
+
+def _centre_ray(obj: SceneObject) -> tuple[float, float]:
+  size = obj.image_size
+  f = camera.focal_length(size)
+  return (obj.cx - size / 2.0) / f, (obj.cy - size / 2.0) / f
+
+
+def _flat_depth_range(obj: SceneObject) -> tuple[float, float]:
+  """(min, max) of `_plane_factors` over the polygon (at its corners: 1 / (m . r) is monotone along lines)."""
+  f = camera.focal_length(obj.image_size)
+  pts = corners(obj)
+  k = _plane_factors(obj, (pts[:, 0] - obj.image_size / 2.0) / f, (pts[:, 1] - obj.image_size / 2.0) / f)
+  return float(k.min()), float(k.max())
+
+
+def thickness(obj: SceneObject) -> float:
+  """Depth extent (scene units) of the object behind its nearest point `obj.depth`."""
+  if obj.kind in ("square", "triangle"):
+    lo, hi = _flat_depth_range(obj)
+    return obj.depth * (hi / lo - 1.0)
+  return obj.depth / camera.focal_length(obj.image_size) * obj.bulge()
 
 
 def corners(obj: SceneObject) -> np.ndarray:
@@ -90,11 +131,14 @@ def _inside_polygon(pts: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarr
   return np.all(signs >= 0, axis=0) | np.all(signs <= 0, axis=0)
 
 
-def rasterize(obj: SceneObject, size: int, px: float):
+def rasterize(obj: SceneObject, size: int):
   """(mask (size, size) bool, depth (size, size) float64 with inf outside, normals (size, size, 3)).
 
   Only the object's bounding window is evaluated; the rest is filled with inf depth / zero normals.
   """
+  if size != obj.image_size:
+    raise ValueError(f"size: expected the object's image_size {obj.image_size}, got {size}")
+  f = camera.focal_length(size)
   mask = np.zeros((size, size), bool)
   depth = np.full((size, size), np.inf)
   normals = np.zeros((size, size, 3))
@@ -130,13 +174,22 @@ def rasterize(obj: SceneObject, size: int, px: float):
     n = np.stack([across * -ay, across * ax, h], -1) / w
   elif obj.kind in ("square", "triangle"):
     inside = _inside_polygon(corners(obj), xx, yy)
-    h = np.zeros_like(u)
-    n = np.broadcast_to(np.array([0.0, 0.0, 1.0]), u.shape + (3,))
   else:
     raise ValueError(f"kind: expected one of disc/square/triangle/ring/bar, got {obj.kind!r}")
-  # Renormalise: exact up to rounding, and the sqrt clamp at the silhouette.
+  a, b = (xx - size / 2.0) / f, (yy - size / 2.0) / f
+  if obj.kind in ("square", "triangle"):
+    lo, _ = _flat_depth_range(obj)
+    z = obj.depth / lo * _plane_factors(obj, a, b)
+    n = np.broadcast_to(np.asarray(obj.normal, np.float64), u.shape + (3,))
+  else:
+    # The orthographic normal m (exact up to rounding, and the sqrt clamp at the silhouette) turned into
+    # the perspective normal of the depth map z (module doc).
+    m = n / np.linalg.norm(n, axis=-1, keepdims=True)
+    z0 = obj.depth
+    z = z0 + z0 / f * (big_h - h)
+    n = np.stack([z0 * m[..., 0], z0 * m[..., 1], z * m[..., 2] + z0 * (a * m[..., 0] + b * m[..., 1])], -1)
   n = n / np.linalg.norm(n, axis=-1, keepdims=True)
   mask[y0:y1, x0:x1] = inside
-  depth[y0:y1, x0:x1] = np.where(inside, obj.depth + px * (big_h - h), np.inf)
+  depth[y0:y1, x0:x1] = np.where(inside, z, np.inf)
   normals[y0:y1, x0:x1] = np.where(inside[..., None], n, 0.0)
   return mask, depth, normals

@@ -1,16 +1,27 @@
-"""Stuff of a `dense_shapes` scene: the region layout, procedural textures, and the planes' depth/normals.
+"""Stuff of a `dense_shapes` scene: the region layout, procedural textures, and the stuff's 3-D geometry.
 
-Geometry (shared with `shapes.py`): orthographic camera, pixel (x, y) with x right, y down; the image is
-`SCENE_WIDTH` scene units wide, so a pixel is `SCENE_WIDTH / image_size` units. Depth is the distance
-along the viewing axis in scene units; normals are unit (x right, y down, z towards the camera). For a
-surface of depth d(X, Y) (X, Y in scene units) the normal is (dd/dX, dd/dY, 1) normalised.
+Geometry (camera and frames in `camera.py`: perspective, 60° field of view, depth = camera-frame z):
 
-Stuff planes lie behind every object (objects stay nearer than `OBJECT_MAX_DEPTH`):
-  sky         depth 30, facing the camera
-  background  depth 14, facing the camera
-  wall        depth 10, facing the camera
-  grass       a ground plane, depth 12 at the top row falling linearly to 9 at the bottom row, so its
-              normal is (0, -1.5, 1)/|.| = (0, -0.832, 0.555): up and towards the camera.
+Standard scenes are a ground plane and a backdrop seen by a camera pitched down and rolled. The layout's
+horizon line (row `H0` at the centre column, slope tan(phi)) is the image of the line where the
+ground meets the backdrop; below it every pixel sees the ground, above it the backdrop:
+
+  backdrop  a vertical plane (perpendicular to the ground) at horizontal distance D in front of the
+            camera; D = BACKDROP_DISTANCE[kind of the upper region] (sky 60, background 40, wall 30;
+            a wall block over a sky is part of the sky's backdrop). Its depth varies over the image
+            because the camera is pitched.
+  ground    the plane `CAMERA_ELEVATION_DEG` below the ground-backdrop line as seen from the camera
+            (camera height h = D tan 30°): depth grows from about D/2 at the bottom of the image to D
+            at the horizon line (the ground's own vanishing line lies above it, hidden by the backdrop).
+
+The camera: roll phi (the horizon's slope); pitch beta chosen so that the ground-backdrop line,
+30° below the horizontal, projects onto the layout's horizon: beta = 30° - atan(d / f) with d the
+signed distance of the horizon line below the principal point. Every stuff pixel is thus at least
+`STUFF_MIN_DEPTH` away, behind every object (objects are nearer than `OBJECT_MAX_DEPTH` + their
+thickness, see `scene.py`).
+
+Context scenes: both regions lie on one plane at depth CONTEXT_DISTANCE at the image centre, tilted
+by up to CONTEXT_MAX_TILT_DEG in a random direction.
 """
 
 from __future__ import annotations
@@ -19,10 +30,14 @@ import colorsys
 
 import numpy as np
 
-SCENE_WIDTH = 2.0
-OBJECT_MAX_DEPTH = 8.5
-PLANE_DEPTH = {"sky": 30.0, "background": 14.0, "wall": 10.0}
-GRASS_TOP, GRASS_BOTTOM = 12.0, 9.0
+from dense_jax.data.dense_shapes import camera
+
+OBJECT_MAX_DEPTH = 8.5       # no object starts farther than this (scene.py)
+STUFF_MIN_DEPTH = 12.0       # ... and no stuff pixel is nearer than this (checked in tests)
+BACKDROP_DISTANCE = {"sky": 60.0, "background": 40.0, "wall": 30.0}
+CAMERA_ELEVATION_DEG = 30.0  # the ground-backdrop line seen this far below the horizontal
+CONTEXT_DISTANCE = 30.0
+CONTEXT_MAX_TILT_DEG = 30.0
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -86,19 +101,59 @@ def texture(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
   return np.clip(img, 0.0, 1.0)
 
 
-def plane_geometry(kind: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Depth (size, size) and unit normals (size, size, 3) of stuff `kind`'s plane (see module doc)."""
-  n = size
-  if kind == "grass":
-    yc = (np.arange(n) + 0.5) / n
-    depth = np.broadcast_to((GRASS_TOP + (GRASS_BOTTOM - GRASS_TOP) * yc)[:, None], (n, n))
-    # dd/dY in scene units: (bottom - top) depth over the image height of SCENE_WIDTH units.
-    ddy = (GRASS_BOTTOM - GRASS_TOP) / SCENE_WIDTH
-    normal = np.array([0.0, ddy, 1.0]) / np.hypot(ddy, 1.0)
-  else:
-    depth = np.full((n, n), PLANE_DEPTH[kind])
-    normal = np.array([0.0, 0.0, 1.0])
-  return depth.astype(np.float64), np.broadcast_to(normal, (n, n, 3)).astype(np.float64)
+def _camera_axes(pitch: float, roll: float) -> np.ndarray:
+  """Rows: the camera's x, y, z axes in the world frame (X right, Y down, Z forward horizontal)."""
+  x0 = np.array([1.0, 0.0, 0.0])
+  y0 = np.array([0.0, np.cos(pitch), -np.sin(pitch)])     # pitched down by `pitch`
+  z0 = np.array([0.0, np.sin(pitch), np.cos(pitch)])
+  # Rolled so that a world-horizontal line (X) projects with image slope +tan(roll).
+  return np.stack([np.cos(roll) * x0 - np.sin(roll) * y0, np.sin(roll) * x0 + np.cos(roll) * y0, z0])
+
+
+def standard_camera(size: int, horizon_row: float, roll: float, top_kind: str) -> dict:
+  """The camera and planes of a standard scene (see module doc): pitch, roll, height h, distance D and
+  the two planes as (m, c) with m a unit camera-frame vector, the plane being {P : m . P = c}."""
+  f = camera.focal_length(size)
+  dist = BACKDROP_DISTANCE[top_kind]
+  elev = np.radians(CAMERA_ELEVATION_DEG)
+  below = (horizon_row - size / 2.0) * np.cos(roll)         # horizon's distance below the principal point
+  pitch = elev - np.arctan(below / f)
+  axes = _camera_axes(pitch, roll)
+  # Camera-frame coordinates of the world's down (Y) and forward (Z) directions.
+  down, forward = axes @ np.array([0.0, 1.0, 0.0]), axes @ np.array([0.0, 0.0, 1.0])
+  return {"pitch": pitch, "roll": roll, "height": dist * np.tan(elev), "distance": dist,
+          "ground": (down, dist * np.tan(elev)), "backdrop": (forward, dist)}
+
+
+def plane_maps(plane: tuple, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Depth (S, S) and label-frame normals (S, S, 3) of plane (m, c) at every pixel."""
+  m, c = plane
+  a, b = camera.pixel_rays(size)
+  depth = camera.plane_depth(m, c, a, b)
+  return depth, np.broadcast_to(camera.plane_normal(m, c), (size, size, 3)).copy()
+
+
+def standard_geometry(size: int, horizon: tuple, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+  """(depth, normals, camera dict) of the stuff of a standard scene; `upper` marks backdrop pixels."""
+  cam = standard_camera(size, *horizon)
+  gd, gn = plane_maps(cam["ground"], size)
+  bd, bn = plane_maps(cam["backdrop"], size)
+  # Lower pixels whose centre lies (by a rounding hair) above the ground-backdrop line see the ground at
+  # depth > D, or on the far side of its vanishing line (negative): clamp to the backdrop's depth there.
+  gd = np.where((gd > 0) & (gd <= bd), gd, bd)
+  return np.where(upper, bd, gd), np.where(upper[..., None], bn, gn), cam
+
+
+def context_geometry(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, dict]:
+  """(depth, normals, plane dict) of a context scene: one plane, depth CONTEXT_DISTANCE at the image
+  centre, label-frame normal tilted by U(0, CONTEXT_MAX_TILT_DEG) in a uniform direction."""
+  tilt = np.radians(rng.uniform(0.0, CONTEXT_MAX_TILT_DEG))
+  azimuth = rng.uniform(0.0, 2 * np.pi)
+  n_label = np.array([np.sin(tilt) * np.cos(azimuth), np.sin(tilt) * np.sin(azimuth), np.cos(tilt)])
+  m = camera.to_label_frame(-n_label)                    # camera-frame m with the camera on the -m side
+  c = CONTEXT_DISTANCE * m[2]                            # passes through (0, 0, CONTEXT_DISTANCE)
+  depth, normals = plane_maps((m, c), size)
+  return depth, normals, {"plane": (m, c)}
 
 
 def _half_plane(size: int, angle: float, offset: float) -> np.ndarray:
@@ -108,8 +163,10 @@ def _half_plane(size: int, angle: float, offset: float) -> np.ndarray:
   return (np.cos(angle) * (xx - c) + np.sin(angle) * (yy - c)) > offset * size
 
 
-def standard_layout(rng: np.random.Generator, size: int) -> np.ndarray:
-  """Stuff kind index map (size, size) into STUFF_KINDS order [background, sky, grass, wall].
+def standard_layout(rng: np.random.Generator, size: int) -> tuple[np.ndarray, tuple, np.ndarray]:
+  """(layout, horizon, upper): the stuff kind index map (size, size) into STUFF_KINDS order [background,
+  sky, grass, wall], horizon = (row at the centre column, roll angle, upper kind), and the boolean map of
+  the upper region (the backdrop in 3-D).
 
   A slightly tilted horizon splits an upper region (sky 60%, wall 25%, background 15%) from a lower
   one (grass 60%, background 40%); over a sky, a wall block rises from the horizon 35% of the time.
@@ -117,7 +174,8 @@ def standard_layout(rng: np.random.Generator, size: int) -> np.ndarray:
   order = ("background", "sky", "grass", "wall")
   idx = {k: i for i, k in enumerate(order)}
   yy, xx = np.mgrid[0:size, 0:size] + 0.5
-  horizon = rng.uniform(0.25, 0.65) * size + np.tan(rng.uniform(-0.25, 0.25)) * (xx - size / 2)
+  row, roll = rng.uniform(0.25, 0.65) * size, rng.uniform(-0.25, 0.25)
+  horizon = row + np.tan(roll) * (xx - size / 2)
   top = order[rng.choice([1, 3, 0], p=[0.6, 0.25, 0.15])]
   bottom = order[rng.choice([2, 0], p=[0.6, 0.4])]
   layout = np.where(yy < horizon, idx[top], idx[bottom])
@@ -127,7 +185,7 @@ def standard_layout(rng: np.random.Generator, size: int) -> np.ndarray:
       ytop = rng.uniform(0.05, 0.2) * size
       block = (xx >= x0) & (xx < x1) & (yy >= ytop) & (yy < horizon)
       layout = np.where(block, idx["wall"], layout)
-  return layout.astype(np.int32)
+  return layout.astype(np.int32), (row, roll, top), yy < horizon
 
 
 def context_layout(rng: np.random.Generator, size: int, kinds: tuple[str, ...]) -> tuple[np.ndarray, tuple]:
