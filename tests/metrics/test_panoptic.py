@@ -187,7 +187,7 @@ def test_stats_take_out_of_range_ids_as_void():
   gt = jnp.array([[[1, 1, 0, 0]]])
   classes = jnp.array([[0, 2]])
   # pred id 7 (no such slot) is void: pred 1 has 2 px on gt 1 and 1 px on void -> IoU 2 / (3 + 2 - 2 - 1) = 1.
-  stats = panoptic.pq_stats(gt, classes, jnp.array([[[1, 1, 1, 7]]]), classes, 3)
+  stats = jax.jit(panoptic.pq_stats, static_argnums=4)(gt, classes, jnp.array([[[1, 1, 1, 7]]]), classes, 3)
   assert int(stats["tp"][2]) == 1 and float(stats["iou"][2]) == 1.0 and int(stats["fp"].sum()) == 0
 
 
@@ -224,3 +224,33 @@ def test_matches_torchmetrics_without_crowd_and_predicted_void():
     np.testing.assert_allclose(theirs[row], [ours["per_class"][cat][k] for k in ("pq", "sq", "rq")],
                                rtol=1e-6)
   np.testing.assert_allclose(theirs.mean(0), [ours["all"][k] for k in ("pq", "sq", "rq")], rtol=1e-6)
+
+
+def test_merging_a_dense_shapes_scene_from_its_own_labels_scores_one():
+  """The chain data -> merge -> metric agrees on layouts: the ground truth's own instances (score 0.9)
+  and semantic labels merge into a segmentation with PQ 1; dropping an instance costs exactly one FN."""
+  from dense_jax.data.dense_shapes import config as shapes_config, scene
+  from dense_jax.ops.panoptic_merge import panoptic_merge
+  cfg = shapes_config.CONFIGS["small_64"]
+  examples = [scene.generate_example(seed, cfg) for seed in range(2)]
+  stack = lambda key: jnp.asarray(np.stack([ex[key] for ex in examples]))
+  num_classes = cfg.classes.num_classes
+  is_stuff = np.arange(num_classes) < len(cfg.classes.stuff)
+  valid = np.arange(cfg.max_instances)[None] < np.stack([ex["num_instances"] for ex in examples])[:, None]
+  cats = {c: {"isthing": int(not is_stuff[c])} for c in range(num_classes)}
+
+  @jax.jit
+  def merge_and_score(valid):
+    merged = jax.vmap(lambda m, c, s, v: panoptic_merge(m, jnp.full(m.shape[:1], 0.9), c, s, is_stuff, valid=v,
+                                                        stuff_area_fraction=0.0))(
+        stack("masks"), stack("classes"), stack("semantic"), valid)
+    return merged, panoptic.pq_stats(stack("panoptic"), stack("segment_classes"), merged["panoptic"],
+                                     merged["segment_classes"], num_classes)
+
+  merged, stats = merge_and_score(jnp.asarray(valid))
+  out = panoptic.pq_from_stats(jax.device_get(stats), cats)
+  assert out["all"]["pq"] == 1.0 and out["things"]["n"] >= 2 and out["stuff"]["n"] >= 2
+  valid[0, 0] = False   # drop the first instance of image 0: its pixels become void (not stuff)
+  merged, stats = merge_and_score(jnp.asarray(valid))
+  lost = int(examples[0]["classes"][0])
+  assert int(stats["fn"][lost]) == 1 and int(stats["fn"].sum()) == 1 and int(stats["fp"].sum()) == 0
