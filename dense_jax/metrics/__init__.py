@@ -1,1 +1,3 @@
-"""Evaluation metrics; `segmentation`: confusion-matrix mIoU with an ignore label."""
+"""Evaluation metrics: `segmentation` (confusion-matrix mIoU with an ignore label), `depth` (Eigen/BTS
+depth errors, the NYUv2 Eigen crop), `normals` (angular errors), `colorization` (ab AuC); the dense ones
+also have jit-able totals that add across batches, for an evaluation that accumulates."""

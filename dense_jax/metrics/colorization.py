@@ -4,7 +4,8 @@ of pixels whose ab error is within a threshold, for thresholds 0..150.
 For threshold t, acc(t) = sum_i w_i [ |pred_ab_i - gt_ab_i|_2 <= t ] / sum_i w_i over the valid pixels
 i (w = 1, or the class-rebalancing weight of each pixel's true ab bin for the rebalanced variant; see
 `dense_jax.data.color.rebalancing_weights`). AuC = trapz(acc(t), t = 0, 1, ..., T) / T with
-T = max_threshold, a number in [0, 1]. Report both the plain and the rebalanced AuC, as the paper does.
+T = max_threshold, a number in [0, 1]. Report both the plain and the rebalanced AuC, as the paper does
+(`rebalanced_pixel_weights` gives the weights of the latter).
 
 Accumulation (jit-able, static shapes): `ab_auc_totals` bins each pixel by ceil(error) (an integer
 threshold t counts the pixel iff ceil(err) <= t), so the totals are a (T + 2,) weighted histogram and the
@@ -60,6 +61,25 @@ def ab_auc_from_totals(totals: dict, max_threshold: float = 150.0):
   acc = xp.cumsum(totals["hist"])[:n + 1] / xp.maximum(totals["total"], 1e-30)   # acc(t), t = 0..n
   auc = (xp.sum(acc) - 0.5 * (acc[0] + acc[-1])) / n        # trapezoid rule, unit spacing, / T
   return xp.where(totals["total"] > 0, auc, xp.nan)
+
+
+def rebalanced_pixel_weights(gt_ab, class_weights, bins=None) -> np.ndarray:
+  """Per-pixel weights (B, H, W) float32 for the rebalanced AuC: the rebalancing weight of each pixel's
+  true (nearest) ab bin. Host-side NumPy (the bin search is `AbBins.hard_encode`).
+
+  Args:
+    gt_ab: (B, H, W, 2) true ab.
+    class_weights: (Q,) from `dense_jax.data.color.rebalancing_weights`.
+    bins: the `AbBins` the weights belong to (default `AbBins()`).
+  """
+  from dense_jax.data import color  # pylint: disable=g-import-not-at-top
+  bins = color.AbBins() if bins is None else bins
+  if np.ndim(gt_ab) != 4 or np.shape(gt_ab)[-1] != 2:
+    raise ValueError(f"gt_ab: expected an ab map of shape (B, H, W, 2), got {np.shape(gt_ab)}")
+  class_weights = np.asarray(class_weights, np.float32)
+  if class_weights.shape != (bins.num_bins,):
+    raise ValueError(f"class_weights: expected shape ({bins.num_bins},) (one per bin), got {class_weights.shape}")
+  return class_weights[bins.hard_encode(np.asarray(gt_ab))]
 
 
 def ab_auc(pred_ab, gt_ab, valid=None, weights=None, max_threshold: float = 150.0) -> float:

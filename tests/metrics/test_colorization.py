@@ -57,3 +57,15 @@ def test_matches_float64_reference_and_jit_accumulation():
 def test_bad_input(pred_shape, gt_shape, kwargs, match):
   with pytest.raises(ValueError, match=match):
     colorization.ab_auc(np.zeros(pred_shape), np.zeros(gt_shape), **kwargs)
+
+
+def test_rebalanced_weights_are_the_true_bins_weights():
+  from dense_jax.data import color
+  bins = color.AbBins()
+  cw = np.arange(bins.num_bins, dtype=np.float32)
+  gt = np.zeros((1, 1, 2, 2))
+  gt[0, 0, 1] = bins.centres[7] + 1.0                       # nearest bin 7
+  w = colorization.rebalanced_pixel_weights(gt, cw, bins)
+  np.testing.assert_array_equal(w, [[[cw[bins.hard_encode(np.zeros(2))], 7.0]]])
+  with pytest.raises(ValueError, match="class_weights: expected shape"):
+    colorization.rebalanced_pixel_weights(gt, cw[:5], bins)

@@ -4,7 +4,8 @@
   get_source('dense_shapes/small_64', 'train')                # random access via TFDS ArrayRecord files
   tfds.data_source('dense_shapes/small_64', split='train')    # the same through TFDS directly
 
-Modules: `config` (classes, configs), `stuff` (regions, textures, planes), `shapes` (analytic objects),
+Modules: `config` (classes, configs), `camera` (intrinsics, frames), `stuff` (regions, textures, the
+ground and backdrop planes), `shapes` (analytic objects),
 `scene` (the generator), `builder` (the TFDS builder), `source` (registry + preparation), `figure`.
 Importing this package registers the TFDS builder and every config as a source.
 """
