@@ -17,8 +17,9 @@ ground meets the backdrop; below it every pixel sees the ground, above it the ba
 The camera: roll phi (the horizon's slope); pitch beta chosen so that the ground-backdrop line,
 30° below the horizontal, projects onto the layout's horizon: beta = 30° - atan(d / f) with d the
 signed distance of the horizon line below the principal point. Every stuff pixel is thus at least
-`STUFF_MIN_DEPTH` away, behind every object (objects are nearer than `OBJECT_MAX_DEPTH` + their
-thickness, see `scene.py`).
+`STUFF_MIN_DEPTH` away (the nearest over the layout's whole parameter range is the bottom corner of a
+wall scene's ground, 14.5), behind every object (objects start nearer than `OBJECT_MAX_DEPTH` and reach
+less than 1.5 behind their front, see `scene.py` and `shapes.thickness`).
 
 Context scenes: both regions lie on one plane at depth CONTEXT_DISTANCE at the image centre, tilted
 by up to CONTEXT_MAX_TILT_DEG in a random direction.
