@@ -19,7 +19,7 @@ The camera: roll phi (the horizon's slope); pitch beta chosen so that the ground
 signed distance of the horizon line below the principal point. Every stuff pixel is thus at least
 `STUFF_MIN_DEPTH` away (the nearest over the layout's whole parameter range is the bottom corner of a
 wall scene's ground, 14.5), behind every object (objects start nearer than `OBJECT_MAX_DEPTH` and reach
-less than 1.5 behind their front, see `scene.py` and `shapes.thickness`).
+less than 2 behind their front, see `scene.py` and `shapes.thickness`).
 
 Context scenes: both regions lie on one plane at depth CONTEXT_DISTANCE at the image centre, tilted
 by up to CONTEXT_MAX_TILT_DEG in a random direction.
