@@ -9,3 +9,4 @@ from dense_jax.ops.boxes import (BBOX_XFORM_CLIP, ROI_BOX_WEIGHTS, RPN_BOX_WEIGH
 from dense_jax.ops.anchors import (FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, base_anchors, fpn_anchors,
                                    fpn_anchors_per_level, fpn_feature_sizes, grid_anchors)
 from dense_jax.ops.nms import batched_nms_padded, nms_padded
+from dense_jax.ops.roi_align import fpn_level_of_boxes, fpn_levels_from_sizes, multilevel_roi_align, roi_align

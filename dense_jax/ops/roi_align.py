@@ -1,0 +1,324 @@
+"""RoIAlign (He et al., Mask R-CNN) over one feature map or an FPN, with static shapes.
+
+`roi_align` computes what `torchvision.ops.roi_align` computes, in NHWC; `multilevel_roi_align` what
+`torchvision.ops.MultiScaleRoIAlign` computes (each RoI pooled from the one level the FPN rule picks).
+Boxes are xyxy `(x0, y0, x1, y1)` in input-image pixels (see `dense_jax.ops.boxes`).
+
+The math (torchvision's CPU kernel). For a RoI scaled to the feature map (`spatial_scale`), with
+`offset = 0.5` if `aligned` else 0:
+
+  start = box[:2] * scale - offset,   size = (box[2:] - box[:2]) * scale   (>= 1 per axis unless aligned)
+  bin = size / (out_h, out_w),        grid = sampling_ratio if > 0 else ceil(size / (out_h, out_w))
+  sample (iy, ix) of bin (p, q):      y = start_y + p * bin_y + (iy + 0.5) * bin_y / grid_y   (same for x)
+  out[p, q] = mean over the grid_y * grid_x samples of bilinear(feature, y, x)
+
+where a sample with y < -1, y > H, x < -1 or x > W contributes 0, coordinates in [-1, 0] are clamped to 0
+and those at or past the last pixel read the last pixel. Every factor is separable in (y, x): the
+output is `out[p, q] = sum_{h, w} Ay[p, h] Ax[q, w] F[h, w]` with per-RoI interpolation matrices
+`Ay (out_h, H)`, `Ax (out_w, W)` that each hold, per row, the bilinear weights of its samples / grid.
+
+Two backends, equal up to float rounding (tested):
+  'gather'  reads the 4 neighbours of every sample from the flattened feature maps (all levels in one
+            table): work ~ K * out_h * out_w * grid^2 * 4 * C, the gradient is a scatter-add. The
+            choice on CPU/GPU.
+  'einsum'  builds `Ay`, `Ax` as dense one-hot-weighted matrices and contracts
+            `sum_h Ay[p, h] F[h, w, c]` then `sum_w Ax[q, w] (.)` on the MXU; the gradient is the same
+            contractions (no scatter-add, which TPUs serialise). Work ~ K * out_h * H * W * C per level
+            (all levels for every RoI, masked): meant for accelerators, slow on CPU.
+
+Adaptive sampling (`sampling_ratio <= 0`) makes the number of samples data dependent. Here the grid is
+padded to a static `max_sampling_ratio` per axis and the unused samples are masked (weight 0), so the
+result equals torchvision's whenever `ceil(size / out) <= max_sampling_ratio`. The default bound is
+`ceil(extent / out)` of the largest feature map, exact for every RoI that lies inside the feature map
+(boxes clipped to the image); larger RoIs use `max_sampling_ratio` evenly spaced samples per bin
+(a documented deviation). Fixed ratios (Mask R-CNN's heads use 2) cost nothing extra.
+
+RoI layouts: `boxes (N, R, 4)` (R RoIs per image, output `(N, R, out_h, out_w, C)`) or `boxes (K, 4)`
+with `batch_indices (K,)` (output `(K, out_h, out_w, C)`, torchvision's (K, 5) split in two). Padding
+RoIs give finite values; mask them. Gradients flow to the features (torchvision's backward) and also
+to the boxes through the bilinear weights (torchvision gives boxes none; detach them if you need that).
+The public functions are jitted with their configuration static (sizes, ratios, flags as hashable
+Python values: tuples, not lists), so eager calls compile once per shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from dense_jax.ops._checks import as_pair, check_choice, check_rank
+from dense_jax.ops.boxes import box_area
+
+BACKENDS = ("gather", "einsum")
+
+
+def fpn_level_of_boxes(boxes, k_min: int = 2, k_max: int = 5, canonical_scale: float = 224,
+                       canonical_level: int = 4, eps: float = 1e-6):
+  """FPN level of each box (Lin et al., eq. 1; torchvision's LevelMapper): int32 `(...)` in [k_min, k_max],
+
+    k = clamp(floor(canonical_level + log2(sqrt(area) / canonical_scale) + eps), k_min, k_max)
+
+  computed in float32 with torchvision's operation order. Absolute levels (2 = P2), not indices. Not
+  differentiable (stop_gradient). Zero-area boxes go to k_min.
+  """
+  if getattr(boxes, "ndim", 0) < 1 or boxes.shape[-1] != 4:
+    raise ValueError(f"boxes: expected shape (..., 4), got {getattr(boxes, 'shape', type(boxes))}")
+  if k_min > k_max:
+    raise ValueError(f"k_min, k_max: expected k_min <= k_max, got {k_min}, {k_max}")
+  s = jnp.sqrt(box_area(lax.stop_gradient(jnp.asarray(boxes, jnp.float32))))
+  k = jnp.floor(canonical_level + jnp.log2(s / jnp.float32(canonical_scale)) + jnp.float32(eps))
+  return jnp.clip(k, k_min, k_max).astype(jnp.int32)
+
+
+def _axis_weights(start, size, out: int, grid, max_grid: int, extent):
+  """Sample positions along one axis -> (low, high) int32 and (w_low, w_high) float, each `(K, out, G)`.
+
+  `start`, `size`: `(K,)` RoI start and extent in feature pixels; `grid`: `(K,)` int samples per bin
+  (0 <= grid <= max_grid); `extent`: `(K,)` int feature size along the axis. The weights include the
+  validity of the sample and the 1/grid of the mean.
+  """
+  bin_size = size / out
+  p = jnp.arange(out, dtype=start.dtype)[None, :, None]
+  i = jnp.arange(max_grid, dtype=start.dtype)[None, None, :]
+  grid_f = jnp.maximum(grid, 1).astype(start.dtype)[:, None, None]
+  b = bin_size[:, None, None]
+  # torchvision's association: (start + p * bin) + ((i + 0.5) * bin) / grid
+  coord = start[:, None, None] + p * b + (i + 0.5) * b / grid_f
+  ext = extent[:, None, None]
+  used = (coord >= -1.0) & (coord <= ext.astype(coord.dtype)) & (i < grid[:, None, None].astype(coord.dtype))
+  coord = jnp.maximum(coord, 0.0)
+  low = jnp.floor(lax.stop_gradient(coord)).astype(jnp.int32)
+  at_edge = low >= ext - 1
+  low = jnp.where(at_edge, ext - 1, low)
+  high = jnp.where(at_edge, ext - 1, low + 1)
+  coord = jnp.where(at_edge, low.astype(coord.dtype), coord)
+  frac = coord - low.astype(coord.dtype)
+  scale = jnp.where(used, 1.0 / grid_f, 0.0)
+  return low, high, (1.0 - frac) * scale, frac * scale
+
+
+def _rois_to_samples(boxes, scale, out_hw, sampling_ratio, aligned, max_grid, heights, widths):
+  """Per-RoI sample indices/weights along y and x (see `_axis_weights`), for `boxes (K, 4)` in image
+  pixels, per-RoI `scale`, `heights`, `widths` `(K,)`."""
+  out_h, out_w = out_hw
+  offset = 0.5 if aligned else 0.0
+  x0 = boxes[:, 0] * scale - offset
+  y0 = boxes[:, 1] * scale - offset
+  x1 = boxes[:, 2] * scale - offset
+  y1 = boxes[:, 3] * scale - offset
+  roi_w, roi_h = x1 - x0, y1 - y0
+  if not aligned:
+    roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
+  gy, gx = max_grid
+  if sampling_ratio > 0:
+    grid_y = jnp.full(roi_h.shape, sampling_ratio, jnp.int32)
+    grid_x = grid_y
+  else:
+    grid_y = jnp.clip(jnp.ceil(lax.stop_gradient(roi_h) / out_h), 0, gy).astype(jnp.int32)
+    grid_x = jnp.clip(jnp.ceil(lax.stop_gradient(roi_w) / out_w), 0, gx).astype(jnp.int32)
+  ys = _axis_weights(y0, roi_h, out_h, grid_y, gy, heights)
+  xs = _axis_weights(x0, roi_w, out_w, grid_x, gx, widths)
+  return ys, xs
+
+
+def _gather_backend(features, boxes, batch, level, scales, out_hw, sampling_ratio, aligned, max_grid):
+  """`features`: list of `(N, H_l, W_l, C)`; `boxes (K, 4)`, `batch (K,)`, `level (K,)` index into the
+  list. All levels are flattened into one `(sum_l N H_l W_l, C)` table and read with one gather per
+  neighbour."""
+  n = features[0].shape[0]
+  sizes = [(f.shape[1], f.shape[2]) for f in features]
+  offsets = np.cumsum([0] + [n * h * w for h, w in sizes])[:-1]
+  table = jnp.concatenate([f.reshape(-1, f.shape[-1]) for f in features], axis=0)
+  heights = jnp.asarray([h for h, _ in sizes], jnp.int32)[level]
+  widths = jnp.asarray([w for _, w in sizes], jnp.int32)[level]
+  scale = jnp.asarray(scales, boxes.dtype)[level]
+  base = jnp.asarray(offsets, jnp.int32)[level] + batch * heights * widths
+  (y_lo, y_hi, wy_lo, wy_hi), (x_lo, x_hi, wx_lo, wx_hi) = _rois_to_samples(
+      boxes, scale, out_hw, sampling_ratio, aligned, max_grid, heights, widths)
+  out = 0.0
+  for y_idx, wy in ((y_lo, wy_lo), (y_hi, wy_hi)):
+    for x_idx, wx in ((x_lo, wx_lo), (x_hi, wx_hi)):
+      # flat index (K, out_h, Gy, out_w, Gx) of this neighbour of every sample
+      row = base[:, None, None] + y_idx * widths[:, None, None]
+      idx = row[:, :, :, None, None] + x_idx[:, None, None, :, :]
+      values = jnp.take(table, idx, axis=0, mode="clip")  # (K, P, Gy, Q, Gx, C)
+      weight = wy[:, :, :, None, None] * wx[:, None, None, :, :]
+      out = out + jnp.sum(values * weight[..., None].astype(values.dtype), axis=(2, 4))
+  return out
+
+
+def _interp_matrix(low, high, w_low, w_high, extent: int, keep):
+  """Dense `(K, out, extent)` interpolation matrix from per-sample neighbours (summed over samples),
+  zero for RoIs where `keep` `(K,)` is False."""
+  pos = jnp.arange(extent, dtype=jnp.int32)
+  m = (w_low[..., None] * (low[..., None] == pos) + w_high[..., None] * (high[..., None] == pos)).sum(axis=2)
+  return m * keep[:, None, None].astype(m.dtype)
+
+
+def _einsum_backend(features, boxes, batch, level, scales, out_hw, sampling_ratio, aligned, max_grid,
+                    per_image):
+  """Separable one-hot contractions per level; `per_image = (N, R)` when RoIs are laid out per image
+  (contract each image with its own RoIs) else a one-hot over the batch index."""
+  precision = lax.Precision.HIGHEST
+  out = 0.0
+  for l, (feature, scale) in enumerate(zip(features, scales)):
+    n, h, w, c = feature.shape
+    keep = level == l
+    const = lambda v: jnp.full(boxes.shape[:1], v, jnp.int32)
+    ys, xs = _rois_to_samples(boxes, jnp.full(boxes.shape[:1], scale, boxes.dtype), out_hw, sampling_ratio,
+                              aligned, max_grid, const(h), const(w))
+    ay = _interp_matrix(*ys, h, keep).astype(feature.dtype)  # (K, P, H)
+    ax = _interp_matrix(*xs, w, keep).astype(feature.dtype)  # (K, Q, W)
+    if per_image is not None:
+      nn, r = per_image
+      t = jnp.einsum("nrph,nhwc->nrpwc", ay.reshape(nn, r, *ay.shape[1:]), feature, precision=precision)
+      o = jnp.einsum("nrqw,nrpwc->nrpqc", ax.reshape(nn, r, *ax.shape[1:]), t, precision=precision)
+      o = o.reshape(-1, *o.shape[2:])
+    else:
+      onehot = (batch[:, None] == jnp.arange(n)).astype(feature.dtype)  # (K, N)
+      ay_batch = ay[:, :, None, :] * onehot[:, None, :, None]  # (K, P, N, H): the RoI's image only
+      t = jnp.einsum("kpnh,nhwc->kpwc", ay_batch, feature, precision=precision)
+      o = jnp.einsum("kqw,kpwc->kpqc", ax, t, precision=precision)
+    out = out + o
+  return out
+
+
+def _prepare(features, boxes, batch_indices, output_size, sampling_ratio, max_sampling_ratio, backend):
+  check_choice(backend, BACKENDS, "backend")
+  out_hw = as_pair(output_size, "output_size")
+  if not isinstance(sampling_ratio, int) or isinstance(sampling_ratio, bool):
+    raise ValueError(f"sampling_ratio: expected an int (<= 0: adaptive), got {sampling_ratio!r}")
+  if not features:
+    raise ValueError("features: expected at least one (N, H, W, C) array, got none")
+  for i, f in enumerate(features):
+    check_rank(f, 4, f"features[{i}]", "NHWC")
+    if f.shape[0] != features[0].shape[0] or f.shape[3] != features[0].shape[3]:
+      raise ValueError(f"features[{i}]: expected batch {features[0].shape[0]} and {features[0].shape[3]} "
+                       f"channels like features[0], got shape {f.shape}")
+    if not jnp.issubdtype(f.dtype, jnp.floating):
+      raise ValueError(f"features[{i}]: expected a floating dtype, got {f.dtype}")
+  n = features[0].shape[0]
+  boxes = jnp.asarray(boxes)
+  if boxes.ndim == 3 and boxes.shape[-1] == 4:
+    if batch_indices is not None:
+      raise ValueError("batch_indices: only with boxes of shape (K, 4); boxes (N, R, 4) are per image")
+    if boxes.shape[0] != n:
+      raise ValueError(f"boxes: expected (N={n}, R, 4) like the features' batch, got {boxes.shape}")
+    per_image = (boxes.shape[0], boxes.shape[1])
+    batch = jnp.repeat(jnp.arange(n, dtype=jnp.int32), boxes.shape[1])
+    flat = boxes.reshape(-1, 4)
+  elif boxes.ndim == 2 and boxes.shape[-1] == 4:
+    if batch_indices is None or getattr(batch_indices, "shape", None) != boxes.shape[:1]:
+      raise ValueError(f"batch_indices: expected shape ({boxes.shape[0]},) with boxes (K, 4), got "
+                       f"{getattr(batch_indices, 'shape', batch_indices)}")
+    per_image = None
+    batch = jnp.clip(jnp.asarray(batch_indices).astype(jnp.int32), 0, n - 1)
+    flat = boxes
+  else:
+    raise ValueError(f"boxes: expected shape (N, R, 4) or (K, 4), got {boxes.shape}")
+  compute = jnp.promote_types(features[0].dtype, jnp.float32)
+  flat = flat.astype(compute)
+  if sampling_ratio > 0:
+    max_grid = (sampling_ratio, sampling_ratio)
+  elif max_sampling_ratio is None:
+    max_grid = (max(math.ceil(max(f.shape[1] for f in features) / out_hw[0]), 1),
+                max(math.ceil(max(f.shape[2] for f in features) / out_hw[1]), 1))
+  else:
+    max_grid = as_pair(max_sampling_ratio, "max_sampling_ratio")
+  return out_hw, flat, batch, per_image, max_grid, compute
+
+
+def _run(features, flat, batch, level, scales, out_hw, sampling_ratio, aligned, max_grid, backend, per_image,
+         compute, out_dtype, out_lead):
+  features = [f.astype(compute) for f in features]
+  if backend == "gather":
+    out = _gather_backend(features, flat, batch, level, scales, out_hw, sampling_ratio, aligned, max_grid)
+  else:
+    out = _einsum_backend(features, flat, batch, level, scales, out_hw, sampling_ratio, aligned, max_grid,
+                          per_image)
+  return out.reshape(*out_lead, *out.shape[1:]).astype(out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("output_size", "spatial_scale", "sampling_ratio", "aligned",
+                                             "max_sampling_ratio", "backend"))
+def roi_align(features, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+              aligned: bool = False, *, batch_indices=None, max_sampling_ratio=None, backend: str = "gather"):
+  """RoIAlign on one NHWC feature map: `torchvision.ops.roi_align` (see the module docstring).
+
+  Args:
+    features: `(N, H, W, C)` floating.
+    boxes: `(N, R, 4)` xyxy per image, or `(K, 4)` with `batch_indices (K,)` int.
+    output_size: `(out_h, out_w)` or an int.
+    spatial_scale: feature pixels per image pixel (1/stride).
+    sampling_ratio: samples per bin and axis; <= 0 adaptive `ceil(roi_size / out)` (static bound:
+      `max_sampling_ratio`).
+    aligned: shift the box by -0.5 feature pixels (pixel-centre convention) and allow RoIs below 1 pixel.
+    max_sampling_ratio: int or pair, static bound of the adaptive grid (default `ceil(H / out_h)`,
+      `ceil(W / out_w)`).
+    backend: 'gather' or 'einsum'.
+
+  Returns:
+    `(N, R, out_h, out_w, C)` or `(K, out_h, out_w, C)`, features' dtype (computed in float32 or wider).
+  """
+  check_rank(features, 4, "features", "NHWC")
+  out_hw, flat, batch, per_image, max_grid, compute = _prepare(
+      [features], boxes, batch_indices, output_size, sampling_ratio, max_sampling_ratio, backend)
+  level = jnp.zeros(flat.shape[:1], jnp.int32)
+  lead = per_image if per_image is not None else flat.shape[:1]
+  return _run([features], flat, batch, level, [float(spatial_scale)], out_hw, sampling_ratio, bool(aligned),
+              max_grid, backend, per_image, compute, features.dtype, lead)
+
+
+def fpn_levels_from_sizes(feature_sizes: Sequence[Sequence[int]], image_size) -> list[int]:
+  """Level of each feature map as torchvision's MultiScaleRoIAlign infers it: `-round(log2(h / H))`,
+  checked against the width."""
+  height, width = as_pair(tuple(image_size), "image_size")
+  levels = []
+  for i, (h, w) in enumerate(feature_sizes):
+    ly, lx = -round(math.log2(h / height)), -round(math.log2(w / width))
+    if ly != lx:
+      raise ValueError(f"features[{i}]: height and width imply different scales (2^-{ly}, 2^-{lx}) for "
+                       f"image_size {image_size}, feature size {(h, w)}")
+    levels.append(ly)
+  return levels
+
+
+@functools.partial(jax.jit, static_argnames=("output_size", "image_size", "sampling_ratio", "aligned",
+                                             "canonical_scale", "canonical_level", "eps", "max_sampling_ratio",
+                                             "backend"))
+def multilevel_roi_align(features: Sequence, boxes, output_size, image_size, sampling_ratio: int = 2,
+                         aligned: bool = False, *, batch_indices=None, canonical_scale: float = 224,
+                         canonical_level: int = 4, eps: float = 1e-6, max_sampling_ratio=None,
+                         backend: str = "gather"):
+  """RoIAlign over an FPN: `torchvision.ops.MultiScaleRoIAlign` (featmap_names '0'..'3' = P2..P5).
+
+  Each feature map's level `l` is inferred from its size and `image_size` (`2^-l = h / H`, rounded in
+  log2, as torchvision), each RoI is assigned the level `fpn_level_of_boxes(box, min l, max l,
+  canonical_scale, canonical_level, eps)` and pooled from that map with `spatial_scale = 2^-l`.
+
+  Args:
+    features: sequence of `(N, H_l, W_l, C)` maps, finest first.
+    boxes: `(N, R, 4)` xyxy per image, or `(K, 4)` with `batch_indices (K,)`.
+    output_size: `(out_h, out_w)` or an int (7 for the box head, 14 for the mask head).
+    image_size: `(H, W)` of the input images (torchvision: the largest unpadded image size).
+    sampling_ratio, aligned, max_sampling_ratio, backend: as `roi_align` (Mask R-CNN: 2, False).
+
+  Returns:
+    `(N, R, out_h, out_w, C)` or `(K, out_h, out_w, C)`.
+  """
+  features = list(features)
+  out_hw, flat, batch, per_image, max_grid, compute = _prepare(
+      features, boxes, batch_indices, output_size, sampling_ratio, max_sampling_ratio, backend)
+  levels = fpn_levels_from_sizes([f.shape[1:3] for f in features], image_size)
+  if levels != list(range(levels[0], levels[0] + len(levels))):
+    raise ValueError(f"features: expected consecutive FPN levels, finest first, got levels {levels}")
+  level = fpn_level_of_boxes(flat, levels[0], levels[-1], canonical_scale, canonical_level, eps) - levels[0]
+  lead = per_image if per_image is not None else flat.shape[:1]
+  return _run(features, flat, batch, level, [2.0 ** -l for l in levels], out_hw, sampling_ratio, bool(aligned),
+              max_grid, backend, per_image, compute, features[0].dtype, lead)
