@@ -1,0 +1,85 @@
+"""Mask R-CNN / Keypoint R-CNN: parameter counts equal torchvision's (trainable and frozen-buffer BN),
+output contracts (eval and train), finite losses (also on an image without instances), one compilation,
+argument checks. Parity of the outputs with torchvision: test_maskrcnn_parity.py."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dense_jax import losses_detection as ld
+from dense_jax.models import build as build_lib
+from dense_jax.models._random import random_variables
+from dense_jax.models.flops import param_counts
+from dense_jax.models.maskrcnn import heatmaps_to_keypoints
+from dense_jax.models.registry import get_model
+
+
+@pytest.mark.parametrize("name, frozen_bn, expected", [
+    # torchvision 0.29 built without weights (trainable BatchNorm2d), and its pretrained builds'
+    # published num_params (FrozenBatchNorm2d in the backbone: affine terms are buffers).
+    pytest.param("maskrcnn_resnet50_fpn", False, 44_454_513, id="maskrcnn_r50"),
+    pytest.param("maskrcnn_resnet50_fpn", "buffers", 44_401_393, id="maskrcnn_r50_frozen"),
+    pytest.param("keypointrcnn_resnet50_fpn", False, 59_190_378, id="keypointrcnn_r50"),
+    pytest.param("keypointrcnn_resnet50_fpn", "buffers", 59_137_258, id="keypointrcnn_r50_frozen"),
+    # torchvision MaskRCNN / KeypointRCNN on resnet_fpn_backbone('resnet101', norm_layer=BatchNorm2d or
+    # its default FrozenBatchNorm2d).
+    pytest.param("maskrcnn_resnet101_fpn", False, 63_446_641, id="maskrcnn_r101"),
+    pytest.param("maskrcnn_resnet101_fpn", "buffers", 63_341_297, id="maskrcnn_r101_frozen"),
+    pytest.param("keypointrcnn_resnet101_fpn", False, 78_182_506, id="keypointrcnn_r101"),
+    pytest.param("keypointrcnn_resnet101_fpn", "buffers", 78_077_162, id="keypointrcnn_r101_frozen"),
+])
+def test_param_counts_match_torchvision(name, frozen_bn, expected):
+  assert param_counts(get_model(name, frozen_bn=frozen_bn), (1, 64, 64, 3))["params"] == expected
+
+
+@pytest.mark.torch
+def test_param_counts_equal_torchvision_built_here():
+  torch = pytest.importorskip("torch")
+  tv = pytest.importorskip("torchvision")
+  tm = tv.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+  assert sum(p.numel() for p in tm.parameters()) == param_counts(get_model("maskrcnn_resnet50_fpn"),
+                                                                 (1, 64, 64, 3))["params"]
+  del torch
+
+
+def test_needs_targets_and_defaults():
+  m, k = get_model("maskrcnn_resnet50_fpn"), get_model("keypointrcnn_resnet50_fpn")
+  assert build_lib.needs_targets(m) and build_lib.needs_targets(k)
+  assert (m.num_classes, m.masks, m.num_keypoints) == (91, True, 0)
+  assert (k.num_classes, k.masks, k.num_keypoints) == (2, False, 17)
+
+
+def test_full_size_eval_output_contract():
+  model = get_model("maskrcnn_resnet50_fpn")
+  x = jax.ShapeDtypeStruct((2, 256, 320, 3), jnp.float32)
+  v = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), v, x)["instances"]
+  assert out["boxes"].shape == (2, 100, 4) and out["scores"].shape == (2, 100)
+  assert out["labels"].dtype == jnp.int32 and out["valid"].dtype == jnp.bool_
+  assert out["masks"].shape == (2, 100, 28, 28) and out["proposals"].shape == (2, 1000, 4)
+  kp = get_model("keypointrcnn_resnet50_fpn")
+  v = jax.eval_shape(lambda x: kp.init(jax.random.key(0), x, train=False), x)
+  out = jax.eval_shape(lambda v, x: kp.apply(v, x, train=False), v, x)["keypoints"]
+  assert out["keypoints"].shape == (2, 100, 17, 3) and out["keypoint_scores"].shape == (2, 100, 17)
+
+
+def test_heatmaps_to_keypoints_hand_case():
+  logits = jnp.zeros((1, 4, 4, 2)).at[0, 1, 3, 0].set(5.0).at[0, 0, 0, 1].set(2.0)
+  kp, score = heatmaps_to_keypoints(logits, jnp.asarray([[10.0, 20.0, 18.0, 24.0]]))
+  # Keypoint 0 at cell (row 1, col 3): x = 10 + 3.5 * 8 / 4, y = 20 + 1.5 * 4 / 4.
+  np.testing.assert_allclose(kp[0], [[17.0, 21.5, 1.0], [11.0, 20.5, 1.0]])
+  np.testing.assert_allclose(score[0], [5.0, 2.0])
+
+
+def test_bad_arguments():
+  x = jnp.zeros((1, 64, 64, 3))
+  with pytest.raises(ValueError, match="images"):
+    get_model("maskrcnn_resnet50_fpn_narrow").init(jax.random.key(0), jnp.zeros((1, 60, 64, 3)), train=False)
+  with pytest.raises(ValueError, match="rpn_post_nms_top_n_test"):
+    get_model("maskrcnn_resnet50_fpn_narrow", rpn_post_nms_top_n_test=0).init(jax.random.key(0), x, train=False)
+  with pytest.raises(ValueError, match="num_keypoints"):
+    get_model("keypointrcnn_resnet50_fpn_narrow", num_keypoints=0).init(jax.random.key(0), x, train=False)
+  with pytest.raises(ValueError, match="targets"):
+    m = get_model("maskrcnn_resnet50_fpn_narrow")
+    jax.eval_shape(lambda: m.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, train=True))
