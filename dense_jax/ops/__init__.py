@@ -10,3 +10,5 @@ from dense_jax.ops.anchors import (FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, base_anc
                                    fpn_anchors_per_level, fpn_feature_sizes, grid_anchors)
 from dense_jax.ops.nms import batched_nms_padded, nms_padded
 from dense_jax.ops.roi_align import fpn_level_of_boxes, fpn_levels_from_sizes, multilevel_roi_align, roi_align
+from dense_jax.ops.matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match_boxes
+from dense_jax.ops.sampling import balanced_sample, balanced_sample_mask
