@@ -126,51 +126,61 @@ def _pad_or_crop(x, pads):
   return jnp.pad(x, ((0, 0), (max(lh, 0), max(hh, 0)), (max(lw, 0), max(hw, 0)), (0, 0)))
 
 
+def _all_finite(*arrays):
+  """One boolean scalar: every entry of every array is finite (a read of each, ~1 ms per 8 MB)."""
+  return functools.reduce(jnp.logical_and, [jnp.isfinite(a).all() for a in arrays])
+
+
 def _phase_taps(kd: int, s: int) -> int:
   """Taps of each phase kernel: the dilated kernel of `kd` taps split into `s` phases."""
   return -(-kd // s)
 
 
 # ------------------------------------------------------------------------------------------------
-# A stride-1 VALID convolution with a hand-written VJP, and the matmul weight gradient
+# A stride-1 convolution with a hand-written VJP, and the matmul weight gradient
 # ------------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_valid(x, w, dilation):
-  """`y[n, i, j] = sum_{a, b} x[n, i + a·d_h, j + b·d_w] @ w[a, b]` (stride 1, no padding)."""
-  return lax.conv_general_dilated(x, w, (1, 1), "VALID", rhs_dilation=dilation, dimension_numbers=_DN)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_padded(x, w, pads, dilation):
+  """`y[n, i, j] = sum_{a, b} x_pad[n, i + a·d_h, j + b·d_w] @ w[a, b]` (stride 1; `pads` may be
+  negative: crop)."""
+  return _conv_padded_lax(x, w, pads, dilation)
 
 
-def _conv_valid_fwd(x, w, dilation):
-  return _conv_valid(x, w, dilation), (x, w)
+def _conv_padded_lax(x, w, pads, dilation):
+  return lax.conv_general_dilated(x, w, (1, 1), pads, rhs_dilation=dilation, dimension_numbers=_DN)
 
 
-def _conv_valid_bwd(dilation, res, dy):
+def _conv_padded_fwd(x, w, pads, dilation):
+  return _conv_padded_lax(x, w, pads, dilation), (x, w)
+
+
+def _conv_padded_bwd(pads, dilation, res, dy):
+  """The fast VJP below, or XLA's (the reference's) when a value is not finite: the fast weight
+  gradient multiplies the padding zeros by `dy`, which XLA's does not (0·Inf: NaN vs ±Inf)."""
   x, w = res
+  return lax.cond(_all_finite(x, w, dy), lambda: _conv_padded_vjp(pads, dilation, x, w, dy),
+                  lambda: jax.vjp(lambda x, w: _conv_padded_lax(x, w, pads, dilation), x, w)[1](dy))
+
+
+def _conv_padded_vjp(pads, dilation, x, w, dy):
   spans = [d * (k - 1) for k, d in zip(w.shape[:2], dilation)]
   # dx: the "full" correlation of dy with the flipped, in/out-swapped kernel: a canonical stride-1
-  # conv, which XLA:CPU runs on its fast (Eigen) path.
-  dx = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
-                                [(sp, sp) for sp in spans], rhs_dilation=dilation, dimension_numbers=_DN)
-  return dx, _weight_grad_valid(x, dy, w.shape[:2], dilation)
+  # conv, which XLA:CPU runs on its fast (Eigen) path; then undo the padding.
+  dxp = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
+                                 [(sp, sp) for sp in spans], rhs_dilation=dilation, dimension_numbers=_DN)
+  dx = _pad_or_crop(dxp, [(-lo, -hi) for lo, hi in pads])
+  xp = _pad_or_crop(x, pads)
+  dw = _weight_grad_blocked(xp, dy, w.shape[:2], _CConf((1, 1), ((0, 0), (0, 0)), dilation))
+  return dx, dw.astype(w.dtype)
 
 
-def _weight_grad_valid(x, dy, k_hw, dilation=(1, 1)):
-  """`dw[a, b] = sum_{n, i, j} x[n, i + a·d_h, j + b·d_w]ᵀ dy[n, i, j]` as `kh·kw` dense matmuls.
-
-  XLA:CPU lowers this weight gradient to a convolution whose "kernel" is the whole output, which
-  runs far below matmul speed (and off its fast path altogether when the output is larger than
-  the input); one matmul per tap, contracting over (n, i, j), runs at matmul speed.
-  """
-  (kh, kw), (dh, dw), (_, oh, ow, _) = k_hw, dilation, dy.shape
-  taps = [jnp.einsum("nhwc,nhwd->cd", x[:, a * dh:a * dh + oh, b * dw:b * dw + ow], dy)
-          for a in range(kh) for b in range(kw)]
-  return jnp.stack(taps).reshape(kh, kw, x.shape[-1], dy.shape[-1])
+_conv_padded.defvjp(_conv_padded_fwd, _conv_padded_bwd)
 
 
 def _weight_grad_flat(x, dy, k_hw):
-  """The same as `_weight_grad_valid` (dilation 1) as ONE matmul, for the phase form's few big taps.
+  """`dw[a, b] = sum_{n, i, j} x[n, i + a, j + b]ᵀ dy[n, i, j]` (a VALID stride-1 conv) as ONE matmul, for the phase form's few big taps.
 
   Flatten x to `xᵀ (C_in, N·H·W)`: tap `(a, b)` is then the contiguous window starting at `a·W + b`
   (entries that wrap past the image edge meet the zeros `dy` is padded with to x's size), so
@@ -187,7 +197,6 @@ def _weight_grad_flat(x, dy, k_hw):
   return (windows @ dy_flat).reshape(kh, kw, ci, co)
 
 
-_conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -195,15 +204,15 @@ _conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 # ------------------------------------------------------------------------------------------------
 
 
-def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 1):
+def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 1, method: str = "auto"):
   """2-D convolution (cross-correlation, as in every DL library), NHWC x HWIO.
 
       y[n, i, j, o] = sum_{a, b, c} x_pad[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · w[a, b, c, o]
 
   with `x_pad` the input zero-padded by `padding`. Output size per axis:
-  `floor((H + lo + hi - d·(k - 1) - 1) / s) + 1`. One `lax.conv_general_dilated` (dilation through
-  `rhs_dilation`): XLA keeps the cost flat in the dilation rate; an unpadded, ungrouped 1x1 conv is
-  one matmul instead (faster on CPU, the same values).
+  `floor((H + lo + hi - d·(k - 1) - 1) / s) + 1`. The forward is one `lax.conv_general_dilated`
+  (dilation through `rhs_dilation`: XLA keeps the cost flat in the rate); an unpadded, ungrouped 1x1
+  conv is one matmul instead (faster on CPU, the same values).
 
   Args:
     x: `(N, H, W, C_in)`.
@@ -213,6 +222,10 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
       `ceil(H / s)`, extra padding at the end, like `lax`) or `'VALID'`.
     dilation: int or `(dh, dw)`, >= 1: the kernel taps are `d` pixels apart ("à trous").
     feature_group_count: grouped convolution (C_in and C_out divisible by it).
+    method: which VJP: 'reference' (XLA's autodiff of the conv), 'blocked' (the same forward and
+      input gradient; the weight gradient as K-blocked im2col matmuls, see `_weight_grad_blocked`;
+      ungrouped convs only) or 'auto' (per backend and shape, see `_conv_auto`). Values agree to
+      float rounding; non-finite values propagate as in the reference.
 
   Returns:
     `(N, H_out, W_out, C_out)`.
@@ -226,6 +239,10 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
   check_channels(x.shape[-1], w.shape[2] * g, "x")
   if w.shape[3] % g:
     raise ValueError(f"w: expected out channels divisible by feature_group_count={g}, got {w.shape[3]}")
+  check_choice(method, CONV2D_METHODS, "method")
+  if method == "blocked" and g != 1:
+    raise ValueError(f"method: expected 'reference' or 'auto' for a grouped conv (feature_group_count={g}), "
+                     f"got 'blocked'")
   stride = as_pair(stride, "stride")
   dilation = as_pair(dilation, "dilation")
   pads = _conv_pads(padding, x.shape[1:3], w.shape[:2], stride, dilation)
@@ -235,8 +252,120 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
                        f"{d * (k - 1) + 1} (kernel {k}, dilation {d}, padding {(lo, hi)})")
   if w.shape[:2] == (1, 1) and g == 1 and pads == ((0, 0), (0, 0)):
     return _conv1x1(x, w, stride)
+  if _conv_auto(method, x.shape, w.shape, g) == "blocked":
+    return _conv_blocked(x, w, _CConf(stride, pads, dilation))
   return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_DN,
                                   feature_group_count=g)
+
+
+CONV2D_METHODS = ("auto", "reference", "blocked")
+
+# 'auto' takes the blocked weight gradient on CPU from this many input and output channels on:
+# below it XLA's own weight-gradient conv is as fast or faster (16 -> 16 channels: 6 vs 12 ms at
+# N16 64x64), above it 2-40x slower (experiments/benchmarks/conv.py --only dw).
+_BLOCKED_MIN_CHANNELS = 32
+
+
+def _conv_auto(method: str, x_shape, w_shape, groups: int) -> str:
+  """'auto' -> 'blocked' on CPU for ungrouped convs with >= `_BLOCKED_MIN_CHANNELS` channels in and
+  out, else 'reference'. On GPU/TPU XLA's weight gradient (cuDNN's backward-filter conv, the TPU
+  conv emitter) is a native kernel, kept until a measurement says otherwise
+  (experiments/benchmarks/gpu_suite.py)."""
+  if method != "auto":
+    return method
+  if (jax.default_backend() == "cpu" and groups == 1
+      and min(x_shape[-1], w_shape[-1]) >= _BLOCKED_MIN_CHANNELS):
+    return "blocked"
+  return "reference"
+
+
+class _CConf(NamedTuple):
+  stride: tuple
+  pads: tuple
+  dilation: tuple
+
+
+def _conv_lax(x, w, conf: _CConf):
+  return lax.conv_general_dilated(x, w, conf.stride, conf.pads, rhs_dilation=conf.dilation,
+                                  dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_blocked(x, w, conf: _CConf):
+  """`lax.conv_general_dilated` with a hand-written VJP: XLA's input gradient, the blocked weight
+  gradient."""
+  return _conv_lax(x, w, conf)
+
+
+def _conv_blocked_fwd(x, w, conf):
+  return _conv_lax(x, w, conf), (x, w)
+
+
+def _conv_blocked_bwd(conf, res, dy):
+  x, w = res
+  # dx: XLA's own transpose of the conv (a conv of dy with the flipped kernel, lhs-dilated when
+  # strided), which runs near forward speed on CPU.
+  _, x_vjp = jax.vjp(lambda v: _conv_lax(v, w, conf), x)
+  (dx,) = x_vjp(dy)
+  dw = _weight_grad_blocked(x, dy, w.shape[:2], conf)
+  return dx, dw.astype(w.dtype)
+
+
+_conv_blocked.defvjp(_conv_blocked_fwd, _conv_blocked_bwd)
+
+# Pixels of `dy` per block of the blocked weight gradient: the block's im2col patch matrix
+# (pixels x kh·kw·C_in) stays in the L2 cache for the channel counts of U-Net / ResNet layers.
+# 256-1024 measured alike; 16-64 x slower from loop overhead, whole images (>= 4096) 3-4x slower.
+_DW_BLOCK_PIXELS = 512
+
+
+def _blocks(n: int, oh: int, ow: int) -> tuple[int, int]:
+  """(images, rows) per block: whole rows of one image up to `_DW_BLOCK_PIXELS` pixels, or several
+  whole images when one image is smaller than that (at least one row per block)."""
+  if oh * ow >= _DW_BLOCK_PIXELS:
+    return 1, max(1, _DW_BLOCK_PIXELS // ow)
+  per = max(1, _DW_BLOCK_PIXELS // (oh * ow))
+  return max(b for b in range(1, min(per, n) + 1) if n % b == 0), oh
+
+
+def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
+  """`dw[a, b] = sum_{n, i, j} x_pad[n, i·s_h + a·d_h, j·s_w + b·d_w]ᵀ dy[n, i, j]`, accumulated in
+  float32 (float64 for float64 inputs).
+
+  The sum over the K = N·H_out·W_out pixels is split into blocks of whole output rows (`_blocks`);
+  per block the patch matrix `P` (pixels, kh·kw·C_in) of the input rows the block reads is built in
+  cache and `Pᵀ @ dy_block` (one matmul, kh·kw·C_in x C_out) is added to a float32 accumulator in a
+  `fori_loop`. XLA:CPU lowers the autodiff weight gradient to a convolution whose "kernel" is the
+  whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80), and a single
+  long-K matmul over a materialised patch matrix runs from memory at 70-100; the blocked form runs
+  at matmul speed. Rows that do not fill a block are done by a second loop (one block per image).
+  """
+  (kh, kw), (sh, sw), (dh, dw_) = k_hw, conf.stride, conf.dilation
+  x = jnp.pad(x, ((0, 0), *conf.pads, (0, 0)))
+  n, _, _, ci = x.shape
+  _, oh, ow, co = dy.shape
+  acc_dtype = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
+  span_w = (ow - 1) * sw + dw_ * (kw - 1) + 1
+
+  def block(acc, b0, r0, nb, rows):
+    """acc + Pᵀ dy for images [b0, b0 + nb), output rows [r0, r0 + rows)."""
+    span_h = (rows - 1) * sh + dh * (kh - 1) + 1
+    slab = lax.dynamic_slice(x, (b0, r0 * sh, 0, 0), (nb, span_h, span_w, ci))
+    patches = jnp.concatenate(
+        [slab[:, a * dh:a * dh + (rows - 1) * sh + 1:sh, b * dw_:b * dw_ + (ow - 1) * sw + 1:sw]
+         for a in range(kh) for b in range(kw)], axis=-1)
+    g = lax.dynamic_slice(dy, (b0, r0, 0, 0), (nb, rows, ow, co))
+    return acc + lax.dot_general(patches.reshape(-1, kh * kw * ci), g.reshape(-1, co),
+                                 (((0,), (0,)), ((), ())), preferred_element_type=acc_dtype)
+
+  nb, rows = _blocks(n, oh, ow)
+  per_image = oh // rows
+  acc = jnp.zeros((kh * kw * ci, co), acc_dtype)
+  acc = lax.fori_loop(0, (n // nb) * per_image,
+                      lambda i, acc: block(acc, (i // per_image) * nb, (i % per_image) * rows, nb, rows), acc)
+  if oh % rows:
+    acc = lax.fori_loop(0, n, lambda i, acc: block(acc, i, per_image * rows, 1, oh % rows), acc)
+  return acc.reshape(kh, kw, ci, co)
 
 
 def _conv1x1(x, w, stride):
@@ -313,17 +442,41 @@ def _phase_forward(x, w, conf: _TConf):
   return y[:, gh.crop:gh.crop + gh.out, gw.crop:gw.crop + gw.out]
 
 
+def _reference_of(conf: _TConf):
+  return lambda x, w: _conv_transpose_reference(x, w, conf.stride, conf.padding, conf.output_padding,
+                                                conf.dilation)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_transpose_phase(x, w, conf: _TConf):
-  return _phase_forward(x, w, conf)
+  return _phase_or_reference_forward(x, w, conf)
+
+
+def _phase_or_reference_forward(x, w, conf):
+  """The phase form, or the reference form when `x` or `w` holds a NaN or an Inf.
+
+  The packed phase kernel has zero taps (the padding of `d·(k-1)+1` taps to a multiple of `s`, and
+  the zeros of a dilated kernel) which multiply x: a NaN/Inf input then spreads further than in the
+  reference (80 vs 45 NaNs for one NaN pixel, k3 s2, 5 channels) and ±Inf becomes NaN (0·Inf). Only
+  then is the reference form run (`lax.cond`: one branch executes; under `vmap` with a per-example
+  predicate both run), so non-finite values propagate exactly as in the reference.
+  """
+  return lax.cond(_all_finite(x, w), lambda: _phase_forward(x, w, conf), lambda: _reference_of(conf)(x, w))
 
 
 def _conv_transpose_phase_fwd(x, w, conf):
-  return _phase_forward(x, w, conf), (x, w)
+  return _phase_or_reference_forward(x, w, conf), (x, w)
 
 
 def _conv_transpose_phase_bwd(conf, res, dy):
+  """The phase-domain VJP, or the reference form's when a non-finite value is about (see
+  `_phase_or_reference_forward`): the flipped phase kernel's zero taps would meet a non-finite `dy`."""
   x, w = res
+  return lax.cond(_all_finite(x, w, dy), lambda: _phase_vjp(conf, x, w, dy),
+                  lambda: jax.vjp(_reference_of(conf), x, w)[1](dy))
+
+
+def _phase_vjp(conf, x, w, dy):
   gh, gw = (_tgeom(size, k, s, p, op, d) for size, k, s, p, op, d in zip(
       x.shape[1:3], w.shape[:2], conf.stride, conf.padding, conf.output_padding, conf.dilation))
   (sh, sw) = conf.stride
@@ -409,7 +562,7 @@ def conv_transpose2d(x, w, *, stride, padding=0, output_padding=0, dilation=1, m
     pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
             for k, p, op, d in zip(w.shape[:2], padding, output_padding, dilation)]
     if any(lo + hi > d * (k - 1) for (lo, hi), k, d in zip(pads, w.shape[:2], dilation)):
-      return _conv_valid(_pad_or_crop(x, pads), jnp.flip(w, (0, 1)), dilation)
+      return _conv_padded(x, jnp.flip(w, (0, 1)), tuple(pads), dilation)
   elif method == "phase":
     return _conv_transpose_phase(x, w, _TConf(stride, padding, output_padding, dilation))
   return _conv_transpose_reference(x, w, stride, padding, output_padding, dilation)

@@ -2,6 +2,7 @@
 PyTorch parity, numerical gradients, jit/vmap, every fast form equal to the reference form, errors."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from jax import test_util as jtu
 
+from dense_jax.ops import conv as conv_lib
 from dense_jax.ops._hlo import has_scatter
 from dense_jax.ops.conv import conv2d, conv_transpose2d
 
@@ -386,11 +388,188 @@ def test_auto_on_cpu_inserts_no_zeros_and_has_no_scatter():
       return y, vjp(jnp.ones_like(y))
     return jax.jit(run)
 
-  def hlo(method):
-    return fwd_bwd(method).lower(x, w).compile().as_text()
-  assert "lhs_dilate" in hlo("reference")  # the check can fail: the reference form inserts zeros
-  assert jax.default_backend() != "cpu" or "lhs_dilate" not in hlo("auto")
+  def hlo(fn):
+    return fn.lower(x, w).compile().as_text()
+  assert "lhs_dilate" in hlo(fwd_bwd("reference"))  # the check can fail: the reference form inserts zeros
   assert not has_scatter(fwd_bwd("phase"), x, w)
+  # 'auto' on CPU is the phase form: a `cond` between its finite-input path and the reference form
+  # (kept for NaN/Inf inputs, see test_phase_propagates_nonfinite_like_reference); the path every
+  # finite input takes inserts no zeros.
+  conf = conv_lib._TConf((2, 2), (1, 1), (0, 0), (1, 1))
+
+  def finite_path(x, w):
+    y = conv_lib._phase_forward(x, w, conf)
+    return y, conv_lib._phase_vjp(conf, x, w, jnp.ones_like(y))
+  assert "lhs_dilate" not in hlo(jax.jit(finite_path))
+  auto = str(jax.make_jaxpr(fwd_bwd("auto"))(x, w))
+  assert jax.default_backend() != "cpu" or auto.count("cond[") == 2  # forward and backward
+
+
+# ------------------------------------------------------------------------------------------------
+# conv2d's blocked weight gradient (the custom VJP) == jax.grad of the reference form
+# ------------------------------------------------------------------------------------------------
+
+
+def _random_ccases(count, seed):
+  """(N, (H, W), C_in, C_out, kernel, stride, pads, dilation) with a valid output, shapes chosen so
+  that the blocked weight gradient's loops see one and several blocks, remainder rows, several
+  images per block."""
+  rng = np.random.default_rng(seed)
+  cases = []
+  while len(cases) < count:
+    k, s, d = (tuple(int(v) for v in rng.integers(1, hi, 2)) for hi in (5, 4, 4))
+    pads = tuple(tuple(int(v) for v in rng.integers(0, 3, 2)) for _ in range(2))
+    hw = tuple(int(v) for v in rng.integers(1, 14, 2))
+    if len(cases) % 4 == 0:  # a larger image: several row blocks and a remainder
+      hw = (int(rng.integers(30, 70)), int(rng.integers(20, 40)))
+    if all(n + lo + hi >= di * (ki - 1) + 1 for n, (lo, hi), di, ki in zip(hw, pads, d, k)):
+      cases.append((int(rng.integers(1, 7)), hw, int(rng.integers(1, 6)), int(rng.integers(1, 6)), k, s, pads, d))
+  return cases
+
+
+def _conv_grads(case, dtype, method, x=None, g=None):
+  """Jitted (y, dx, dw) of `conv2d(method=...)` for the case's arrays (or the given x and g)."""
+  n, hw, ci, co, k, s, pads, d = case
+  rng = np.random.default_rng(len(str(case)))
+  x = rng.standard_normal((n, *hw, ci)) if x is None else x
+  w = rng.standard_normal((*k, ci, co)) / np.sqrt(ci * k[0] * k[1])
+  f = lambda x, w: conv2d(x, w, stride=s, padding=pads, dilation=d, method=method)
+  y = jax.eval_shape(f, jnp.asarray(x, dtype), jnp.asarray(w, dtype))
+  g = rng.standard_normal(y.shape) if g is None else g
+  return _value_and_vjp(f, jnp.asarray(x, dtype), jnp.asarray(w, dtype), jnp.asarray(g, dtype))
+
+
+@pytest.mark.parametrize("case", _random_ccases(14, seed=5), ids=str)
+def test_blocked_conv2d_equals_reference_grad(case):
+  ref, blocked = _conv_grads(case, jnp.float32, "reference"), _conv_grads(case, jnp.float32, "blocked")
+  for name, a, b in zip(("y", "dx", "dw"), blocked, ref):
+    assert a.dtype == b.dtype == jnp.float32, name
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max() + 1), err_msg=name)
+
+
+@pytest.mark.parametrize("case", _random_ccases(3, seed=6), ids=str)
+def test_blocked_conv2d_bfloat16(case):
+  """bf16 in, bf16 out; the blocked weight gradient accumulates in float32, so it is at least as close
+  to the float32 value as XLA's bf16 gradient is (up to one bf16 rounding)."""
+  ref, blocked = _conv_grads(case, jnp.bfloat16, "reference"), _conv_grads(case, jnp.bfloat16, "blocked")
+  f32 = _conv_grads(case, jnp.float32, "reference")
+  for name, a, b, e in zip(("y", "dx", "dw"), blocked, ref, f32):
+    assert a.dtype == b.dtype == jnp.bfloat16, name
+    a, b, e = (np.asarray(v, np.float64) for v in (a, b, e))
+    scale = np.abs(e).max() + 1e-6
+    assert np.abs(a - e).max() <= np.abs(b - e).max() + 2 ** -7 * scale, name
+
+
+def _with_nonfinite(arr, rng, values=(np.nan, np.inf, -np.inf)):
+  arr = np.array(arr, np.float32)
+  flat = arr.reshape(-1)
+  for v in values:
+    flat[rng.integers(0, flat.size)] = v
+  return arr
+
+
+def _assert_same_nonfinite(got, want, name):
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  for what, mask in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
+    np.testing.assert_array_equal(mask(got), mask(want), err_msg=f"{name}: {what} positions differ")
+  finite = np.isfinite(want)
+  np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4 * (np.abs(want[finite]).max(initial=0) + 1))
+
+
+@pytest.mark.parametrize("where", ["x", "dy"])
+def test_blocked_conv2d_propagates_nonfinite_like_reference(where):
+  rng = np.random.default_rng(7)
+  for case in _random_ccases(4, seed=8):
+    n, hw, ci, _, k, s, pads, d = case
+    x = rng.standard_normal((n, *hw, ci))
+    y_shape = _conv_grads(case, jnp.float32, "reference", x=x)[0].shape
+    g = rng.standard_normal(y_shape)
+    if where == "x":
+      x = _with_nonfinite(x, rng)
+    else:
+      g = _with_nonfinite(g, rng)
+    ref = _conv_grads(case, jnp.float32, "reference", x=x, g=g)
+    for name, a, b in zip(("y", "dx", "dw"), _conv_grads(case, jnp.float32, "blocked", x=x, g=g), ref):
+      _assert_same_nonfinite(a, b, f"{case} {name}")
+
+
+def test_blocked_conv2d_second_order_and_vmap():
+  rng = np.random.default_rng(9)
+  with jax.enable_x64(True):
+    x = jnp.asarray(rng.standard_normal((2, 6, 5, 2)))
+    w = jnp.asarray(rng.standard_normal((3, 2, 2, 3)))
+    f = lambda x, w: conv2d(x, w, stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 2), method="blocked")
+    jtu.check_grads(jax.jit(f), (x, w), order=2, modes=("rev",))
+  xs = jnp.asarray(rng.standard_normal((3, 2, 7, 7, 3)), jnp.float32)
+  ws = jnp.asarray(rng.standard_normal((3, 3, 3, 3, 4)), jnp.float32)
+  loss = lambda m: lambda x, w: jnp.sum(jnp.sin(conv2d(x, w, stride=2, padding=1, method=m)))
+  got = jax.jit(jax.vmap(jax.grad(loss("blocked"), (0, 1))))(xs, ws)
+  want = jax.jit(jax.vmap(jax.grad(loss("reference"), (0, 1))))(xs, ws)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_picks_blocked_on_cpu_for_wide_ungrouped_convs():
+  def grad_jaxpr(ci, co, groups=1):
+    x, w = jnp.ones((1, 8, 8, ci)), jnp.ones((3, 3, ci // groups, co))
+    f = lambda x, w: jnp.sum(conv2d(x, w, padding=1, feature_group_count=groups))
+    return bool(re.search(r"\b(scan|while)\[", str(jax.make_jaxpr(jax.grad(f, 1))(x, w))))
+  wide = conv_lib._BLOCKED_MIN_CHANNELS
+  # The blocked weight gradient's loop over blocks (a fori_loop: a scan in the jaxpr).
+  assert grad_jaxpr(wide, wide) == (jax.default_backend() == "cpu")
+  assert not grad_jaxpr(wide - 1, wide)
+  assert not grad_jaxpr(wide, wide, groups=2)
+
+
+def test_blocked_weight_gradient_blocks_cover_every_pixel_once():
+  # _blocks: whole rows of one image up to the block size, or several whole images per block.
+  for n, oh, ow in [(4, 64, 64), (3, 88, 72), (6, 8, 8), (5, 7, 9), (1, 3, 1000), (7, 23, 23)]:
+    nb, rows = conv_lib._blocks(n, oh, ow)
+    assert n % nb == 0 and 1 <= rows <= oh
+    assert nb == 1 or rows == oh
+    assert nb * rows * ow <= max(conv_lib._DW_BLOCK_PIXELS, ow)
+
+
+# ------------------------------------------------------------------------------------------------
+# conv_transpose2d: the fast forms propagate NaN / ±Inf as the reference form does (issue 10)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_phase_one_nan_pixel_spreads_like_reference():
+  # k3 s2 p1: the packed phase kernel has zero taps (3 taps padded to 2 phases x 2); before the fix
+  # one NaN pixel gave 80 NaNs (16 positions x 5 channels) instead of the reference's 45, and an
+  # Inf pixel 35 NaNs (0·Inf) where the reference has only ±Inf.
+  rng = np.random.default_rng(10)
+  w = jnp.asarray(rng.standard_normal((3, 3, 3, 5)), jnp.float32)
+  for value in (np.nan, np.inf, -np.inf):
+    x = np.asarray(rng.standard_normal((1, 6, 6, 3)), np.float32)
+    x[0, 2, 3, 1] = value
+    ys = {m: conv_transpose2d(jnp.asarray(x), w, stride=2, padding=1, method=m) for m in METHODS + ("auto",)}
+    for m in ("phase", "auto"):
+      _assert_same_nonfinite(ys[m], ys["reference"], f"{m} {value}")
+    assert int((~jnp.isfinite(ys["reference"])).sum()) == 45
+
+
+@pytest.mark.parametrize("where", ["x", "dy"])
+def test_phase_propagates_nonfinite_like_reference(where):
+  """Random transposed convs (strided, dilated, stride 1): y, dx, dw positions of NaN / ±Inf equal.
+  (Non-finite *weights*: only the output is compared; where a NaN weight meets the zeros XLA pads a
+  gradient with is up to XLA's kernel choice: the reference form's own dx has 60 NaNs in one program
+  and 48 inside a `lax.cond`.)"""
+  rng = np.random.default_rng(11)
+  for case in [_TCASES[i] for i in (1, 2, 13, 16, 17)] + _random_tcases(2, seed=12):
+    x, w, g, kwargs = _tcase_arrays(case, seed=len(str(case)))
+    if where == "x":
+      x = _with_nonfinite(x, rng)
+    else:
+      g = _with_nonfinite(g, rng)
+    got = [_value_and_vjp(lambda x, w: conv_transpose2d(x, w, method=m, **kwargs), x, w, g) for m in METHODS]
+    for name, a, b in zip(("y", "dx", "dw"), got[1], got[0]):
+      _assert_same_nonfinite(a, b, f"{case} {name}")
+  x, w, _, kwargs = _tcase_arrays(_TCASES[1], seed=0)
+  w = _with_nonfinite(w, rng)
+  _assert_same_nonfinite(conv_transpose2d(x, w, method="phase", **kwargs),
+                         conv_transpose2d(x, w, method="reference", **kwargs), "y, non-finite w")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -440,6 +619,9 @@ def test_conv_transpose2d_accepts_output_padding_below_dilation():
     (dict(feature_group_count=0), r"feature_group_count: expected an int >= 1, got 0"),
     (dict(feature_group_count=3, w=jnp.ones((3, 3, 1, 2))), r"w: expected out channels divisible by "
                                                             r"feature_group_count=3, got 2"),
+    (dict(method="winograd"), r"method: expected one of \('auto', 'reference', 'blocked'\), got 'winograd'"),
+    (dict(method="blocked", feature_group_count=3, w=jnp.ones((3, 3, 1, 3))),
+     r"method: expected 'reference' or 'auto' for a grouped conv \(feature_group_count=3\), got 'blocked'"),
 ])
 def test_conv2d_errors(kwargs, match):
   args = dict(x=_X, w=_W)
