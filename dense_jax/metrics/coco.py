@@ -1,0 +1,415 @@
+"""COCO-style detection metrics through pycocotools, on in-memory ground truth: box AP, mask AP and
+keypoint AP (OKS), plus a writer of COCO-format results JSON. Host side, NumPy in, floats out.
+
+    acc = CocoAccumulator(category_ids=info.thing_classes, iou_types=("box", "mask"))
+    for detections, batch in ...:        # padded, fixed-size arrays, one evaluation batch at a time
+      acc.add(detections, batch)
+    metrics = acc.compute()              # {'box_ap': ..., 'box_ap50': ..., 'mask_ap75': ..., ...}
+    acc.write_results_json(path)         # [{image_id, category_id, bbox, score, segmentation, keypoints}]
+
+Inputs (the batch axis B first; every array may be NumPy or JAX):
+  detections  boxes (B, N, 4) float **(x0, y0, x1, y1)** in pixels (the layout of `dense_jax.ops.boxes`,
+              torchvision's), scores (B, N), labels (B, N) int class ids, valid (B, N) bool (padded-NMS
+              slots that hold a detection), masks (B, N, M, M) RoI probabilities of the detection's class
+              (M = 28; for "mask"), keypoints (B, N, K, 3) (x, y, score/visibility) in pixels (for
+              "keypoint"; only x and y are compared).
+  batch       the data contract of `dense_jax.data.sources`: boxes (B, G, 4) **(y0, x0, y1, x1)** half-open,
+              classes (B, G), num_instances (B,), masks (B, G, H, W) (for "mask"; also sets the instance
+              areas), keypoints (B, G, K, 3) (x, y, visibility) (for "keypoint"), image (B, H, W, 3) (its
+              size, when there are no masks), and batch_mask (B,) (0 = padding example, skipped).
+Class ids are the dataset's own (contiguous, 0 = background) and double as COCO category ids;
+`category_ids` lists those evaluated (e.g. `DatasetInfo.thing_classes`).
+
+Ground truth becomes a COCO dataset dict (image and annotation ids start at 1: pycocotools treats a
+matched ground-truth id 0 as "no match"): bbox `[x0, y0, w, h]`, area = mask pixel count (the box area
+when the batch has no masks; COCO's area ranges small < 32², medium < 96², large use it), RLE
+segmentation, keypoints with `num_keypoints` = count of visibility > 0 (instances with none are
+ignored by the keypoint evaluation, as in COCO), iscrowd 0. Capped ground truth: row i of an image is
+an instance when i < num_instances; `num_instances` larger than the G rows (the task cut the arrays
+to its cap) or than `max_gt_instances` drops the extra instances from the evaluation (they cannot be
+found, so they are not counted as misses) and counts them: `gt_dropped` (instances) and
+`images_gt_capped` (images) in `compute()`.
+
+Detections become COCO results as torchvision's reference evaluation makes them, one list per type:
+box `{bbox, score}`; mask `{segmentation, score}` with the map pasted at image resolution
+(`dense_jax.metrics.paste.paste_masks`, torchvision's paste_masks_in_image), thresholded `> 0.5` and
+RLE-encoded, so its area (for the size ranges) is the mask's; keypoint `{keypoints, score}` (area =
+the keypoints' bounding box, pycocotools' rule). pycocotools then computes, per category, precision at
+the 101 recall points 0, 0.01, ..., 1 (each the best precision at that recall or above), averaged over
+recall, over the categories that have ground truth, and for AP over IoU (OKS) thresholds
+0.50:0.05:0.95; at most 100 detections per image (20 for keypoints), taken by score.
+
+Results (`compute()`), AP in [0, 1]: for each type p in ("box", "mask", "keypoint") evaluated
+  {p}_ap, {p}_ap50, {p}_ap75, {p}_ap_small (not for keypoints: COCO has no small keypoint range),
+  {p}_ap_medium, {p}_ap_large, {p}_ar (recall with 100 detections per image; 20 for keypoints)
+and `gt_dropped`, `images_gt_capped`. A value is NaN where it is undefined (no ground truth in that
+range; pycocotools' -1); ground truth without any (valid) detection gives 0.
+
+OKS (keypoints): `oks = mean over the ground truth's labelled keypoints of exp(-d² / (2 s² k²))` with
+d the distance, s² the instance area and k = 2σ per keypoint (`object_keypoint_similarity`). The σ are
+per dataset: `COCO_OKS_SIGMAS` (the 17 COCO person keypoints; the default when K = 17), else pass
+`oks_sigmas` (dense_shapes defines its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import pathlib
+from typing import Mapping, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from dense_jax.metrics.paste import paste_masks
+
+IOU_TYPES = ("box", "mask", "keypoint")
+_PYCOCO_TYPE = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
+# COCOeval.summarize()'s stats vector: index of each reported value.
+_STATS = {
+    "box": {"ap": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5, "ar": 8},
+    "mask": {"ap": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5, "ar": 8},
+    "keypoint": {"ap": 0, "ap50": 1, "ap75": 2, "ap_medium": 3, "ap_large": 4, "ar": 5},
+}
+# COCO's per-keypoint OKS sigmas (pycocotools Params.kpt_oks_sigmas; nose, eyes, ears, shoulders, elbows,
+# wrists, hips, knees, ankles).
+COCO_OKS_SIGMAS = tuple(np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
+                                  .89, .89]) / 10.0)
+MASK_THRESHOLD = 0.5
+
+
+def result_keys(iou_types: Sequence[str]) -> tuple[str, ...]:
+  """The keys `compute()` returns for `iou_types` (in order)."""
+  keys = [f"{p}_{k}" for p in iou_types for k in _STATS[p]]
+  return tuple(keys) + ("gt_dropped", "images_gt_capped")
+
+
+def default_oks_sigmas(num_keypoints: int) -> tuple[float, ...]:
+  """COCO's 17 sigmas for K = 17; any other K has no default (ValueError: pass `oks_sigmas`)."""
+  if num_keypoints == len(COCO_OKS_SIGMAS):
+    return COCO_OKS_SIGMAS
+  raise ValueError(f"oks_sigmas: expected {num_keypoints} per-keypoint sigmas for a dataset with "
+                   f"{num_keypoints} keypoints (only COCO's 17 have a default), got None")
+
+
+def object_keypoint_similarity(dt_keypoints, gt_keypoints, gt_areas, sigmas) -> np.ndarray:
+  """OKS matrix `(D, G)` in float64 between detections `(D, K, 2|3)` (x, y, ...) and ground truth
+  `(G, K, 3)` (x, y, visibility) with areas `(G,)`:
+
+    oks[d, g] = mean_{k: v_gk > 0} exp(-|p_dk - p_gk|² / (2 * area_g * (2 σ_k)²))
+
+  (pycocotools' computeOks, whose area has `+ eps`). A ground truth without labelled keypoints gets 0
+  (pycocotools scores it against its box instead, but the evaluation ignores such instances)."""
+  dt = np.asarray(dt_keypoints, np.float64)
+  gt = np.asarray(gt_keypoints, np.float64)
+  sig = np.asarray(sigmas, np.float64)
+  if gt.ndim != 3 or gt.shape[2] != 3:
+    raise ValueError(f"gt_keypoints: expected (G, K, 3) (x, y, visibility), got shape {gt.shape}")
+  if dt.ndim != 3 or dt.shape[1] != gt.shape[1] or dt.shape[2] not in (2, 3):
+    raise ValueError(f"dt_keypoints: expected (D, {gt.shape[1]}, 2 or 3), got shape {dt.shape}")
+  if sig.shape != (gt.shape[1],) or np.any(sig <= 0):
+    raise ValueError(f"sigmas: expected {gt.shape[1]} positive values, got {sigmas!r}")
+  areas = np.asarray(gt_areas, np.float64)
+  if areas.shape != (gt.shape[0],):
+    raise ValueError(f"gt_areas: expected shape ({gt.shape[0]},), got {areas.shape}")
+  d2 = np.sum((dt[:, None, :, :2] - gt[None, :, :, :2]) ** 2, axis=-1)              # (D, G, K)
+  e = d2 / (2.0 * (areas[None, :, None] + np.spacing(1)) * (2.0 * sig) ** 2)
+  labelled = gt[None, :, :, 2] > 0
+  count = np.sum(labelled, axis=-1)
+  total = np.sum(np.where(labelled, np.exp(-e), 0.0), axis=-1)
+  return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
+def _quiet(fn, *args, **kwargs):
+  """pycocotools prints progress; keep the logs clean."""
+  with contextlib.redirect_stdout(io.StringIO()):
+    return fn(*args, **kwargs)
+
+
+def coco_from_dataset(dataset: Mapping) -> COCO:
+  """A pycocotools COCO object built from an in-memory dataset dict (no file)."""
+  coco = COCO()
+  coco.dataset = {"images": list(dataset["images"]), "categories": list(dataset["categories"]),
+                  "annotations": list(dataset["annotations"])}
+  _quiet(coco.createIndex)
+  return coco
+
+
+def evaluate_coco(ground_truth: Mapping, results: Sequence[Mapping], iou_type: str,
+                  oks_sigmas: Sequence[float] | None = None) -> dict[str, float]:
+  """`{ap, ap50, ...}` (the keys of `_STATS[iou_type]`) of COCO `results` (one type's list, as
+  `CocoAccumulator.results` gives) against the in-memory `ground_truth` dataset dict.
+
+  Empty `results` give 0 where there is ground truth (pycocotools' loadRes cannot take an empty list, so
+  the empty result set is built directly); undefined values (no ground truth) are NaN.
+  """
+  if iou_type not in IOU_TYPES:
+    raise ValueError(f"iou_type: expected one of {IOU_TYPES}, got {iou_type!r}")
+  keys = _STATS[iou_type]
+  if not ground_truth["images"]:
+    return {k: math.nan for k in keys}
+  gt = coco_from_dataset(ground_truth)
+  if results:
+    # loadRes adds fields (id, area, bbox) to the dicts it gets: hand it copies.
+    dt = _quiet(gt.loadRes, [dict(r) for r in results])
+  else:
+    dt = coco_from_dataset({**ground_truth, "annotations": []})
+  evaluator = COCOeval(gt, dt, _PYCOCO_TYPE[iou_type])
+  if iou_type == "keypoint":
+    sigmas = np.asarray(oks_sigmas if oks_sigmas is not None else COCO_OKS_SIGMAS, np.float64)
+    evaluator.params.kpt_oks_sigmas = sigmas
+  _quiet(evaluator.evaluate)
+  _quiet(evaluator.accumulate)
+  _quiet(evaluator.summarize)
+  stats = evaluator.stats
+  return {k: (float(stats[i]) if stats[i] >= 0 else math.nan) for k, i in keys.items()}
+
+
+def _host(x, name: str, shape_prefix: tuple, ndim: int, what: str) -> np.ndarray:
+  x = np.asarray(x)
+  if x.ndim != ndim or tuple(x.shape[:len(shape_prefix)]) != shape_prefix:
+    expected = "(" + ", ".join(map(str, shape_prefix)) + ", ...)" if shape_prefix else f"rank {ndim}"
+    raise ValueError(f"{name}: expected {what}, shape {expected} of rank {ndim}, got shape {x.shape}")
+  return x
+
+
+def _xywh(x0, y0, x1, y1) -> list[float]:
+  return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def _rle(binary_masks: np.ndarray) -> list[dict]:
+  """`(n, H, W)` bool -> COCO compressed RLEs with str counts (JSON-ready)."""
+  if len(binary_masks) == 0:
+    return []
+  rles = mask_utils.encode(np.asfortranarray(np.transpose(binary_masks, (1, 2, 0)).astype(np.uint8)))
+  for rle in rles:
+    rle["counts"] = rle["counts"].decode("ascii")
+  return rles
+
+
+class CocoAccumulator:
+  """Collects COCO ground truth and results batch by batch (`add`) and evaluates them (`compute`).
+
+  category_ids: the class ids evaluated (ints >= 1); ground truth or a valid detection with another
+    class is an error.
+  iou_types: a subset of ("box", "mask", "keypoint"); each needs its arrays in `add`.
+  oks_sigmas: per-keypoint σ for "keypoint" (default: COCO's when K = 17).
+  max_gt_instances: evaluate at most this many ground-truth rows per image (the rest are dropped and
+    counted); None = every row below num_instances.
+  """
+
+  def __init__(self, category_ids: Sequence[int], *, iou_types: Sequence[str] = ("box", "mask"),
+               oks_sigmas: Sequence[float] | None = None, max_gt_instances: int | None = None):
+    cats = [int(c) for c in category_ids] if isinstance(category_ids, (Sequence, np.ndarray)) else None
+    if not cats or any(c < 1 for c in cats) or len(set(cats)) != len(cats):
+      raise ValueError(f"category_ids: expected distinct class ids >= 1 (0 is background), got {category_ids!r}")
+    iou_types = tuple(iou_types)
+    if not iou_types or any(t not in IOU_TYPES for t in iou_types) or len(set(iou_types)) != len(iou_types):
+      raise ValueError(f"iou_types: expected distinct entries of {IOU_TYPES}, got {iou_types!r}")
+    if max_gt_instances is not None and (isinstance(max_gt_instances, bool) or int(max_gt_instances) < 0):
+      raise ValueError(f"max_gt_instances: expected None or an int >= 0, got {max_gt_instances!r}")
+    self.category_ids = tuple(sorted(cats))
+    self.iou_types = iou_types
+    self.max_gt_instances = max_gt_instances
+    self.oks_sigmas = None if oks_sigmas is None else tuple(float(s) for s in oks_sigmas)
+    if self.oks_sigmas is not None and (not self.oks_sigmas or min(self.oks_sigmas) <= 0):
+      raise ValueError(f"oks_sigmas: expected positive per-keypoint sigmas, got {oks_sigmas!r}")
+    self._cat_set = set(self.category_ids)
+    self.images: list[dict] = []
+    self.annotations: list[dict] = []
+    self.detections: list[dict] = []      # one record per detection: every field of every type
+    self.gt_dropped = 0
+    self.images_gt_capped = 0
+    self._image_ids: set[int] = set()
+    self._keypoint_sigmas = self.oks_sigmas   # fixed by the first batch's K
+
+  # ---- input ----------------------------------------------------------------------------------
+  def _check_classes(self, classes: np.ndarray, name: str) -> None:
+    bad = sorted({int(c) for c in np.unique(classes)} - self._cat_set)
+    if bad:
+      raise ValueError(f"{name}: expected class ids in category_ids {list(self.category_ids)}, got {bad}")
+
+  def _sigmas(self, num_keypoints: int) -> tuple[float, ...]:
+    sigmas = self._keypoint_sigmas
+    if sigmas is None:
+      return default_oks_sigmas(num_keypoints)
+    if len(sigmas) != num_keypoints:
+      raise ValueError(f"oks_sigmas: expected {num_keypoints} sigmas (the keypoints' K), got {len(sigmas)}")
+    return sigmas
+
+  def add(self, detections: Mapping, batch: Mapping, image_ids: Sequence[int] | None = None) -> None:
+    """Adds one batch: `detections` and `batch` as in the module docstring. `image_ids (B,)`: the images'
+    ids in the results (e.g. COCO's own, for the results JSON); default 1, 2, ... in order of addition.
+    Examples with `batch_mask == 0` are skipped."""
+    if not isinstance(detections, Mapping) or not isinstance(batch, Mapping):
+      raise ValueError(f"detections, batch: expected dicts of arrays, got {type(detections).__name__}, "
+                       f"{type(batch).__name__}")
+    for key in ("boxes", "scores", "labels", "valid") + (("masks",) if "mask" in self.iou_types else ()) + (
+        ("keypoints",) if "keypoint" in self.iou_types else ()):
+      if key not in detections:
+        raise ValueError(f"detections: expected key {key!r} (iou_types {self.iou_types}), got {sorted(detections)}")
+    for key in ("boxes", "classes", "num_instances") + (("masks",) if "mask" in self.iou_types else ()) + (
+        ("keypoints",) if "keypoint" in self.iou_types else ()):
+      if key not in batch:
+        raise ValueError(f"batch: expected key {key!r} (iou_types {self.iou_types}), got {sorted(batch)}")
+
+    d_boxes = np.asarray(detections["boxes"])
+    if d_boxes.ndim != 3 or d_boxes.shape[2] != 4:
+      raise ValueError(f"detections['boxes']: expected (B, N, 4) (x0, y0, x1, y1), got shape {d_boxes.shape}")
+    b, n = d_boxes.shape[:2]
+    d_scores = _host(detections["scores"], "detections['scores']", (b, n), 2, "scores (B, N)")
+    d_labels = _host(detections["labels"], "detections['labels']", (b, n), 2, "class ids (B, N)")
+    d_valid = _host(detections["valid"], "detections['valid']", (b, n), 2, "bool (B, N)").astype(bool)
+    g_boxes = _host(batch["boxes"], "batch['boxes']", (b,), 3, "(B, G, 4) (y0, x0, y1, x1)")
+    g = g_boxes.shape[1]
+    if g_boxes.shape[2] != 4:
+      raise ValueError(f"batch['boxes']: expected (B, G, 4) (y0, x0, y1, x1), got shape {g_boxes.shape}")
+    g_classes = _host(batch["classes"], "batch['classes']", (b, g), 2, "class ids (B, G)")
+    g_count = _host(batch["num_instances"], "batch['num_instances']", (b,), 1, "counts (B,)").astype(np.int64)
+    g_masks = None
+    if "masks" in batch:
+      g_masks = _host(batch["masks"], "batch['masks']", (b, g), 4, "(B, G, H, W) instance masks")
+      size = g_masks.shape[2:]
+    elif "image" in batch:
+      size = np.shape(batch["image"])[1:3]
+    else:
+      raise ValueError(f"batch: expected 'masks' or 'image' (for the image size), got {sorted(batch)}")
+    d_masks = d_kpts = g_kpts = sigmas = None
+    if "mask" in self.iou_types:
+      d_masks = _host(detections["masks"], "detections['masks']", (b, n), 4, "(B, N, M, M) RoI probabilities")
+    if "keypoint" in self.iou_types:
+      g_kpts = _host(batch["keypoints"], "batch['keypoints']", (b, g), 4, "(B, G, K, 3) (x, y, visibility)")
+      k = g_kpts.shape[2]
+      d_kpts = _host(detections["keypoints"], "detections['keypoints']", (b, n, k), 4, f"(B, N, {k}, 3)")
+      if g_kpts.shape[3] != 3 or d_kpts.shape[3] != 3:
+        raise ValueError(f"keypoints: expected (.., K, 3) in detections and batch, got {d_kpts.shape}, {g_kpts.shape}")
+      sigmas = self._sigmas(k)
+    example = (np.asarray(batch["batch_mask"]) > 0 if "batch_mask" in batch else np.ones((b,), bool))
+    if example.shape != (b,):
+      raise ValueError(f"batch['batch_mask']: expected shape ({b},), got {example.shape}")
+    if image_ids is not None and np.shape(image_ids) != (b,):
+      raise ValueError(f"image_ids: expected ({b},) ints, got shape {np.shape(image_ids)}")
+    if np.any(g_count < 0):
+      raise ValueError(f"batch['num_instances']: expected counts >= 0, got {g_count.tolist()}")
+    if np.any(example[:, None] & d_valid & ~np.isfinite(d_scores)):
+      raise ValueError("detections['scores']: expected finite scores for valid detections, got NaN or inf")
+    kept = np.minimum(g_count, g)
+    if self.max_gt_instances is not None:
+      kept = np.minimum(kept, int(self.max_gt_instances))
+    rows = np.arange(g)[None, :] < kept[:, None]
+    self._check_classes(g_classes[example[:, None] & rows], "batch['classes']")
+    self._check_classes(d_labels[example[:, None] & d_valid], "detections['labels']")
+    if image_ids is None:
+      ids = list(range(len(self.images) + 1, len(self.images) + 1 + int(np.sum(example))))
+    else:
+      ids = [int(v) for v in np.asarray(image_ids)[example]]
+    repeated = sorted((set(ids) & self._image_ids) | {v for v in ids if ids.count(v) > 1})
+    if repeated:
+      raise ValueError(f"image_ids: expected ids not added before and distinct, got {repeated} again")
+    if sigmas is not None:
+      self._keypoint_sigmas = sigmas
+
+    height, width = int(size[0]), int(size[1])
+    for i, image_id in zip(np.flatnonzero(example), ids):
+      self._image_ids.add(image_id)
+      self.images.append({"id": image_id, "height": height, "width": width})
+      n_gt = int(kept[i])
+      if n_gt < g_count[i]:
+        self.gt_dropped += int(g_count[i]) - n_gt
+        self.images_gt_capped += 1
+      self._add_ground_truth(image_id, g_boxes[i, :n_gt], g_classes[i, :n_gt],
+                             None if g_masks is None else g_masks[i, :n_gt],
+                             None if g_kpts is None else g_kpts[i, :n_gt])
+      keep = d_valid[i]
+      self._add_detections(image_id, (height, width), d_boxes[i][keep], d_scores[i][keep], d_labels[i][keep],
+                           None if d_masks is None else d_masks[i][keep],
+                           None if d_kpts is None else d_kpts[i][keep])
+
+  def _add_ground_truth(self, image_id, boxes, classes, masks, keypoints) -> None:
+    boxes = np.asarray(boxes, np.float64)
+    rles = _rle(np.asarray(masks) > 0) if masks is not None else None
+    for j in range(len(classes)):
+      y0, x0, y1, x1 = boxes[j]
+      ann = {"id": len(self.annotations) + 1, "image_id": image_id, "category_id": int(classes[j]),
+             "bbox": _xywh(x0, y0, x1, y1), "iscrowd": 0}
+      if rles is not None:
+        ann["segmentation"] = rles[j]
+        ann["area"] = float(mask_utils.area(rles[j]))
+      else:
+        ann["area"] = float(max(x1 - x0, 0) * max(y1 - y0, 0))
+      if keypoints is not None:
+        kp = np.asarray(keypoints[j], np.float64)
+        ann["keypoints"] = [float(v) for v in kp.reshape(-1)]
+        ann["num_keypoints"] = int(np.sum(kp[:, 2] > 0))
+      self.annotations.append(ann)
+
+  def _add_detections(self, image_id, size, boxes, scores, labels, masks, keypoints) -> None:
+    rles = None
+    if masks is not None:
+      pasted = paste_masks(masks, boxes, size)
+      rles = _rle(pasted > MASK_THRESHOLD)
+    boxes = np.asarray(boxes, np.float64)
+    for j in range(len(labels)):
+      record = {"image_id": image_id, "category_id": int(labels[j]), "bbox": _xywh(*boxes[j]),
+                "score": float(scores[j])}
+      if rles is not None:
+        record["segmentation"] = rles[j]
+      if keypoints is not None:
+        record["keypoints"] = [float(v) for v in np.asarray(keypoints[j], np.float64).reshape(-1)]
+      self.detections.append(record)
+
+  # ---- output ---------------------------------------------------------------------------------
+  def ground_truth(self) -> dict:
+    """The ground truth so far as a COCO dataset dict {images, annotations, categories}."""
+    return {"images": list(self.images), "annotations": list(self.annotations),
+            "categories": [{"id": c, "name": str(c)} for c in self.category_ids]}
+
+  def results(self, iou_type: str) -> list[dict]:
+    """The detections as one type's COCO results list (the fields torchvision's evaluation gives that
+    type, so pycocotools takes mask areas from the masks and keypoint areas from the keypoints)."""
+    if iou_type not in self.iou_types:
+      raise ValueError(f"iou_type: expected one of the accumulated {self.iou_types}, got {iou_type!r}")
+    field = {"box": "bbox", "mask": "segmentation", "keypoint": "keypoints"}[iou_type]
+    return [{"image_id": r["image_id"], "category_id": r["category_id"], field: r[field], "score": r["score"]}
+            for r in self.detections]
+
+  def compute(self) -> dict[str, float]:
+    """`{box_ap, box_ap50, ..., mask_ap, ..., keypoint_ap, ..., gt_dropped, images_gt_capped}` (see the
+    module docstring; only the accumulated iou_types)."""
+    out: dict[str, float] = {}
+    gt = self.ground_truth()
+    for iou_type in self.iou_types:
+      sigmas = self._keypoint_sigmas if iou_type == "keypoint" else None
+      stats = evaluate_coco(gt, self.results(iou_type), iou_type, oks_sigmas=sigmas)
+      out.update({f"{iou_type}_{k}": v for k, v in stats.items()})
+    out["gt_dropped"] = float(self.gt_dropped)
+    out["images_gt_capped"] = float(self.images_gt_capped)
+    return out
+
+  def results_json(self, category_map: Mapping[int, int] | None = None) -> list[dict]:
+    """COCO-format results: one dict per detection {image_id, category_id, bbox [x, y, w, h], score,
+    segmentation (RLE, str counts), keypoints [x1, y1, v1, ...]} (the fields of the accumulated types).
+    `category_map` renames class ids to the dataset's category ids (e.g. COCO's sparse 1..90)."""
+    out = []
+    for r in self.detections:
+      r = dict(r)
+      if category_map is not None:
+        if r["category_id"] not in category_map:
+          raise ValueError(f"category_map: expected an entry for class {r['category_id']}, got keys "
+                           f"{sorted(category_map)}")
+        r["category_id"] = int(category_map[r["category_id"]])
+      if "box" not in self.iou_types:
+        r.pop("bbox")
+      out.append(r)
+    return out
+
+  def write_results_json(self, path, category_map: Mapping[int, int] | None = None) -> pathlib.Path:
+    """Writes `results_json(category_map)` to `path` (a JSON list, as the COCO evaluation server reads)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(self.results_json(category_map)))
+    return path
