@@ -12,3 +12,4 @@ from dense_jax.ops.nms import batched_nms_padded, nms_padded
 from dense_jax.ops.roi_align import fpn_level_of_boxes, fpn_levels_from_sizes, multilevel_roi_align, roi_align
 from dense_jax.ops.matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match_boxes
 from dense_jax.ops.sampling import balanced_sample, balanced_sample_mask
+from dense_jax.ops.mask_targets import mask_targets
