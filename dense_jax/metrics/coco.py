@@ -22,7 +22,8 @@ Class ids are the dataset's own (contiguous, 0 = background) and double as COCO 
 
 Ground truth becomes a COCO dataset dict (image and annotation ids start at 1: pycocotools treats a
 matched ground-truth id 0 as "no match"): bbox `[x0, y0, w, h]`, area = mask pixel count (the box area
-when the batch has no masks; COCO's area ranges small < 32², medium < 96², large use it), RLE
+when the batch has no masks; COCO's area ranges use it: small [0, 32²], medium [32², 96²], large
+[96², ∞), bounds inclusive as in pycocotools), RLE
 segmentation, keypoints with `num_keypoints` = count of visibility > 0 (instances with none are
 ignored by the keypoint evaluation, as in COCO), iscrowd 0. Capped ground truth: row i of an image is
 an instance when i < num_instances; `num_instances` larger than the G rows (the task cut the arrays
@@ -77,8 +78,8 @@ _STATS = {
 }
 # COCO's per-keypoint OKS sigmas (pycocotools Params.kpt_oks_sigmas; nose, eyes, ears, shoulders, elbows,
 # wrists, hips, knees, ankles).
-COCO_OKS_SIGMAS = tuple(np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
-                                  .89, .89]) / 10.0)
+COCO_OKS_SIGMAS = tuple(float(s) for s in np.array(
+    [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0)
 MASK_THRESHOLD = 0.5
 
 
@@ -241,93 +242,129 @@ class CocoAccumulator:
       raise ValueError(f"oks_sigmas: expected {num_keypoints} sigmas (the keypoints' K), got {len(sigmas)}")
     return sigmas
 
-  def add(self, detections: Mapping, batch: Mapping, image_ids: Sequence[int] | None = None) -> None:
-    """Adds one batch: `detections` and `batch` as in the module docstring. `image_ids (B,)`: the images'
-    ids in the results (e.g. COCO's own, for the results JSON); default 1, 2, ... in order of addition.
-    Examples with `batch_mask == 0` are skipped."""
-    if not isinstance(detections, Mapping) or not isinstance(batch, Mapping):
-      raise ValueError(f"detections, batch: expected dicts of arrays, got {type(detections).__name__}, "
-                       f"{type(batch).__name__}")
-    for key in ("boxes", "scores", "labels", "valid") + (("masks",) if "mask" in self.iou_types else ()) + (
-        ("keypoints",) if "keypoint" in self.iou_types else ()):
+  def _required(self, what: str) -> tuple[str, ...]:
+    extra = (("masks",) if "mask" in self.iou_types else ()) + (
+        ("keypoints",) if "keypoint" in self.iou_types else ())
+    return (("boxes", "scores", "labels", "valid") if what == "detections" else
+            ("boxes", "classes", "num_instances")) + extra
+
+  def _read_detections(self, detections: Mapping) -> dict[str, np.ndarray]:
+    """The detection arrays on the host, shapes checked (B, N from the boxes)."""
+    if not isinstance(detections, Mapping):
+      raise ValueError(f"detections: expected a dict of arrays, got {type(detections).__name__}")
+    for key in self._required("detections"):
       if key not in detections:
-        raise ValueError(f"detections: expected key {key!r} (iou_types {self.iou_types}), got {sorted(detections)}")
-    for key in ("boxes", "classes", "num_instances") + (("masks",) if "mask" in self.iou_types else ()) + (
-        ("keypoints",) if "keypoint" in self.iou_types else ()):
+        raise ValueError(f"detections: expected key {key!r} (iou_types {self.iou_types}), got "
+                         f"{sorted(detections)}")
+    boxes = np.asarray(detections["boxes"])
+    if boxes.ndim != 3 or boxes.shape[2] != 4:
+      raise ValueError(f"detections['boxes']: expected (B, N, 4) (x0, y0, x1, y1), got shape {boxes.shape}")
+    bn = boxes.shape[:2]
+    out = {"boxes": boxes,
+           "scores": _host(detections["scores"], "detections['scores']", bn, 2, "scores (B, N)"),
+           "labels": _host(detections["labels"], "detections['labels']", bn, 2, "class ids (B, N)"),
+           "valid": _host(detections["valid"], "detections['valid']", bn, 2, "bool (B, N)").astype(bool)}
+    if "mask" in self.iou_types:
+      masks = _host(detections["masks"], "detections['masks']", bn, 4, "(B, N, M, M) RoI probabilities")
+      if masks.shape[2] != masks.shape[3]:
+        raise ValueError(f"detections['masks']: expected (B, N, M, M) RoI probabilities, got shape {masks.shape}")
+      out["masks"] = masks
+    if "keypoint" in self.iou_types:
+      kpts = _host(detections["keypoints"], "detections['keypoints']", bn, 4, "(B, N, K, 3) (x, y, score)")
+      if kpts.shape[3] != 3:
+        raise ValueError(f"detections['keypoints']: expected (B, N, K, 3) (x, y, score), got shape {kpts.shape}")
+      out["keypoints"] = kpts
+    return out
+
+  def _read_batch(self, batch: Mapping, b: int) -> dict[str, np.ndarray]:
+    """The ground-truth arrays on the host, shapes checked against the batch size `b`, plus `size` (H, W)
+    and `example` (B,) bool."""
+    if not isinstance(batch, Mapping):
+      raise ValueError(f"batch: expected a dict of arrays, got {type(batch).__name__}")
+    for key in self._required("batch"):
       if key not in batch:
         raise ValueError(f"batch: expected key {key!r} (iou_types {self.iou_types}), got {sorted(batch)}")
-
-    d_boxes = np.asarray(detections["boxes"])
-    if d_boxes.ndim != 3 or d_boxes.shape[2] != 4:
-      raise ValueError(f"detections['boxes']: expected (B, N, 4) (x0, y0, x1, y1), got shape {d_boxes.shape}")
-    b, n = d_boxes.shape[:2]
-    d_scores = _host(detections["scores"], "detections['scores']", (b, n), 2, "scores (B, N)")
-    d_labels = _host(detections["labels"], "detections['labels']", (b, n), 2, "class ids (B, N)")
-    d_valid = _host(detections["valid"], "detections['valid']", (b, n), 2, "bool (B, N)").astype(bool)
-    g_boxes = _host(batch["boxes"], "batch['boxes']", (b,), 3, "(B, G, 4) (y0, x0, y1, x1)")
-    g = g_boxes.shape[1]
-    if g_boxes.shape[2] != 4:
-      raise ValueError(f"batch['boxes']: expected (B, G, 4) (y0, x0, y1, x1), got shape {g_boxes.shape}")
-    g_classes = _host(batch["classes"], "batch['classes']", (b, g), 2, "class ids (B, G)")
-    g_count = _host(batch["num_instances"], "batch['num_instances']", (b,), 1, "counts (B,)").astype(np.int64)
-    g_masks = None
+    boxes = _host(batch["boxes"], "batch['boxes']", (b,), 3, "(B, G, 4) (y0, x0, y1, x1)")
+    if boxes.shape[2] != 4:
+      raise ValueError(f"batch['boxes']: expected (B, G, 4) (y0, x0, y1, x1), got shape {boxes.shape}")
+    bg = boxes.shape[:2]
+    out = {"boxes": boxes,
+           "classes": _host(batch["classes"], "batch['classes']", bg, 2, "class ids (B, G)"),
+           "num_instances": _host(batch["num_instances"], "batch['num_instances']", (b,), 1,
+                                  "counts (B,)").astype(np.int64)}
+    if np.any(out["num_instances"] < 0):
+      raise ValueError(f"batch['num_instances']: expected counts >= 0, got {out['num_instances'].tolist()}")
     if "masks" in batch:
-      g_masks = _host(batch["masks"], "batch['masks']", (b, g), 4, "(B, G, H, W) instance masks")
-      size = g_masks.shape[2:]
+      out["masks"] = _host(batch["masks"], "batch['masks']", bg, 4, "(B, G, H, W) instance masks")
+      out["size"] = out["masks"].shape[2:]
     elif "image" in batch:
-      size = np.shape(batch["image"])[1:3]
+      out["size"] = np.shape(batch["image"])[1:3]
     else:
       raise ValueError(f"batch: expected 'masks' or 'image' (for the image size), got {sorted(batch)}")
-    d_masks = d_kpts = g_kpts = sigmas = None
-    if "mask" in self.iou_types:
-      d_masks = _host(detections["masks"], "detections['masks']", (b, n), 4, "(B, N, M, M) RoI probabilities")
     if "keypoint" in self.iou_types:
-      g_kpts = _host(batch["keypoints"], "batch['keypoints']", (b, g), 4, "(B, G, K, 3) (x, y, visibility)")
-      k = g_kpts.shape[2]
-      d_kpts = _host(detections["keypoints"], "detections['keypoints']", (b, n, k), 4, f"(B, N, {k}, 3)")
-      if g_kpts.shape[3] != 3 or d_kpts.shape[3] != 3:
-        raise ValueError(f"keypoints: expected (.., K, 3) in detections and batch, got {d_kpts.shape}, {g_kpts.shape}")
-      sigmas = self._sigmas(k)
-    example = (np.asarray(batch["batch_mask"]) > 0 if "batch_mask" in batch else np.ones((b,), bool))
-    if example.shape != (b,):
-      raise ValueError(f"batch['batch_mask']: expected shape ({b},), got {example.shape}")
-    if image_ids is not None and np.shape(image_ids) != (b,):
-      raise ValueError(f"image_ids: expected ({b},) ints, got shape {np.shape(image_ids)}")
-    if np.any(g_count < 0):
-      raise ValueError(f"batch['num_instances']: expected counts >= 0, got {g_count.tolist()}")
-    if np.any(example[:, None] & d_valid & ~np.isfinite(d_scores)):
-      raise ValueError("detections['scores']: expected finite scores for valid detections, got NaN or inf")
-    kept = np.minimum(g_count, g)
-    if self.max_gt_instances is not None:
-      kept = np.minimum(kept, int(self.max_gt_instances))
-    rows = np.arange(g)[None, :] < kept[:, None]
-    self._check_classes(g_classes[example[:, None] & rows], "batch['classes']")
-    self._check_classes(d_labels[example[:, None] & d_valid], "detections['labels']")
+      kpts = _host(batch["keypoints"], "batch['keypoints']", bg, 4, "(B, G, K, 3) (x, y, visibility)")
+      if kpts.shape[3] != 3:
+        raise ValueError(f"batch['keypoints']: expected (B, G, K, 3) (x, y, visibility), got shape {kpts.shape}")
+      out["keypoints"] = kpts
+    out["example"] = np.asarray(batch["batch_mask"]) > 0 if "batch_mask" in batch else np.ones((b,), bool)
+    if out["example"].shape != (b,):
+      raise ValueError(f"batch['batch_mask']: expected shape ({b},), got {out['example'].shape}")
+    return out
+
+  def _new_image_ids(self, image_ids, example: np.ndarray) -> list[int]:
     if image_ids is None:
-      ids = list(range(len(self.images) + 1, len(self.images) + 1 + int(np.sum(example))))
-    else:
-      ids = [int(v) for v in np.asarray(image_ids)[example]]
+      return list(range(len(self.images) + 1, len(self.images) + 1 + int(np.sum(example))))
+    if np.shape(image_ids) != example.shape:
+      raise ValueError(f"image_ids: expected {example.shape} ints, got shape {np.shape(image_ids)}")
+    ids = [int(v) for v in np.asarray(image_ids)[example]]
     repeated = sorted((set(ids) & self._image_ids) | {v for v in ids if ids.count(v) > 1})
     if repeated:
       raise ValueError(f"image_ids: expected ids not added before and distinct, got {repeated} again")
+    return ids
+
+  def add(self, detections: Mapping, batch: Mapping, image_ids: Sequence[int] | None = None) -> None:
+    """Adds one batch: `detections` and `batch` as in the module docstring. `image_ids (B,)`: the images'
+    ids in the results (e.g. COCO's own, for the results JSON); default 1, 2, ... in order of addition.
+    Examples with `batch_mask == 0` are skipped. Everything is checked before anything is added."""
+    det = self._read_detections(detections)
+    b = det["boxes"].shape[0]
+    gt = self._read_batch(batch, b)
+    example = gt["example"]
+    sigmas = None
+    if "keypoint" in self.iou_types:
+      k = gt["keypoints"].shape[2]
+      if det["keypoints"].shape[2] != k:
+        raise ValueError(f"detections['keypoints']: expected K = {k} keypoints like the batch, got shape "
+                         f"{det['keypoints'].shape}")
+      sigmas = self._sigmas(k)
+    live = example[:, None] & det["valid"]
+    if np.any(live & ~np.isfinite(det["scores"])):
+      raise ValueError("detections['scores']: expected finite scores for valid detections, got NaN or inf")
+    g = gt["boxes"].shape[1]
+    kept = np.minimum(gt["num_instances"], g)
+    if self.max_gt_instances is not None:
+      kept = np.minimum(kept, int(self.max_gt_instances))
+    self._check_classes(gt["classes"][example[:, None] & (np.arange(g)[None, :] < kept[:, None])],
+                        "batch['classes']")
+    self._check_classes(det["labels"][live], "detections['labels']")
+    ids = self._new_image_ids(image_ids, example)
     if sigmas is not None:
       self._keypoint_sigmas = sigmas
 
-    height, width = int(size[0]), int(size[1])
+    size = (int(gt["size"][0]), int(gt["size"][1]))
     for i, image_id in zip(np.flatnonzero(example), ids):
       self._image_ids.add(image_id)
-      self.images.append({"id": image_id, "height": height, "width": width})
+      self.images.append({"id": image_id, "height": size[0], "width": size[1]})
       n_gt = int(kept[i])
-      if n_gt < g_count[i]:
-        self.gt_dropped += int(g_count[i]) - n_gt
+      if n_gt < gt["num_instances"][i]:
+        self.gt_dropped += int(gt["num_instances"][i]) - n_gt
         self.images_gt_capped += 1
-      self._add_ground_truth(image_id, g_boxes[i, :n_gt], g_classes[i, :n_gt],
-                             None if g_masks is None else g_masks[i, :n_gt],
-                             None if g_kpts is None else g_kpts[i, :n_gt])
-      keep = d_valid[i]
-      self._add_detections(image_id, (height, width), d_boxes[i][keep], d_scores[i][keep], d_labels[i][keep],
-                           None if d_masks is None else d_masks[i][keep],
-                           None if d_kpts is None else d_kpts[i][keep])
+      rows = {key: gt[key][i, :n_gt] for key in ("boxes", "classes", "masks", "keypoints") if key in gt}
+      self._add_ground_truth(image_id, rows["boxes"], rows["classes"], rows.get("masks"), rows.get("keypoints"))
+      keep = det["valid"][i]
+      self._add_detections(image_id, size, det["boxes"][i][keep], det["scores"][i][keep], det["labels"][i][keep],
+                           det["masks"][i][keep] if "masks" in det else None,
+                           det["keypoints"][i][keep] if "keypoints" in det else None)
 
   def _add_ground_truth(self, image_id, boxes, classes, masks, keypoints) -> None:
     boxes = np.asarray(boxes, np.float64)

@@ -6,10 +6,11 @@ paste_masks_in_image and the RLE round trip through pycocotools' decode, the res
 import json
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
-from pycocotools.cocoeval import COCOeval
+from pycocotools.cocoeval import COCOeval, Params
 
 from dense_jax.metrics import coco
 from dense_jax.metrics.paste import expand_boxes, paste_masks
@@ -58,7 +59,7 @@ def test_perfect_predictions_score_one_and_padded_examples_count_for_nothing():
   batch["batch_mask"][2] = 0
   dets = _detections(_xyxy(BOXES_YXYX[:2]), [0.9, 0.8], [1, 2], b=3)
   dets["labels"][2] = [2, 1]   # the padded example's detections would be false positives if counted
-  acc.add(dets, batch)
+  acc.add({k: jnp.asarray(v) for k, v in dets.items()}, batch)   # JAX arrays straight from the eval step
   decoded = mask_utils.decode([r["segmentation"] for r in acc.results("mask")[:2]])
   assert np.array_equal(np.transpose(decoded, (2, 0, 1)), batch["masks"][0, :2])
   out = acc.compute()
@@ -171,7 +172,8 @@ def test_keypoint_sigmas_default_only_for_coco():
   kps = np.zeros((3, 4, 3), np.float32)
   with pytest.raises(ValueError, match="oks_sigmas"):
     acc.add(_detections(np.zeros((1, 4)), [0.5], [1], keypoints=np.zeros((1, 4, 3))), _gt_batch(keypoints=kps))
-  assert coco.default_oks_sigmas(17) == coco.COCO_OKS_SIGMAS and len(coco.COCO_OKS_SIGMAS) == 17
+  assert coco.default_oks_sigmas(17) == coco.COCO_OKS_SIGMAS
+  np.testing.assert_array_equal(coco.COCO_OKS_SIGMAS, Params(iouType="keypoints").kpt_oks_sigmas)
 
 
 def test_capped_ground_truth_is_counted():
