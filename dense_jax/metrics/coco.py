@@ -66,7 +66,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from dense_jax.metrics.paste import paste_masks
+from dense_jax.metrics.paste import pasted_regions
 
 IOU_TYPES = ("box", "mask", "keypoint")
 _PYCOCO_TYPE = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
@@ -189,6 +189,21 @@ def _rle(binary_masks: np.ndarray) -> list[dict]:
   rles = mask_utils.encode(np.asfortranarray(np.transpose(binary_masks, (1, 2, 0)).astype(np.uint8)))
   for rle in rles:
     rle["counts"] = rle["counts"].decode("ascii")
+  return rles
+
+
+def _pasted_rles(masks, boxes, size: tuple[int, int]) -> list[dict]:
+  """RLEs of `paste_masks(masks, boxes, size) > MASK_THRESHOLD`, one mask at a time (an (N, H, W) float
+  array would be 100 MB per COCO image)."""
+  canvas = np.zeros((size[0], size[1], 1), np.uint8, order="F")
+  empty = _rle(np.zeros((1,) + tuple(size), bool))[0]
+  rles = [dict(empty) for _ in range(len(masks))]
+  for i, (r0, r1, c0, c1), values in pasted_regions(masks, boxes, size):
+    canvas[r0:r1, c0:c1, 0] = values > MASK_THRESHOLD
+    rle = mask_utils.encode(canvas)[0]
+    rle["counts"] = rle["counts"].decode("ascii")
+    rles[i] = rle
+    canvas[r0:r1, c0:c1, 0] = 0
   return rles
 
 
@@ -385,10 +400,7 @@ class CocoAccumulator:
       self.annotations.append(ann)
 
   def _add_detections(self, image_id, size, boxes, scores, labels, masks, keypoints) -> None:
-    rles = None
-    if masks is not None:
-      pasted = paste_masks(masks, boxes, size)
-      rles = _rle(pasted > MASK_THRESHOLD)
+    rles = None if masks is None else _pasted_rles(masks, boxes, size)
     boxes = np.asarray(boxes, np.float64)
     for j in range(len(labels)):
       record = {"image_id": image_id, "category_id": int(labels[j]), "bbox": _xywh(*boxes[j]),

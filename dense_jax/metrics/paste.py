@@ -50,11 +50,7 @@ def expand_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
   return np.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], axis=1)
 
 
-def paste_masks(masks, boxes, image_size: tuple[int, int], padding: int = 1) -> np.ndarray:
-  """RoI mask probabilities `(N, M, M)` pasted at their xyxy `boxes (N, 4)` into `(N, H, W)` float32
-  maps, `image_size = (H, W)`; equal to torchvision's `paste_masks_in_image(masks[:, None], boxes,
-  (H, W), padding)[:, 0]` (see the module docstring). A box that lies wholly outside the image gives
-  an empty map (torchvision may raise there)."""
+def _check(masks, boxes, image_size, padding) -> tuple[np.ndarray, np.ndarray]:
   masks = np.asarray(masks, np.float32)
   boxes = np.asarray(boxes, np.float32)
   if masks.ndim != 3 or masks.shape[1] != masks.shape[2] or masks.shape[1] < 1:
@@ -67,12 +63,19 @@ def paste_masks(masks, boxes, image_size: tuple[int, int], padding: int = 1) -> 
     raise ValueError(f"padding: expected an int >= 0, got {padding!r}")
   if not np.all(np.isfinite(boxes)):
     raise ValueError("boxes: expected finite coordinates, got NaN or inf")
+  return masks, boxes
+
+
+def pasted_regions(masks, boxes, image_size: tuple[int, int], padding: int = 1):
+  """Yields `(i, (r0, r1, c0, c1), values)` for each detection i whose pasted map meets the image: the
+  map is `values` (float32 `(r1 - r0, c1 - c0)`) at rows r0:r1, columns c0:c1 and 0 elsewhere. The same
+  numbers as `paste_masks` without an `(N, H, W)` array (COCO evaluation encodes one mask at a time)."""
+  masks, boxes = _check(masks, boxes, image_size, padding)
   im_h, im_w = int(image_size[0]), int(image_size[1])
   m = masks.shape[1]
   padded = np.pad(masks, ((0, 0), (padding, padding), (padding, padding)))
   # torchvision: scale = float(M + 2p) / M in double, then used with float32 boxes.
   corners = np.trunc(expand_boxes(boxes, float(m + 2 * padding) / m)).astype(np.int64)
-  out = np.zeros((masks.shape[0], im_h, im_w), np.float32)
   for i, (x0, y0, x1, y1) in enumerate(corners.tolist()):
     w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
     c0, c1 = max(x0, 0), min(x1 + 1, im_w)
@@ -82,5 +85,16 @@ def paste_masks(masks, boxes, image_size: tuple[int, int], padding: int = 1) -> 
     # Only the rows/columns that land inside the image are computed.
     rows = _resize_matrix(h, padded.shape[1])[r0 - y0:r1 - y0]
     cols = _resize_matrix(w, padded.shape[2])[c0 - x0:c1 - x0]
-    out[i, r0:r1, c0:c1] = rows @ padded[i] @ cols.T
+    yield i, (r0, r1, c0, c1), rows @ padded[i] @ cols.T
+
+
+def paste_masks(masks, boxes, image_size: tuple[int, int], padding: int = 1) -> np.ndarray:
+  """RoI mask probabilities `(N, M, M)` pasted at their xyxy `boxes (N, 4)` into `(N, H, W)` float32
+  maps, `image_size = (H, W)`; equal to torchvision's `paste_masks_in_image(masks[:, None], boxes,
+  (H, W), padding)[:, 0]` (see the module docstring). A box that lies wholly outside the image gives
+  an empty map (torchvision may raise there)."""
+  masks, boxes = _check(masks, boxes, image_size, padding)
+  out = np.zeros((masks.shape[0], int(image_size[0]), int(image_size[1])), np.float32)
+  for i, (r0, r1, c0, c1), values in pasted_regions(masks, boxes, image_size, padding):
+    out[i, r0:r1, c0:c1] = values
   return out
