@@ -17,19 +17,29 @@ and *fast* forms that compute the same function with convolutions XLA runs well:
   a `ceil(d·(k-1)+1 / s)`-tap kernel and `s²·C_out` output channels, followed by a depth-to-space
   reshape (no scatter, no inserted zeros). Its VJP is written by hand in the same phase domain:
   `dy` goes through space-to-depth, the input gradient is one stride-1 convolution with the
-  flipped phase kernel, the weight gradient one dense matmul.
+  flipped phase kernel, the weight gradient the blocked matmuls below.
 * For stride 1 the phase form is a plain convolution with the same hand-written VJP; it is used
   only when the output is larger than the input (e.g. padding 0, the "full" convolution), the case
   where XLA:CPU's weight gradient leaves its fast path (~10x slower).
+* The phase packing has zero taps (padding `d·(k-1)+1` taps up to a multiple of `s`, the zeros of a
+  dilated kernel) that would turn a NaN/Inf input into more NaNs than the reference form gives, so
+  the phase forward and VJP run under a `lax.cond` on "all inputs finite", with the reference form
+  as the other branch: non-finite values propagate exactly as in the reference.
 
-`conv2d` is one `lax.conv_general_dilated` (an unpadded 1x1 conv: one matmul, see `_conv1x1`): on
-CPU it measured faster than every alternative tried
-(space-to-depth + stride-1 conv with a hand-written VJP for strided convs; im2col / per-tap matmuls
-and row-im2col for 3x3 convs; space-to-batch for dilated convs, whose cost XLA already keeps flat
-in the rate), see experiments/benchmarks/conv.py.
+`conv2d(method='reference')` is one `lax.conv_general_dilated` with XLA's autodiff (an unpadded 1x1
+conv: one matmul, see `_conv1x1`). `conv2d(method='blocked')` has the same forward and input
+gradient, and a hand-written weight gradient: XLA:CPU computes `dw` as a convolution whose "kernel"
+is the whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80) against
+150-190 for the forward; `_weight_grad_blocked` computes it as im2col matmuls over blocks of output
+rows that stay in cache, 2-20x faster (experiments/benchmarks/conv.py --only sweep). Tried for the
+forward and the input gradient on CPU, none faster than XLA's conv: space-to-depth + stride-1 conv
+for strided convs; im2col / per-tap matmuls and row-im2col for 3x3 convs; space-to-batch for
+dilated convs, whose cost XLA already keeps flat in the rate.
 
-`method='auto'` picks per backend (`jax.default_backend()`), see `_auto`. Every form is tested equal
-to the reference form (values and gradients) in tests/ops/test_conv.py.
+`method='auto'` picks per backend (`jax.default_backend()`) and shape, see `_auto` and `_conv_auto`:
+the fast forms on CPU, XLA's own gradients on GPU/TPU until measured there
+(experiments/benchmarks/gpu_suite.py). Every form is tested equal to the reference form (values,
+gradients, dtypes, NaN/Inf) in tests/ops/test_conv.py.
 """
 
 from __future__ import annotations
@@ -177,26 +187,6 @@ def _conv_padded_vjp(pads, dilation, x, w, dy):
 
 
 _conv_padded.defvjp(_conv_padded_fwd, _conv_padded_bwd)
-
-
-def _weight_grad_flat(x, dy, k_hw):
-  """`dw[a, b] = sum_{n, i, j} x[n, i + a, j + b]ᵀ dy[n, i, j]` (a VALID stride-1 conv) as ONE matmul, for the phase form's few big taps.
-
-  Flatten x to `xᵀ (C_in, N·H·W)`: tap `(a, b)` is then the contiguous window starting at `a·W + b`
-  (entries that wrap past the image edge meet the zeros `dy` is padded with to x's size), so
-  `[windows stacked] @ dy_flat` gives every tap at once. Measured ~5-8% faster than one matmul per
-  tap on the U-Net upsampler's gradient (2x2 taps, 128 -> 4·64 channels); slower with 3x3 taps of
-  64 channels, hence only here.
-  """
-  (kh, kw), (n, h, w, ci), (_, oh, ow, co) = k_hw, x.shape, dy.shape
-  size = n * h * w
-  x_t = jnp.pad(x.reshape(size, ci).T, ((0, 0), (0, (kh - 1) * w + kw - 1)))
-  windows = jnp.concatenate([lax.slice_in_dim(x_t, a * w + b, a * w + b + size, axis=1)
-                             for a in range(kh) for b in range(kw)], axis=0)
-  dy_flat = jnp.pad(dy, ((0, 0), (0, h - oh), (0, w - ow), (0, 0))).reshape(size, co)
-  return (windows @ dy_flat).reshape(kh, kw, ci, co)
-
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -493,11 +483,13 @@ def _phase_vjp(conf, x, w, dy):
                                  ((gh.taps - 1, gh.taps - 1), (gw.taps - 1, gw.taps - 1)),
                                  dimension_numbers=_DN)
   dx = _pad_or_crop(dxp, ((-gh.pad_lo, -gh.pad_hi), (-gw.pad_lo, -gw.pad_hi)))
-  # dw: dwc = sum xp-patchᵀ dz (one matmul), then back through the phase-kernel packing.
+  # dw: dwc = the weight gradient of the stride-1 phase conv (blocked im2col matmuls: 1.75x faster
+  # than one matmul over the whole flattened input's shifted windows for the U-Net upsampler,
+  # 4x64x64, 128 -> 64, k4 s2), then back through the phase-kernel packing.
   xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
-  dwc = _weight_grad_flat(xp, dz, (gh.taps, gw.taps))
+  dwc = _weight_grad_blocked(xp, dz, (gh.taps, gw.taps), _CConf((1, 1), ((0, 0), (0, 0)), (1, 1)))
   _, kernel_vjp = jax.vjp(lambda v: _phase_kernel(v, conf.stride, conf.dilation), w)
-  (dw,) = kernel_vjp(dwc)
+  (dw,) = kernel_vjp(dwc.astype(w.dtype))
   return dx, dw
 
 
