@@ -186,6 +186,7 @@ def test_capped_ground_truth_is_counted():
   assert out["box_ap"] == pytest.approx(1.0)   # only the kept instance (class 1) is evaluated
 
 
+@pytest.mark.torch
 def test_paste_masks_equals_torchvision():
   torch = pytest.importorskip("torch")
   roi_heads = pytest.importorskip("torchvision.models.detection.roi_heads")
