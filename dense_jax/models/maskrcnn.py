@@ -55,6 +55,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dense_jax.losses_detection import keypoint_targets
+from dense_jax.models import _rcnn_targets as tg
 from dense_jax.models._common import Dtype, check_image, scaled
 from dense_jax.models.backbones.fpn import ResNetFPN
 from dense_jax.models.heads.box import FastRCNNPredictor, TwoMLPHead
@@ -133,6 +135,7 @@ class MaskRCNN(nn.Module):
   pixel_mean: Sequence[float] = IMAGENET_MEAN
   pixel_std: Sequence[float] = IMAGENET_STD
   roi_align_backend: str = "gather"   # 'einsum' on TPU (ops.roi_align)
+  mask_target_sampling_ratio: int = -1  # torchvision's adaptive grid; 2 is cheaper on large images
   dtype: Dtype = jnp.float32
 
   needs_targets = True  # The engine passes the batch as `targets=` when training.
@@ -271,7 +274,6 @@ class MaskRCNN(nn.Module):
   # ------------------------------------------------------------------------------------------ train
 
   def training_outputs(self, feats, anchors, logits, deltas, proposals, proposal_valid, targets, image_size):
-    from dense_jax.models import _rcnn_targets as tg
     gt = tg.ground_truth(targets, self.num_keypoints)
     key_rpn, key_roi = jax.random.split(self.make_rng("dropout"))
     anchors_all = jnp.asarray(np.concatenate(anchors, 0))
@@ -294,10 +296,9 @@ class MaskRCNN(nn.Module):
       m = self.mask_branch(feats, pos_rois, image_size)
       out["mask_logits"] = jnp.take_along_axis(m, jnp.maximum(pos_labels, 0)[:, :, None, None, None],
                                                axis=-1)[..., 0]
-      out["mask_targets"] = tg.mask_targets(gt, pos_rois, pos_gt, 28)
+      out["mask_targets"] = tg.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio)
       out["mask_valid"] = pos_valid
     if self.num_keypoints:
-      from dense_jax.losses_detection import keypoint_targets
       out["keypoint_logits"] = self.keypoint_branch(feats, pos_rois, image_size)
       kps = _take(gt["keypoints"], pos_gt)                                   # (B, Rp, K, 3)
       index, valid = jax.vmap(keypoint_targets, in_axes=(0, 0, None))(kps, pos_rois, 56)

@@ -83,3 +83,82 @@ def test_bad_arguments():
   with pytest.raises(ValueError, match="targets"):
     m = get_model("maskrcnn_resnet50_fpn_narrow")
     jax.eval_shape(lambda: m.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, train=True))
+
+
+# ------------------------------------------------------------------------------------------ training
+SMALL = dict(rpn_pre_nms_top_n_train=150, rpn_post_nms_top_n_train=60, rpn_pre_nms_top_n_test=100,
+             rpn_post_nms_top_n_test=40, rpn_batch_size_per_image=64, box_batch_size_per_image=32,
+             box_detections_per_img=10, box_candidates_per_img=100)
+
+
+def _batch(num_keypoints=0, seed=0, size=64, m=4):
+  """Two images: the first with 3 instances (one row of padding), the second with none."""
+  rng = np.random.default_rng(seed)
+  boxes = np.zeros((2, m, 4), np.float32)
+  masks = np.zeros((2, m, size, size), np.uint8)
+  keypoints = np.zeros((2, m, max(num_keypoints, 1), 3), np.float32)
+  for i in range(3):
+    y0, x0 = rng.integers(0, size // 2, 2)
+    y1, x1 = y0 + rng.integers(8, size // 2), x0 + rng.integers(8, size // 2)
+    boxes[0, i] = (y0, x0, y1, x1)
+    masks[0, i, y0:y1, x0:x1] = 1
+    keypoints[0, i, :, 0] = rng.uniform(x0, x1, keypoints.shape[2])
+    keypoints[0, i, :, 1] = rng.uniform(y0, y1, keypoints.shape[2])
+    keypoints[0, i, :, 2] = rng.integers(0, 3, keypoints.shape[2])
+  batch = {"image": rng.random((2, size, size, 3)).astype(np.float32), "boxes": boxes,
+           "classes": np.asarray([[1, 2, 1, 0], [0, 0, 0, 0]], np.int32), "num_instances": np.asarray([3, 0], np.int32),
+           "masks": masks, "batch_mask": np.ones((2,), np.int32)}
+  if num_keypoints:
+    batch["keypoints"] = keypoints
+  return jax.tree.map(jnp.asarray, batch)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("maskrcnn_resnet50_fpn_narrow", dict(num_classes=3)),
+    ("keypointrcnn_resnet50_fpn_narrow", dict(num_keypoints=4)),
+])
+def test_train_step_finite_losses_and_one_compilation(name, kwargs):
+  model = get_model(name, **SMALL, **kwargs)
+  task = "instances" if model.masks else "keypoints"
+  batch = _batch(model.num_keypoints)
+  variables = random_variables(model, batch["image"].shape)
+  traces = []
+
+  def loss_fn(params, batch_stats, batch, rng):
+    traces.append(1)
+    out, new = build_lib.apply_model(model, {"params": params, "batch_stats": batch_stats}, batch["image"],
+                                     train=True, batch=batch, mutable=["batch_stats"], rngs={"dropout": rng})
+    losses = ld.detection_losses(out[task], batch["batch_mask"])
+    return sum(losses.values()), (losses, out[task])
+
+  step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+  (loss, (losses, out)), grads = step(variables["params"], variables["batch_stats"], batch, jax.random.key(0))
+  expected = {"rpn_objectness", "rpn_box", "roi_classifier", "roi_box"} | ({"mask"} if model.masks else {"keypoint"})
+  assert set(losses) == expected
+  assert all(np.isfinite(float(v)) for v in losses.values()) and np.isfinite(float(loss))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads["rpn"]))) > 0
+  # Sampled counts: RPN at most 64 anchors per image; RoIs: positives only where there are instances.
+  assert int((out["rpn_labels"] >= 0).sum(axis=1).max()) <= 64
+  assert int((out["roi_labels"] > 0)[1].sum()) == 0 and int((out["roi_labels"] > 0)[0].sum()) > 0
+  assert out["roi_class_logits"].shape == (2, 32, model.num_classes)
+  if model.masks:
+    assert out["mask_logits"].shape == (2, 8, 28, 28) and not bool(out["mask_valid"][1].any())
+    assert float(out["mask_targets"].max()) <= 1.0 + 1e-6 and float(out["mask_targets"].max()) > 0.5
+  else:
+    assert out["keypoint_logits"].shape == (2, 8, 56, 56, 4) and not bool(out["keypoint_valid"][1].any())
+  # Another batch with other values (same shapes): no new trace.
+  step(variables["params"], variables["batch_stats"], _batch(model.num_keypoints, seed=1), jax.random.key(1))
+  assert len(traces) == 1
+
+
+def test_all_empty_batch_trains_with_finite_losses():
+  model = get_model("maskrcnn_resnet50_fpn_narrow", num_classes=3, **SMALL)
+  batch = _batch()
+  batch = {**batch, "num_instances": jnp.zeros((2,), jnp.int32), "classes": jnp.zeros((2, 4), jnp.int32)}
+  v = random_variables(model, batch["image"].shape)
+  losses = jax.jit(lambda v, batch: ld.detection_losses(build_lib.apply_model(
+      model, v, batch["image"], train=True, batch=batch, mutable=["batch_stats"],
+      rngs={"dropout": jax.random.key(0)})[0]["instances"]))(v, batch)
+  assert all(np.isfinite(float(x)) for x in losses.values())
+  assert float(losses["rpn_box"]) == 0.0 and float(losses["roi_box"]) == 0.0 and float(losses["mask"]) == 0.0
