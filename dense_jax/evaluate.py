@@ -9,7 +9,8 @@
 
 What it does:
 1. restores the newest checkpoint of `<workdir>/checkpoints` read-only (`dense_jax.tools.restore`, which
-   rebuilds the trainer's `TrainState` from the config; nothing in the workdir is moved or deleted);
+   rebuilds the trainer's `TrainState` from the config; nothing in the workdir is moved or deleted; a
+   damaged newest checkpoint is skipped with one warning and the previous one used, as training does);
    `--config` defaults to the run's own `config.json` — pass the experiment file when it registers
    something the run needs (a dataset generated on the fly, a model);
 2. runs the model over every example of the split (the input pipeline in evaluation mode: in order,
@@ -76,17 +77,19 @@ def _as_size(value, name: str) -> tuple[int, int]:
 
 def _predictor(mode: str, *, tile, stride, overlap, window, margin, tile_batch, scales, flip,
                multiscale_base, pad_to_multiple):
-  """`(apply_fn, images) -> scores` of `mode` with its settings (static: closed over)."""
+  """`(apply_fn, images, task) -> scores` of `mode` with its settings (static: closed over); multi-scale
+  predictions are merged by the task (`Task.merge`, `Task.unflip`)."""
   sliding = dict(tile=tile, stride=stride, overlap=overlap, window=window, margin=margin, tile_batch=tile_batch)
 
-  def predict(apply_fn, images):
+  def predict(apply_fn, images, task):
     if mode == "whole":
       return inference.predict_whole(apply_fn, images, pad_to_multiple=pad_to_multiple)
     if mode == "sliding":
       return inference.predict_sliding(apply_fn, images, pad_to_multiple=pad_to_multiple, **sliding)
     extra = sliding if multiscale_base == "sliding" else {}
     return inference.predict_multiscale(apply_fn, images, scales=scales, flip=flip, mode=multiscale_base,
-                                        pad_to_multiple=pad_to_multiple, **extra)
+                                        pad_to_multiple=pad_to_multiple, merge=task.merge,
+                                        unflip=task.unflip, **extra)
 
   return predict
 
@@ -110,6 +113,18 @@ def _nan_to_none(value):
   if isinstance(value, list):
     return [_nan_to_none(v) for v in value]
   return value
+
+
+def _semantic_task(tasks: dict):
+  """The first semantic-segmentation task of `tasks` (the one the per-class table shows), or None."""
+  from dense_jax.tasks.semantic import SemanticTask  # pylint: disable=g-import-not-at-top
+  return next((t for t in tasks.values() if isinstance(t, SemanticTask)), None)
+
+
+def _semantic_keys(task) -> set:
+  prefix = "" if task.name == "semantic" else f"{task.name}/"
+  return {f"{prefix}{k}" for k in ("miou", "pixel_accuracy", "mean_accuracy")} | {
+      f"{prefix}iou/{n}" for n in task.class_names}
 
 
 def format_table(result: dict) -> str:
@@ -162,9 +177,11 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
   """
   # pylint: disable=g-import-not-at-top
   from dense_jax import data as data_lib
-  from dense_jax import losses
+  from dense_jax import evaluation
+  from dense_jax import tasks as tasks_lib
   from dense_jax.metrics import plots
   from dense_jax.metrics import segmentation as seg_metrics
+  from dense_jax.models.build import apply_model
   from dense_jax.ops._checks import check_choice
   from dense_jax.tools import restore
   from dense_jax.train import config as config_lib
@@ -173,12 +190,14 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
   workdir = pathlib.Path(workdir)
   check_choice(mode, MODES, "mode")
   check_choice(multiscale_base, inference.MODES, "multiscale_base")
+  requested_step = step   # None: the newest checkpoint that reads (a damaged newest one is skipped)
   step = _check_workdir(workdir, step)
   config = config_lib.resolve(restore.load_run_config(workdir) if config is None else config)
   split = split or config.dataset.eval_split
   model, info, train_size = restore.build_model(config)
   if split not in info.splits:
     raise ValueError(f"split: expected one of {list(info.splits)} for {info.name!r}, got {split!r}")
+  tasks = tasks_lib.build_tasks(config.tasks, info)
   size = train_size if image_size is None else _as_size(image_size, "image_size")
   tile = train_size if tile is None else _as_size(tile, "tile")
   scales = tuple(scales)
@@ -186,91 +205,95 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
 
+  from dense_jax.train.checkpoint import CheckpointMismatchError
   try:
-    step, variables = restore.restore_variables(config, workdir, step)
-  except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds for a mismatched tree
+    step, variables = restore.restore_variables(config, workdir, requested_step)
+  except CheckpointMismatchError as e:   # damaged files are not this: restore_variables skips those
     raise ValueError(f"config: checkpoint step {step} in {workdir / restore.CHECKPOINTS} does not restore "
-                     f"into the model/optimizer of this config ({type(e).__name__}: {str(e)[:300]}); pass "
-                     f"the config the run was trained with (leave --config out to use the run's "
-                     f"config.json)") from e
+                     f"into the model/optimizer of this config ({str(e)[:400]}); pass the config the run "
+                     f"was trained with (leave --config out to use the run's config.json)") from e
 
   def apply_fn(variables, images):
-    return model.apply(variables, images, train=False)
+    return apply_model(model, variables, images, train=False)
 
   bound = lambda x: apply_fn(variables, x)
   try:
-    out = jax.eval_shape(bound, jax.ShapeDtypeStruct((1, *size, 3), jnp.float32))
-    shrinks = tuple(out.shape[1:3]) != size
+    outs = jax.eval_shape(bound, jax.ShapeDtypeStruct((1, *size, 3), jnp.float32))
+    tasks_lib.check_outputs(tasks, outs, config.model.name)
+    shrunk = {k: tuple(o.shape[1:3]) for k, o in outs.items() if k in tasks and tuple(o.shape[1:3]) != size}
   except (ValueError, TypeError):   # the size needs padding: found below
-    shrinks = False
-  if shrinks:   # the valid U-Net: evaluated on the centre of the label map, as the trainer does
+    shrunk = {}
+  if shrunk:   # the valid U-Net: evaluated on the centre of the label map, as the trainer does
     if mode != "whole":
-      raise ValueError(f"mode: {config.model.name!r} returns {tuple(out.shape[1:3])} logits for {size} "
-                       f"images (valid convolutions); only mode='whole' evaluates it, got {mode!r}")
+      name, hw = next(iter(shrunk.items()))
+      raise ValueError(f"mode: {config.model.name!r} returns {hw} {name!r} outputs for {size} images (valid "
+                       f"convolutions); only mode='whole' evaluates it, got {mode!r}")
     multiple = None
   elif pad_to_multiple is None:
-    multiple = inference.required_multiple(bound, _fed_sizes(mode, size, tile, scales, multiscale_base))
+    first = next(iter(tasks))
+    multiple = inference.required_multiple(lambda x: bound(x)[first],
+                                           _fed_sizes(mode, size, tile, scales, multiscale_base))
   else:
     multiple = pad_to_multiple
   predict = _predictor(mode, tile=tile, stride=stride, overlap=overlap, window=window, margin=margin,
                        tile_batch=tile_batch, scales=scales, flip=flip, multiscale_base=multiscale_base,
                        pad_to_multiple=multiple)
-  num_classes = info.num_classes
 
-  @jax.jit
-  def confusion_step(variables, images, labels, mask):
-    if shrinks:
-      scores = apply_fn(variables, images)
-      labels = losses.centre_crop_labels(labels, scores.shape[1:3])
-    else:
-      scores = predict(lambda x: apply_fn(variables, x), images)
-    labels = jnp.where(mask[:, None, None] > 0, labels, info.ignore_label)
-    predictions = jnp.argmax(scores, -1).astype(jnp.int32)
-    return seg_metrics.confusion_matrix(labels, predictions, num_classes, ignore_label=info.ignore_label)
+  def predict_fn(variables, images):
+    """`{task: output}` at the input resolution by the chosen mode, one pass per task output."""
+    if shrunk:
+      return apply_fn(variables, images)
+    return {name: predict(lambda x, name=name: apply_fn(variables, x)[name], images, task)
+            for name, task in tasks.items()}
 
-  confusion = np.zeros((num_classes, num_classes), np.int64)
-  examples = 0
+  eval_step = jax.jit(evaluation.make_eval_step(model, tasks, predict_fn=predict_fn))
   it = data_lib.create_iterator(config.dataset.name, split, global_batch_size=batch_size, seed=config.seed,
                                 train=False, image_size=size, data_dir=config.dataset.data_dir,
-                                keys=("image", "semantic"), process_index=0, process_count=1,
+                                keys=tasks_lib.build.batch_keys(tasks), process_index=0, process_count=1,
                                 num_threads=config.dataset.num_threads)
   try:
-    for i, batch in enumerate(it):
-      if max_batches is not None and i >= max_batches:
-        break
-      confusion += np.asarray(confusion_step(variables, jnp.asarray(batch["image"]),
-                                             jnp.asarray(batch["semantic"]), jnp.asarray(batch["batch_mask"])),
-                              np.int64)
-      examples += int(np.sum(batch["batch_mask"]))
+    accs, examples = evaluation.run(eval_step, variables, it, tasks, max_batches=max_batches,
+                                    to_device=lambda b: {k: jnp.asarray(v) for k, v in b.items()})
   finally:
     it.close()
 
-  metrics = seg_metrics.segmentation_metrics(confusion, info.class_names)
-  names = list(info.class_names)
+  metrics = evaluation.results(tasks, accs)
   settings = {"batch_size": batch_size, "max_batches": max_batches, "pad_to_multiple": multiple,
-              "dataset": config.dataset.name, "model": config.model.name}
+              "dataset": config.dataset.name, "model": config.model.name, "tasks": list(tasks)}
   if mode == "sliding" or (mode == "multiscale" and multiscale_base == "sliding"):
     settings.update(tile=list(tile), stride=stride, overlap=overlap, window=window, margin=margin)
   if mode == "multiscale":
     settings.update(scales=list(scales), flip=flip, base=multiscale_base)
   result = {
       "step": int(step), "split": split, "mode": mode, "image_size": list(size), "examples": examples,
-      "pixels": int(confusion.sum()), "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
-      "mean_accuracy": metrics["mean_accuracy"],
-      "per_class_iou": {n: metrics[f"iou/{n}"] for n in names}, "class_names": names,
-      "confusion_matrix": confusion.tolist(), "settings": settings,
-      "seconds": round(time.perf_counter() - start, 2), "files": {}}
+      "metrics": metrics, "settings": settings, "seconds": round(time.perf_counter() - start, 2), "files": {}}
+  semantic = _semantic_task(tasks)
+  confusion = None
+  if semantic is not None:   # the segmentation view: per-class table, confusion matrix
+    confusion = np.asarray(accs[semantic.name]["confusion"], np.int64)
+    names = list(semantic.class_names)
+    seg = seg_metrics.segmentation_metrics(confusion, names)
+    result.update({
+        "pixels": int(confusion.sum()), "miou": seg["miou"], "pixel_accuracy": seg["pixel_accuracy"],
+        "mean_accuracy": seg["mean_accuracy"], "per_class_iou": {n: seg[f"iou/{n}"] for n in names},
+        "class_names": names, "confusion_matrix": confusion.tolist()})
   if write:
     json_path, png_path = result_paths(workdir, split, mode)
-    result["files"] = {"json": str(json_path), "png": str(png_path)}
+    result["files"] = {"json": str(json_path)}
+    if confusion is not None:
+      result["files"]["png"] = str(png_path)
+      plots.plot_confusion_matrix(confusion, png_path, class_names=names,
+                                  title=f"{config.model.name} · {split} · {mode} · step {step}")
     json_path.write_text(json.dumps(_nan_to_none(result), indent=1) + "\n")
-    plots.plot_confusion_matrix(confusion, png_path, class_names=names,
-                                title=f"{config.model.name} · {split} · {mode} · step {step}")
   if verbose:
     print(f"{workdir}: step {step}, {split} ({examples} examples at {size[0]}×{size[1]}), mode {mode}")
-    print(format_table(result))
+    if confusion is not None:
+      print(format_table(result))
+    others = {k: v for k, v in metrics.items() if semantic is None or k not in _semantic_keys(semantic)}
+    for key, value in others.items():
+      print(f"{key:<40}{value:10.4f}" if isinstance(value, float) else f"{key:<40}{value}")
     if write:
-      print(f"Wrote {result['files']['json']} and {result['files']['png']}")
+      print(f"Wrote {' and '.join(result['files'].values())}")
   return result
 
 
@@ -280,9 +303,8 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
 def _define_flags():
   # pylint: disable=g-import-not-at-top
   from absl import flags
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", None, "Experiment file `path.py[:arg]` (default: the run's "
-                                  "config.json).", lock_config=True)
+  from dense_jax.train import cli
+  cli.define_config_flag("Experiment file `path.py[:arg]` (default: the run's config.json).")
   flags.DEFINE_string("workdir", None, "The run's directory (with checkpoints/).")
   flags.DEFINE_enum("mode", "whole", list(MODES), "Inference mode.")
   flags.DEFINE_string("split", None, "Dataset split (default config.dataset.eval_split).")
@@ -318,7 +340,9 @@ def main(argv) -> int:
   from absl import flags
   from absl import logging
   if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    print(f"ERROR: unexpected arguments {argv[1:]} (flags are --name=value; python -m dense_jax.evaluate "
+          f"--helpshort lists them)", file=sys.stderr, flush=True)
+    return 2
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   f = flags.FLAGS
@@ -328,7 +352,7 @@ def main(argv) -> int:
              stride=_pair_flag(f.stride), overlap=f.overlap, window=f.window, margin=f.margin,
              tile_batch=f.tile_batch, scales=[float(s) for s in f.scales], flip=f.flip,
              multiscale_base=f.multiscale_base, pad_to_multiple=f.pad_to_multiple)
-  except ValueError as e:
+  except (ValueError, FileNotFoundError) as e:   # bad input; FileNotFoundError: a dataset's files are missing
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     return 2
   return 0
@@ -338,5 +362,6 @@ if __name__ == "__main__":
   import os
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from absl import app
+  from dense_jax.train import cli as _cli
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=lambda argv: _cli.parse_flags(argv, "dense_jax.evaluate"))

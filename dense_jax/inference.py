@@ -273,7 +273,8 @@ def _check_scales(scales) -> tuple[float, ...]:
 
 def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (0.75, 1.0, 1.25),
                        flip: bool = True, mode: str = "whole", average: str = "probabilities",
-                       pad_to_multiple=None, pad_value: float = PAD_VALUE, **sliding_kwargs):
+                       pad_to_multiple=None, pad_value: float = PAD_VALUE, merge=None, unflip=None,
+                       **sliding_kwargs):
   """Multi-scale (+ horizontal flip) test-time augmentation; float32 `(N, H, W, K)` (module docstring).
 
   Args:
@@ -282,6 +283,10 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
     flip: also predict the horizontal mirror of every scale.
     mode: 'whole' or 'sliding' (then `sliding_kwargs` go to `predict_sliding`: tile, stride, ...).
     average: 'probabilities' (returns log of the mean softmax) or 'logits' (returns the mean logits).
+    merge: `[predictions] -> prediction` replacing `average` (a task's `merge`, e.g. renormalised mean
+      normals); the predictions it gets are float32, mirrored back and resized to (H, W).
+    unflip: `prediction -> prediction` undoing a horizontal flip (a task's `unflip`, e.g. negating the x
+      component of normals); default: mirror back along the width.
   """
   _check_images(images)
   scales = _check_scales(scales)
@@ -296,19 +301,24 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
       return predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value)
     return predict_sliding(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value, **sliding_kwargs)
 
-  total, count = None, 0
+  total, count, outs = None, 0, []
   for s in scales:
     size = scaled_size((h, w), s)
     x = images if size == (h, w) else resize_bilinear(images, size)
     for flipped in ((False, True) if flip else (False,)):
       out = predict(jnp.flip(x, axis=2) if flipped else x).astype(jnp.float32)
       if flipped:
-        out = jnp.flip(out, axis=2)
+        out = unflip(out) if unflip is not None else jnp.flip(out, axis=2)
       if size != (h, w):
         out = resize_bilinear(out, (h, w))
+      if merge is not None:
+        outs.append(out)
+        continue
       term = jax.nn.softmax(out, axis=-1) if average == "probabilities" else out
       total = term if total is None else total + term
       count += 1
+  if merge is not None:
+    return merge(outs)
   mean = total / count
   if average == "logits":
     return mean

@@ -4,9 +4,11 @@
     python -m experiments.evaluate_breakdown runs/dilation/os8        # one run
     python -m experiments.report runs/dilation                        # then the report shows them
 
-The trainer's evaluation computes one confusion matrix (`val/miou`); the breakdowns need the instance
-masks and the label map's boundaries, so they are computed here, after training, from each run's newest
-checkpoint (restored read-only with `dense_jax.tools.restore`), on the same evaluation split:
+The trainer reports the whole-image numbers (`val/miou`); the breakdowns need the instance masks and the
+label map's boundaries, so they are computed here, after training, from each run's newest checkpoint
+(restored read-only with `dense_jax.tools.restore`), on the same evaluation split, by the same
+evaluation loop (`dense_jax.evaluation`) with the semantic task's `breakdown` option (so the mIoU it
+computes on the way is the trainer's `val/miou`):
 
   val/band/{miou,accuracy,fraction}       pixels within `band_radius` px of a label boundary
   val/interior/{miou,accuracy,fraction}   the other valid pixels
@@ -34,7 +36,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 BREAKDOWN_RECORD = "breakdown.json"
 METRICS_FILE = "metrics.jsonl"
@@ -49,44 +50,37 @@ def _settings(config, overrides: dict) -> dict:
   return out
 
 
-def breakdown_confusions_for_run(config, model, variables, settings: dict) -> tuple[dict, int]:
-  """Accumulated `{region: (K, K) int64}` over the config's evaluation split, and the example count."""
+REGIONS = ("band", "interior", "small", "large")
+
+
+def breakdown_metrics_for_run(config, model, variables, settings: dict) -> tuple[dict, int]:
+  """Every metric of the config's tasks over its evaluation split, the semantic task reporting the
+  breakdown regions too (`dense_jax.tasks.semantic`, `breakdown=`), through the one evaluation loop
+  (`dense_jax.evaluation`); and the example count. Keys as the trainer's, without `val/`."""
   # pylint: disable=g-import-not-at-top
   from dense_jax import data as data_lib
-  from dense_jax import losses
-  from dense_jax.metrics import breakdown
+  from dense_jax import evaluation
+  from dense_jax import tasks as tasks_lib
   from dense_jax.tools import restore
+  from dense_jax.train import config as config_lib
+  config = config_lib.resolve(config)
   _, info, image_size = restore.build_model(config)
-  with_masks = "masks" in info.keys
-  keys = ("image", "semantic") + (("masks", "num_instances") if with_masks else ())
-  batch_size = config.get("eval_batch_size") or config.batch_size
-
-  @jax.jit
-  def step(batch):
-    logits = model.apply(variables, batch["image"], train=False)
-    predictions = jnp.argmax(logits, -1).astype(jnp.int32)
-    labels = jnp.where(batch["batch_mask"][:, None, None] > 0, batch["semantic"], losses.IGNORE_LABEL)
-    return breakdown.breakdown_confusions(
-        labels, predictions, info.num_classes, band_radius=int(settings["band_radius"]),
-        masks=batch.get("masks"), num_instances=batch.get("num_instances"),
-        small_area=settings["small_area"] if with_masks else None)
-
-  totals: dict[str, np.ndarray] = {}
-  examples = 0
-  it = data_lib.create_iterator(config.dataset.name, config.dataset.eval_split, global_batch_size=batch_size,
-                                seed=config.seed, train=False, image_size=image_size,
-                                data_dir=config.dataset.data_dir, keys=keys, process_index=0, process_count=1)
+  blocks = config.tasks.to_dict()
+  semantic = next(name for name, block in blocks.items() if block.get("task", name) == "semantic")
+  blocks[semantic]["breakdown"] = {"band_radius": int(settings["band_radius"]),
+                                   "small_area": settings["small_area"]}
+  tasks = tasks_lib.build_tasks(blocks, info)
+  step = jax.jit(evaluation.make_eval_step(model, tasks))
+  it = data_lib.create_iterator(config.dataset.name, config.dataset.eval_split,
+                                global_batch_size=config.eval_batch_size, seed=config.seed, train=False,
+                                image_size=image_size, data_dir=config.dataset.data_dir,
+                                keys=tasks_lib.build.batch_keys(tasks), process_index=0, process_count=1)
   try:
-    for i, batch in enumerate(it):
-      if config.get("eval_max_batches") is not None and i >= config.eval_max_batches:
-        break
-      out = step({k: jnp.asarray(v) for k, v in batch.items()})
-      for name, conf in out.items():
-        totals[name] = totals.get(name, 0) + np.asarray(conf, np.int64)
-      examples += int(np.sum(batch["batch_mask"]))
+    accs, examples = evaluation.run(step, variables, it, tasks, max_batches=config.eval_max_batches,
+                                    to_device=lambda b: {k: jnp.asarray(v) for k, v in b.items()})
   finally:
     it.close()
-  return totals, examples
+  return evaluation.results(tasks, accs), examples
 
 
 def erf_columns(config, model, variables, init_variables, image_size, workdir: pathlib.Path, batch: int
@@ -122,7 +116,6 @@ def load_experiment(workdir: pathlib.Path, experiment: str | None = None):
 def evaluate_run(workdir: pathlib.Path, *, force: bool = False, experiment: str | None = None,
                  **overrides) -> dict | None:
   """Evaluates one run (see the module docstring); returns the record written, or None if skipped."""
-  from dense_jax.metrics import breakdown  # pylint: disable=g-import-not-at-top
   from dense_jax.tools import restore  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   config = restore.load_run_config(workdir)
@@ -140,9 +133,8 @@ def evaluate_run(workdir: pathlib.Path, *, force: bool = False, experiment: str 
   load_experiment(workdir, experiment)
   model, _, image_size = restore.build_model(config)
   step, variables = restore.restore_variables(config, workdir, step)
-  confusions, examples = breakdown_confusions_for_run(config, model, variables, settings)
-  metrics = breakdown.breakdown_metrics({k: v for k, v in confusions.items()}, prefix="val/")
-  metrics = {k: v for k, v in metrics.items() if not k.startswith("val/all/")}
+  everything, examples = breakdown_metrics_for_run(config, model, variables, settings)
+  metrics = {f"val/{k}": v for k, v in everything.items() if k.split("/")[0] in REGIONS}
   metrics.update(erf_columns(config, model, variables, restore.init_variables(config, model, image_size),
                              image_size, workdir, int(settings["erf_batch"])))
   record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}

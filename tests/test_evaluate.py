@@ -64,7 +64,7 @@ def _direct_metrics(workdir):
                                 keys=("image", "semantic"), process_index=0, process_count=1)
   batch = next(iter(it))
   it.close()
-  pred = np.asarray(jnp.argmax(model.apply(variables, jnp.asarray(batch["image"]), train=False), -1))
+  pred = np.asarray(jnp.argmax(model.apply(variables, jnp.asarray(batch["image"]), train=False)["semantic"], -1))
   label = batch["semantic"]
   valid = label != info.ignore_label
   ious = []
@@ -92,6 +92,27 @@ def test_whole_writes_files_and_matches_trainer_and_direct(trained):
   miou, accuracy = _direct_metrics(workdir)
   assert result["miou"] == pytest.approx(miou, abs=1e-12)
   assert result["pixel_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+
+
+def test_evaluate_trainer_and_breakdown_report_the_same_miou(trained):
+  """The one evaluation loop: `python -m dense_jax.evaluate`'s function, the trainer's `val/miou` and
+  `experiments/evaluate_breakdown` (its semantic task with the breakdown regions) agree exactly."""
+  from dense_jax.evaluate import evaluate
+  from dense_jax.tools import restore
+  from experiments import evaluate_breakdown
+  workdir, final = trained
+  config = tiny_config()
+  result = evaluate(config, workdir, mode="whole", write=False, verbose=False)
+  model, _, _ = restore.build_model(config)
+  _, variables = restore.restore_variables(config, workdir)
+  breakdown, examples = evaluate_breakdown.breakdown_metrics_for_run(
+      config, model, variables, dict(band_radius=1, small_area=20))
+  assert examples == result["examples"] == 12
+  assert result["miou"] == final["val/miou"] == breakdown["miou"]
+  assert result["pixel_accuracy"] == final["val/pixel_accuracy"] == breakdown["pixel_accuracy"]
+  # The regions partition the valid pixels: band + interior fractions sum to 1.
+  assert breakdown["band/fraction"] + breakdown["interior/fraction"] == pytest.approx(1.0)
+  assert {"small/miou", "large/miou"} <= set(breakdown)
 
 
 def test_config_from_the_workdir_and_padding_found(trained):

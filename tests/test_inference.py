@@ -212,7 +212,7 @@ def test_with_a_zoo_model():
   from dense_jax.models.registry import get_model
   model = get_model("unet", num_classes=3, width=4, depth=2, padding="same", norm="batch")
   v = random_variables(model, (1, 16, 16, 3))
-  apply_fn = lambda x: model.apply(v, x, train=False)
+  apply_fn = lambda x: model.apply(v, x, train=False)["semantic"]
   x = images((1, 30, 27, 3))
   out = jax.jit(lambda x: inf.predict_multiscale(apply_fn, x, scales=(1.25,), mode="sliding", tile=16,
                                                  pad_to_multiple=4))(x)

@@ -82,3 +82,13 @@ def output_shapes(model, image_size: tuple[int, int], batch_size: int = 1) -> di
   outputs, _ = jax.eval_shape(functools.partial(model.init_with_output, train=False),
                               {"params": key, "dropout": key}, images)
   return outputs
+
+
+def primary_output(outputs, name: str | None = None):
+  """One output of a model's dict for tools that analyse a single map (receptive fields, FLOPs): entry
+  `name`, else 'semantic', else the first; a non-dict (a plain module) is returned as it is."""
+  if not isinstance(outputs, dict):
+    return outputs
+  if name is not None:
+    return outputs[name]
+  return outputs["semantic"] if "semantic" in outputs else next(iter(outputs.values()))

@@ -41,11 +41,15 @@ class SemanticTask(Task):
                breakdown: dict | None = None):
     super().__init__(info=info, name=name, weight=weight)
     self.label_key = "semantic"
-    self.num_classes = int(num_classes if num_classes is not None else _need(info, "num_classes", self.name))
-    if self.num_classes < 1:
+    if num_classes is None and info is not None:
+      num_classes = info.num_classes
+    # None: a loss-only task (no dataset to take the classes from); evaluating it is an error.
+    self.num_classes = None if num_classes is None else int(num_classes)
+    if self.num_classes is not None and self.num_classes < 1:
       raise ValueError(f"config.tasks.{self.name}.num_classes: expected >= 1, got {self.num_classes}")
     names = class_names if class_names is not None else (info.class_names if info is not None else None)
-    self.class_names = tuple(names) if names is not None else tuple(str(i) for i in range(self.num_classes))
+    self.class_names = (tuple(names) if names is not None else
+                        tuple(str(i) for i in range(self.num_classes or 0)))
     if ignore_label is None:
       ignore_label = info.ignore_label if info is not None else losses.IGNORE_LABEL
     self.ignore_label = int(ignore_label)
@@ -93,6 +97,9 @@ class SemanticTask(Task):
   # ---- evaluation -----------------------------------------------------------------------------
   def init(self):
     k = self.num_classes
+    if k is None:
+      raise ValueError(f"config.tasks.{self.name}.num_classes: evaluation needs the number of classes (give "
+                       f"the task a dataset `info` or `num_classes`), got None")
     acc = {"confusion": jnp.zeros((k, k), jnp.int32)}
     if self.breakdown is not None:
       regions = ["band", "interior"] + (["small", "large"] if self.breakdown["small_area"] is not None else [])
@@ -150,12 +157,7 @@ class SemanticTask(Task):
     prediction = np.asarray(prediction)
     h, w = np.shape(image)[:2]
     truth = np.asarray(centre_crop(np.asarray(example[self.label_key])[None], prediction.shape[:2])[0])
-    colours = viz.palette(self.num_classes)
+    colours = viz.palette(self.num_classes or 256)
     return [(f"{self.name} truth", viz.place_centred(colours[np.clip(truth, 0, 255)], (h, w))),
             (f"{self.name} prediction", viz.place_centred(colours[np.clip(prediction, 0, 255)], (h, w)))]
 
-
-def _need(info, attribute: str, task: str):
-  if info is None:
-    raise ValueError(f"config.tasks.{task}.{attribute}: expected a value (or a dataset to take it from), got None")
-  return getattr(info, attribute)

@@ -309,8 +309,9 @@ def format_table(rows: Sequence[Layer]) -> str:
 def erf_map(model: nn.Module, variables, images, output_position=None) -> np.ndarray:
   """`(H, W)` ERF of the logits' pixel `output_position` (default the centre) for `images`."""
   from dense_jax.ops import effective_receptive_field  # pylint: disable=g-import-not-at-top
-  fn = jax.jit(lambda v, x: effective_receptive_field(lambda z: model.apply(v, z, train=False), x,
-                                                      output_position))
+  from dense_jax.models.build import primary_output  # pylint: disable=g-import-not-at-top
+  fn = jax.jit(lambda v, x: effective_receptive_field(lambda z: primary_output(model.apply(v, z, train=False)),
+                                                      x, output_position))
   return np.asarray(fn(variables, jnp.asarray(images, jnp.float32)))
 
 

@@ -114,10 +114,12 @@ def _constrain(spatial: bool):
   return lambda x: sharding_lib.constrain_spatial(x, spatial and getattr(x, "ndim", 0) == 4)
 
 
-def make_train_step(model, tasks: dict, tx, schedule, spatial: bool):
+def make_train_step(model, tx, schedule, spatial: bool, tasks: dict | None = None):
   """The pure train step `(state, batch) -> (state, metrics)` (not yet jitted): the tasks' weighted
-  loss (`dense_jax.tasks.build.total_loss`), its gradient, one optimizer update."""
+  loss (`dense_jax.tasks.build.total_loss`; default one semantic task), its gradient, one optimizer
+  update."""
   constrain = _constrain(spatial)
+  tasks = {"semantic": tasks_lib.get_task("semantic", name="semantic")} if tasks is None else tasks
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -338,7 +340,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
     sharding_of = lambda keys: {k: NamedSharding(mesh, specs[k]) for k in keys}
     to_global = lambda local: sharding_lib.to_global(local, mesh, spatial, pixel_keys)
     replicated = NamedSharding(mesh, P())
-    train_step = jax.jit(make_train_step(model, tasks, tx, schedule, spatial),
+    train_step = jax.jit(make_train_step(model, tx, schedule, spatial, tasks),
                          in_shardings=(state_sharding, sharding_of(train_input.keys)),
                          out_shardings=(state_sharding, replicated), donate_argnums=(0,))
     eval_step = jax.jit(make_eval_step(model, tasks, spatial),

@@ -87,7 +87,7 @@ def unet_rate(size: int, num_classes: int, args) -> float:
   @jax.jit
   def step(params, images, labels):
     def loss_fn(p):
-      logits = model.apply(p, images, train=True)
+      logits = model.apply(p, images, train=True)["semantic"]
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     grads = jax.grad(loss_fn)(params)
     return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)

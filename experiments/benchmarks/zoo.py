@@ -66,9 +66,9 @@ def jax_train_step(name: str, batch: int, size: int):
   @jax.jit
   def step(params, stats, opt_state, key):
     def loss_fn(p):
-      logits, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
+      outputs, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
                                 rngs={"dropout": key})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
+      return optax.softmax_cross_entropy_with_integer_labels(outputs["semantic"], y).mean(), upd["batch_stats"]
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), stats, opt_state, loss

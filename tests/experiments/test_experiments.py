@@ -46,7 +46,7 @@ def test_get_config_is_valid_for_the_trainer(key, arg):
   assert config.dataset.name.endswith("_64") if quick else True
   assert {"band_radius", "small_area", "erf_batch"} <= set(config.experiment)
   model, info, size = restore.build_model(config)
-  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0],
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0]["semantic"],
                        jax.ShapeDtypeStruct((1, *size, 3), jax.numpy.float32))
   assert out.shape == (1, *size, info.num_classes)
 

@@ -34,7 +34,7 @@ def test_config_resolves_and_builds_the_model(name, quick):
   if quick:
     assert (config.dataset.name, config.batch_size, config.cpu_devices) == ("dense_shapes/small_64", 16, 2)
   model, info, size = restore.build_model(config)
-  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0],
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0]["semantic"],
                        jax.ShapeDtypeStruct((1, *size, 3), jnp.float32))
   assert out.shape == (1, *size, info.num_classes)
 

@@ -23,7 +23,7 @@ def test_full_size_output_at_input_resolution(shape):
   model = get_model("deconvnet")
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x).shape == shape[:3] + (21,)
+  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == shape[:3] + (21,)
 
 
 def test_decoder_unpools_with_encoder_indices():

@@ -34,7 +34,7 @@ def test_full_size_output_at_input_resolution(kwargs, shape):
   model = get_model("deeplabv3_resnet50", **kwargs)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x).shape == shape[:3] + (21,)
+  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == shape[:3] + (21,)
   n_branches = len(kwargs.get("atrous_rates", (6, 12, 18))) + 1
   assert all(f"branch{i}_conv" in variables["params"]["aspp"] for i in range(n_branches))
 
@@ -43,10 +43,11 @@ def test_narrow_forward_train_mode_with_aux():
   model = get_model("deeplabv3_resnet50_narrow", num_classes=3, aux_classifier=True)
   x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
   v = random_variables(model, x.shape)
-  y, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats", "intermediates"],
-                                              rngs={"dropout": jax.random.key(2)}))(v, x)
+  out, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                                rngs={"dropout": jax.random.key(2)}))(v, x)
+  y = out["semantic"]
   assert y.shape == (2, 64, 64, 3) and bool(jnp.all(jnp.isfinite(y)))
-  assert state["intermediates"]["aux_logits"][0].shape == (2, 64, 64, 3)
+  assert out["semantic_aux"].shape == (2, 64, 64, 3)
 
 
 def test_bad_arguments():

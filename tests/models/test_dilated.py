@@ -68,16 +68,16 @@ def test_frontend_output_stride_and_resolution():
   model = get_model("dilated_frontend")
   x = jax.ShapeDtypeStruct((1, 96, 128, 3), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  coarse = jax.eval_shape(lambda v, x: model.apply(v, x, train=False, upsample=False), variables, x)
+  coarse = jax.eval_shape(lambda v, x: model.apply(v, x, train=False, upsample=False)["semantic"], variables, x)
   assert coarse.shape == (1, 12, 16, 21)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x).shape == (1, 96, 128, 21)
+  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == (1, 96, 128, 21)
   assert variables["params"]["fc6"]["kernel"].shape == (7, 7, 512, 4096)
 
 
 def test_narrow_context_network_forward():
   model = get_model("dilated_context_narrow", num_classes=4)
   x = jax.random.normal(jax.random.key(3), (1, 64, 48, 3))
-  y = jax.jit(lambda v, x: model.apply(v, x, train=False))(random_variables(model, x.shape), x)
+  y = jax.jit(lambda v, x: model.apply(v, x, train=False)["semantic"])(random_variables(model, x.shape), x)
   assert y.shape == (1, 64, 48, 4) and bool(jnp.all(jnp.isfinite(y)))
 
 

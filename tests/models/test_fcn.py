@@ -53,7 +53,7 @@ def test_full_size_output_at_input_resolution(name, shape):
   model = get_model(name)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x)
   assert out.shape == shape[:3] + (21,)
 
 
@@ -61,7 +61,7 @@ def test_full_size_output_at_input_resolution(name, shape):
 def test_narrow_forward(name):
   model = get_model(name, num_classes=5)
   x = jax.random.normal(jax.random.key(1), (2, 64, 96, 3))
-  y = jax.jit(lambda v, x: model.apply(v, x, train=False))(random_variables(model, x.shape), x)
+  y = jax.jit(lambda v, x: model.apply(v, x, train=False)["semantic"])(random_variables(model, x.shape), x)
   assert y.shape == (2, 64, 96, 5) and bool(jnp.all(jnp.isfinite(y)))
 
 
@@ -69,7 +69,7 @@ def test_pad100_forward_on_an_odd_size():
   """The Caffe geometry (pad 100, ceil pooling, crops 5/9/31) runs on any size, not just shapes."""
   model = FCN(num_classes=4, stride=8, width=0.0625, pad100=True)
   x = jax.random.normal(jax.random.key(1), (1, 37, 45, 3))
-  y = jax.jit(lambda v, x: model.apply(v, x, train=False))(random_variables(model, x.shape), x)
+  y = jax.jit(lambda v, x: model.apply(v, x, train=False)["semantic"])(random_variables(model, x.shape), x)
   assert y.shape == (1, 37, 45, 4) and bool(jnp.all(jnp.isfinite(y)))
 
 
@@ -107,16 +107,16 @@ def test_fixed_upsampling_has_no_parameters_and_same_output():
   v_learn = random_variables(learn, x.shape, seed=3)
   v_learn["params"].update(upsamplers)
   v_fixed = {"params": {k: p for k, p in v_learn["params"].items() if k not in upsamplers}}
-  np.testing.assert_allclose(learn.apply(v_learn, x), fixed.apply(v_fixed, x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(learn.apply(v_learn, x)["semantic"], fixed.apply(v_fixed, x)["semantic"], rtol=1e-5,
+                             atol=1e-5)
 
 
-def test_fcn_resnet_aux_logits_are_sown_at_input_resolution():
+def test_fcn_resnet_aux_logits_are_an_output_at_input_resolution():
   model = get_model("fcn_resnet50_narrow", num_classes=4, aux_classifier=True)
   x = jax.random.normal(jax.random.key(1), (1, 48, 40, 3))
-  y, state = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=["intermediates"]))(
-      random_variables(model, x.shape), x)
-  assert y.shape == (1, 48, 40, 4)
-  assert state["intermediates"]["aux_logits"][0].shape == (1, 48, 40, 4)
+  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(random_variables(model, x.shape), x)
+  assert out["semantic"].shape == (1, 48, 40, 4)
+  assert out["semantic_aux"].shape == (1, 48, 40, 4)
 
 
 def test_bad_input():

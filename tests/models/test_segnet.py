@@ -28,7 +28,7 @@ def test_full_size_output_at_input_resolution(shape):
   model = get_model("segnet", num_classes=11)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x).shape == shape[:3] + (11,)
+  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == shape[:3] + (11,)
 
 
 def check_unpooling_uses_encoder_indices(model, x, decoder_starts_at_pool5=True):
@@ -65,6 +65,7 @@ def test_narrow_forward_and_batch_stats_update():
   x = jax.random.normal(jax.random.key(3), (2, 64, 64, 3))
   v = random_variables(model, x.shape)
   y, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
+  y = y["semantic"]
   assert y.shape == (2, 64, 64, 4) and bool(jnp.all(jnp.isfinite(y)))
   changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), upd["batch_stats"], v["batch_stats"]))
   assert all(changed)

@@ -17,8 +17,8 @@ def test_dense_form_equals_sliding_window(shape, patch_size):
   sliding = SlidingWindow(num_classes=5, patch_size=patch_size, width=0.25, mode="sliding", chunk=97)
   x = jax.random.normal(jax.random.key(1), shape)
   v = random_variables(dense, shape)
-  a = jax.jit(dense.apply)(v, x)
-  b = jax.jit(sliding.apply)(v, x)
+  a = jax.jit(dense.apply)(v, x)["semantic"]
+  b = jax.jit(sliding.apply)(v, x)["semantic"]
   assert a.shape == b.shape == shape[:3] + (5,)
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -51,7 +51,7 @@ def test_each_output_is_the_classifier_of_its_own_patch():
   model = SlidingWindow(num_classes=3, patch_size=14, width=0.25, mode="dense")
   x = np.asarray(jax.random.normal(jax.random.key(2), (1, 11, 10, 3)), np.float64)
   v = random_variables(model, x.shape, seed=4)
-  y = np.asarray(jax.jit(model.apply)(v, jnp.asarray(x, jnp.float32)))
+  y = np.asarray(jax.jit(model.apply)(v, jnp.asarray(x, jnp.float32))["semantic"])
   xp = np.pad(x, ((0, 0), (7, 6), (7, 6), (0, 0)))
   for i, j in [(0, 0), (5, 4), (10, 9), (3, 9)]:
     np.testing.assert_allclose(_patch_classifier(v["params"], xp[0, i:i + 14, j:j + 14]), y[0, i, j],

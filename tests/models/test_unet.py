@@ -41,7 +41,7 @@ def test_param_counts(name, kwargs, expected):
 
 def test_valid_form_shapes():
   model = get_model("unet", num_classes=2)
-  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, 572, 572, 3)))[0])
+  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, 572, 572, 3)))[0])["semantic"]
   assert out.shape == (1, 388, 388, 2)
   assert unet.valid_output_size(572, 4) == 388
   assert 572 in unet.valid_sizes(4) and 570 not in unet.valid_sizes(4)
@@ -50,7 +50,7 @@ def test_valid_form_shapes():
 @pytest.mark.parametrize("up", ["transposed", "bilinear"])
 def test_same_form_keeps_size(up):
   model = get_model("unet", num_classes=5, width=4, depth=3, padding="same", up=up, norm="batch")
-  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, 48, 40, 3)))[0])
+  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, 48, 40, 3)))[0])["semantic"]
   assert out.shape == (2, 48, 40, 5)
 
 
@@ -84,7 +84,7 @@ def test_matches_pytorch(padding, up, norm, size):
   if "batch_stats" in variables:  # non-trivial running statistics, so eval mode is really checked
     variables = dict(variables, batch_stats=jax.tree.map(
         lambda v: v + 0.1 * jnp.arange(v.size, dtype=v.dtype) / v.size, variables["batch_stats"]))
-  ours = np.asarray(model.apply(variables, jnp.asarray(x), train=False))
+  ours = np.asarray(model.apply(variables, jnp.asarray(x), train=False)["semantic"])
   net = TorchUNet(**kwargs).eval()
   assert sum(p.numel() for p in net.parameters()) == _num_params(variables)
   load_flax_params(net, jax.device_get(variables))
@@ -112,7 +112,8 @@ def test_learns():
   @jax.jit
   def step(params, stats, opt):
     def loss_fn(p):
-      logits, new = model.apply({"params": p, "batch_stats": stats}, images, train=True, mutable=["batch_stats"])
+      out, new = model.apply({"params": p, "batch_stats": stats}, images, train=True, mutable=["batch_stats"])
+      logits = out["semantic"]
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new["batch_stats"]
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt = tx.update(grads, opt)
@@ -123,5 +124,5 @@ def test_learns():
     params, stats, opt, loss = step(params, stats, opt)
     first = float(loss) if first is None else first
   assert float(loss) < 0.25 * first
-  pred = model.apply({"params": params, "batch_stats": stats}, images, train=False).argmax(-1)
+  pred = model.apply({"params": params, "batch_stats": stats}, images, train=False)["semantic"].argmax(-1)
   assert np.mean(np.asarray(pred) == labels) > 0.95

@@ -65,8 +65,9 @@ def test_narrow_model_learns_a_tiny_batch(name):
   opt = optax.adam(learning_rate)
 
   def loss_fn(p, stats):
-    logits, updates = model.apply({"params": p, "batch_stats": stats}, x, train=True,
-                                  mutable=["batch_stats"], rngs={"dropout": FAST_KEY()})
+    outputs, updates = model.apply({"params": p, "batch_stats": stats}, x, train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": FAST_KEY()})
+    logits = outputs["semantic"]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, (updates.get("batch_stats", stats), logits)
 
