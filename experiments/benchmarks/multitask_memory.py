@@ -1,0 +1,86 @@
+"""Peak training memory of the UberNet-style multi-task model with 1 task against 5 tasks.
+
+    python -m experiments.benchmarks.multitask_memory                      # narrow, 2 x 128 x 128
+    python -m experiments.benchmarks.multitask_memory --model multitask --batch 8 --size 256
+
+For each configuration it compiles one training step (forward, the sum of one simple loss per task,
+backward: `jax.value_and_grad` over the parameters) with `jax.jit(...).lower(...).compile()` and prints
+XLA's `memory_analysis()`: `temp` (the scratch buffers the step allocates: activations kept for the
+backward pass and the working set — the figure that grows with tasks), `args` (parameters, batch
+statistics, images), `output` (the gradients), and `peak = temp + args + output - aliased`. Nothing runs
+on the device; figures are those of the backend's compiler (CPU here unless JAX sees an accelerator).
+With `--no-remat` the trunk and heads keep every activation, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+import jax.numpy as jnp
+
+from dense_jax.models._dense_tasks import ALL_TASKS
+from dense_jax.models.registry import get_model
+
+
+def simple_loss(outputs):
+  """A stand-in loss touching every output: the mean square of each (the real task losses cost the
+  same memory order: one output-sized map each)."""
+  return sum(jnp.mean(jnp.square(y.astype(jnp.float32))) for y in outputs.values())
+
+
+def training_step_memory(model, shape) -> dict[str, int]:
+  """XLA's memory analysis (bytes) of one compiled forward + backward step of `model` on `shape`."""
+  x = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+
+  def step(params, stats, images):
+    def loss_fn(p):
+      outputs, updates = model.apply({"params": p, "batch_stats": stats}, images, train=True,
+                                     mutable=["batch_stats"])
+      return simple_loss(outputs), updates["batch_stats"]
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return loss, stats, grads
+
+  compiled = jax.jit(step).lower(variables["params"], variables.get("batch_stats", {}), x).compile()
+  m = compiled.memory_analysis()
+  out = {"temp": int(m.temp_size_in_bytes), "args": int(m.argument_size_in_bytes),
+         "output": int(m.output_size_in_bytes), "aliased": int(m.alias_size_in_bytes)}
+  out["peak"] = out["temp"] + out["args"] + out["output"] - out["aliased"]
+  return out
+
+
+def compare(model_name: str, shape, remat: bool = True, **model_kwargs) -> dict[str, dict[str, int]]:
+  """Memory of the 1-task (semantic) and the 5-task model."""
+  result = {}
+  for label, tasks in (("1 task", ("semantic",)), ("5 tasks", ALL_TASKS)):
+    # gray_input fixed so that both models see the same input and differ only by their heads.
+    model = get_model(model_name, tasks=tasks, remat=remat, gray_input=True, **model_kwargs)
+    result[label] = training_step_memory(model, shape)
+  return result
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", default="multitask_narrow")
+  parser.add_argument("--batch", type=int, default=2)
+  parser.add_argument("--size", type=int, default=128)
+  parser.add_argument("--num-classes", type=int, default=9)
+  parser.add_argument("--no-remat", action="store_true")
+  args = parser.parse_args()
+  shape = (args.batch, args.size, args.size, 3)
+  print(f"{args.model}, input {shape}, backend {jax.default_backend()}, remat={not args.no_remat}, "
+        f"load average {os.getloadavg()}")
+  result = compare(args.model, shape, remat=not args.no_remat, num_classes=args.num_classes)
+  mib = lambda b: f"{b / 2 ** 20:9.1f} MiB"
+  for label, m in result.items():
+    print(f"  {label:8s} peak {mib(m['peak'])}  (temp {mib(m['temp'])}, args {mib(m['args'])}, "
+          f"output {mib(m['output'])})")
+  ratio = result["5 tasks"]["peak"] / result["1 task"]["peak"]
+  temp_ratio = result["5 tasks"]["temp"] / result["1 task"]["temp"]
+  print(f"  5 tasks / 1 task: peak x{ratio:.2f}, temp x{temp_ratio:.2f}")
+
+
+if __name__ == "__main__":
+  main()
