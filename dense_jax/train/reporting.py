@@ -10,7 +10,8 @@ Only process 0 writes (the others get `Reporter(enabled=False)`, whose methods d
   own `tf.summary.write` and the scalars/images plugin metadata (tensorflow-cpu ships without the
   `tensorboard` package that `tf.summary.scalar` needs; the files are the same). Skipped with a note if
   TensorFlow is missing.
-- `figures/val_step_<step>.png`: rows of (image | ground truth | prediction), ignore pixels black.
+- `figures/val_step_<step>.png`: rows of (image | each task's ground truth | prediction), drawn by the
+  tasks with `dense_jax.viz` (semantic: class colours, ignore pixels black).
 """
 
 from __future__ import annotations
@@ -23,41 +24,13 @@ import time
 
 import numpy as np
 
+from dense_jax import viz
+
 METRICS_FILE = "metrics.jsonl"
 
-
-def palette(num_classes: int) -> np.ndarray:
-  """`(256, 3)` uint8 colours: a fixed, well-spread colour per class id; 255 (ignore) is black."""
-  rng = np.random.default_rng(7)
-  colours = np.zeros((256, 3), np.uint8)
-  base = np.array([[128, 128, 128], [70, 130, 230], [60, 170, 60], [170, 80, 60], [240, 200, 40],
-                   [220, 60, 200], [40, 220, 220], [250, 130, 30], [150, 90, 240], [255, 255, 255]])
-  colours[:min(num_classes, len(base))] = base[:num_classes]
-  if num_classes > len(base):
-    colours[len(base):num_classes] = rng.integers(30, 256, (num_classes - len(base), 3))
-  colours[255] = 0
-  return colours
-
-
-def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
-                    num_classes: int) -> np.ndarray:
-  """`(n·H, 3·W, 3)` uint8: per example, image | ground truth | prediction (labels may be smaller
-  than the image — the valid U-Net — and are then drawn centred on black)."""
-  colours = palette(num_classes)
-  rows = []
-  for image, label, pred in zip(images, labels, predictions):
-    h, w = image.shape[:2]
-    img = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-    def place(label_map):
-      canvas = np.zeros((h, w, 3), np.uint8)
-      lh, lw = label_map.shape
-      dh, dw = (h - lh) // 2, (w - lw) // 2
-      canvas[dh:dh + lh, dw:dw + lw] = colours[np.clip(label_map, 0, 255)]
-      return canvas
-
-    rows.append(np.concatenate([img, place(label), place(pred)], axis=1))
-  return np.concatenate(rows, axis=0)
+# The drawing lives in dense_jax.viz (one palette for every figure); re-exported for existing callers.
+palette = viz.palette
+prediction_grid = viz.prediction_grid
 
 
 def _format_duration(seconds: float) -> str:

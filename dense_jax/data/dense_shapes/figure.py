@@ -13,15 +13,9 @@ import argparse
 
 import numpy as np
 
+from dense_jax import viz
 from dense_jax.data.dense_shapes import config as config_lib
 from dense_jax.data.dense_shapes import scene
-
-
-def _palette(n: int, seed: int = 3) -> np.ndarray:
-  rng = np.random.default_rng(seed)
-  pal = rng.uniform(0.15, 1.0, size=(max(n, 1), 3))
-  pal[0] = (0.0, 0.0, 0.0)
-  return pal
 
 
 def draw(examples: list[dict], cfg: config_lib.SceneConfig, out: str) -> None:
@@ -31,25 +25,24 @@ def draw(examples: list[dict], cfg: config_lib.SceneConfig, out: str) -> None:
   from matplotlib import patches
 
   names = cfg.classes.names
-  class_pal = _palette(len(names) + 1, seed=1)[1:]
+  class_pal = viz.palette(len(names))[:len(names)] / 255.0   # the trainer's class colours
   cols = ("image", "semantic", "instances", "panoptic", "depth", "normals", "keypoints")
   fig, axes = plt.subplots(len(examples), len(cols), figsize=(2.1 * len(cols), 2.1 * len(examples)),
                            squeeze=False)
   for r, ex in enumerate(examples):
     img = ex["image"]
     n = int(ex["num_instances"])
-    inst_pal = _palette(cfg.max_instances + 1, seed=7)
+    inst_pal = viz.id_palette(cfg.max_instances + 1, seed=7)
     inst = np.zeros(img.shape[:2], int)
     for i in range(n):
       inst[ex["masks"][i] > 0] = i + 1
     panels = {
         "image": img,
-        "semantic": class_pal[ex["semantic"]],
+        "semantic": viz.colour_labels(ex["semantic"], len(names)),
         "instances": 0.35 * img / 255.0 + 0.65 * inst_pal[inst],
-        "panoptic": _palette(cfg.num_segments + 1, seed=11)[ex["panoptic"]],
+        "panoptic": viz.id_palette(cfg.num_segments + 1, seed=11)[ex["panoptic"]],
         "depth": ex["depth"],
-        "normals": np.where(np.linalg.norm(ex["normals"], axis=-1, keepdims=True) > 0,
-                            (ex["normals"] * [1, -1, 1] + 1) / 2, 0),   # y up in colour: green = up
+        "normals": viz.normals_colours(ex["normals"]),   # y up in colour: green = up
         "keypoints": img,
     }
     for c, col in enumerate(cols):
