@@ -1,6 +1,6 @@
 """Model-zoo speed: training images/s against torchvision, and inference images/s of every zoo model.
 
-Run: `python -m experiments.benchmarks.zoo [--quick] [--batch 2] [--train-size 256] [--infer-size 512]`
+Run: `python -m experiments.benchmarks.zoo [--quick] [--batch 2] [--train-size 256] [--infer-size 512] [--profile]`
 (torchvision rows appear when `torchvision` is importable, e.g. from a venv with torch + torchvision.)
 
 1. Training, `--train-size`² (256), batch `--batch`: FCN-ResNet50 and DeepLabV3-ResNet50 (full size,
@@ -13,6 +13,8 @@ Run: `python -m experiments.benchmarks.zoo [--quick] [--batch 2] [--train-size 2
 Times: median of `--repeats` steps after a compile + warm-up step, `block_until_ready` each step;
 the training steps of ours and torchvision's are timed alternately, so a shared machine's load
 falls on both alike.
+`--profile` adds, per training model, where the step's time goes by op class (conv / matmul / layout
+copies / reductions / elementwise, forward and backward; `experiments/benchmarks/op_profile.py`).
 Weights are random (`dense_jax.models._random`): speed does not depend on their values.
 """
 
@@ -31,6 +33,7 @@ import optax
 from dense_jax.models import flops
 from dense_jax.models._random import random_variables
 from dense_jax.models.registry import get_model
+from experiments.benchmarks.op_profile import print_profile, profile_by_class
 
 FULL = ["sliding_window", "fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "deconvnet", "dilated_frontend",
         "dilated_context", "deeplabv3_resnet50", "deeplabv3_resnet101", "unet"]
@@ -52,29 +55,43 @@ def _median_s(step, repeats: int) -> tuple[float, float]:
   return first, statistics.median(times)
 
 
-def jax_train_step(name: str, batch: int, size: int):
-  """A no-argument callable running one jitted training step of our model (blocking)."""
-  model = get_model(name, num_classes=21)
-  shape = (batch, size, size, 3)
+def _logits(out):
+  """A model's semantic logits: models return `{task: output}` (or, before that change, the array)."""
+  return out["semantic"] if isinstance(out, dict) else out
+
+
+def jax_train_parts(name: str, batch: int, size, dtype=jnp.float32, num_classes: int = 21):
+  """(jitted step, its arguments): one training step of our model — forward in training mode with
+  batch statistics and dropout, softmax cross-entropy, backward, SGD momentum 0.9 — on a random
+  `(batch, H, W, 3)` batch (`size` an int or `(H, W)`); `dtype` is the compute dtype (params float32)."""
+  model = get_model(name, num_classes=num_classes, **({} if dtype == jnp.float32 else {"dtype": dtype}))
+  hw = (size, size) if isinstance(size, int) else tuple(size)
+  shape = (batch, *hw, 3)
   variables = random_variables(model, shape)
   params, stats = variables["params"], variables.get("batch_stats", {})
   opt = optax.sgd(0.01, momentum=0.9)
   opt_state = opt.init(params)
-  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
-  y = jnp.asarray(np.random.default_rng(1).integers(0, 21, size=shape[:3]), jnp.int32)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), dtype)
+  y = jnp.asarray(np.random.default_rng(1).integers(0, num_classes, size=shape[:3]), jnp.int32)
 
   @jax.jit
   def step(params, stats, opt_state, key):
     def loss_fn(p):
-      outputs, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
-                                rngs={"dropout": key})
-      return optax.softmax_cross_entropy_with_integer_labels(outputs["semantic"], y).mean(), upd["batch_stats"]
+      out, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": key})
+      logits = _logits(out).astype(jnp.float32)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), stats, opt_state, loss
 
-  state = [params, stats, opt_state]
-  key = jax.random.key(0)
+  return step, [params, stats, opt_state, jax.random.key(0)]
+
+
+def jax_train_step(name: str, batch: int, size, dtype=jnp.float32):
+  """A no-argument callable running one jitted training step of our model (blocking)."""
+  step, args = jax_train_parts(name, batch, size, dtype)
+  state, key = args[:3], args[3]
 
   def run():
     out = step(*state, key)
@@ -147,9 +164,12 @@ def main(argv=None):
   parser.add_argument("--models", nargs="*", default=None, help="inference rows (default: full or narrow list)")
   parser.add_argument("--skip-train", action="store_true")
   parser.add_argument("--skip-infer", action="store_true")
+  parser.add_argument("--profile", action="store_true",
+                      help="after the training table, time each model's step by op class (op_profile)")
   args = parser.parse_args(argv)
   repeats = args.repeats or (2 if args.quick else 5)
-  print(f"backend: {jax.default_backend()}, devices: {jax.device_count()}, cpu cores: {os.cpu_count()}")
+  print(f"backend: {jax.default_backend()}, devices: {jax.device_count()}, cpu cores: {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}")
 
   if not args.skip_train:
     print(f"\n## training images/s, {args.train_size}x{args.train_size}, batch {args.batch}, median of {repeats}")
@@ -163,7 +183,12 @@ def main(argv=None):
       ours, theirs = speed["ours"], speed.get("torchvision")
       ratio = f"{ours / theirs:7.2f}" if theirs else f"{'-':>7s}"
       tv = f"{theirs:12.3f}" if theirs else f"{'(absent)':>12s}"
-      print(f"{name:22s} {ours:8.3f} {tv} {ratio}", flush=True)
+      print(f"{name:22s} {ours:8.3f} {tv} {ratio}   (load average {os.getloadavg()[0]:.1f})", flush=True)
+    if args.profile:
+      for name in ("fcn_resnet50", "deeplabv3_resnet50"):
+        step, step_args = jax_train_parts(name, args.batch, args.train_size)
+        print_profile(f"{name} training step, {args.train_size}x{args.train_size}, batch {args.batch}",
+                      profile_by_class(step.lower(*step_args).compile(), step_args, steps=2))
 
   if not args.skip_infer:
     names = args.models or (NARROW if args.quick else FULL)
