@@ -116,3 +116,54 @@ def test_keypointrcnn_equals_torchvision():
   kp = np.asarray(out["keypoints"][0, :d])
   boxes = np.asarray(out["boxes"][0, :d])
   assert np.all(kp[..., 0] >= boxes[:, None, 0]) and np.all(kp[..., 0] <= np.maximum(boxes[:, None, 2], boxes[:, None, 0] + 1))
+
+
+# ------------------------------------------------------------------------------------------ training
+# With sample sizes above the candidate counts and positive fraction 1, both samplers take every anchor /
+# RoI, so torchvision's training losses are deterministic and must equal ours (batch-statistics BN in both).
+TRAIN = dict(rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_batch_size_per_image=4096,
+             rpn_positive_fraction=1.0, box_batch_size_per_image=64, box_positive_fraction=1.0)
+
+
+def _instances(rng, num_keypoints=0):
+  boxes = np.asarray([[10, 12, 60, 70], [40, 30, 120, 100], [70, 5, 100, 50]], np.float32)  # xyxy
+  masks = np.zeros((3, SIZE, SIZE), np.uint8)
+  for i, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+    masks[i, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) > 0.3
+  kps = np.stack([rng.uniform(boxes[:, :1], boxes[:, 2:3], (3, max(num_keypoints, 1))),
+                  rng.uniform(boxes[:, 1:2], boxes[:, 3:4], (3, max(num_keypoints, 1))),
+                  rng.integers(0, 3, (3, max(num_keypoints, 1))).astype(np.float32)], -1).astype(np.float32)
+  return boxes, np.asarray([1, 1, 1] if num_keypoints else [1, 2, 1]), masks, kps
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["maskrcnn", "keypointrcnn"])
+def test_training_losses_equal_torchvision(kind):
+  torch = pytest.importorskip("torch")
+  tv = pytest.importorskip("torchvision")
+  rng = np.random.default_rng(5)
+  k = 5 if kind == "keypointrcnn" else 0
+  builder = getattr(tv.models.detection, f"{kind}_resnet50_fpn")
+  extra = dict(num_classes=3) if k == 0 else dict(num_keypoints=k)
+  tm = _torchvision_model(torch, tv, builder, **extra, **TRAIN).train()
+  image = rng.random((3, SIZE, SIZE)).astype(np.float32)
+  boxes, labels, masks, kps = _instances(rng, k)
+  target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+  target.update({"keypoints": torch.from_numpy(kps)} if k else {"masks": torch.from_numpy(masks)})
+  with torch.no_grad():
+    ref = {n: float(v) for n, v in tm([torch.from_numpy(image)], [target]).items()}
+  sd = {n: v.numpy() for n, v in tm.state_dict().items()}
+  imported = getattr(tvc, f"{kind}_resnet50_fpn")(sd)
+  images = jnp.asarray(image.transpose(1, 2, 0)[None])
+  model, v = _ours(f"{kind}_resnet50_fpn", imported, images, **extra, **TRAIN)
+  batch = {"boxes": jnp.asarray(boxes[None][..., [1, 0, 3, 2]]), "classes": jnp.asarray(labels[None], jnp.int32),
+           "num_instances": jnp.asarray([3]), "masks": jnp.asarray(masks[None]), "keypoints": jnp.asarray(kps[None])}
+  from dense_jax import losses_detection as ld
+  out = jax.jit(lambda v, x, b: ld.detection_losses(model.apply(
+      v, x, train=True, targets=b, mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})[0][model.task]))(
+          v, images, batch)
+  names = {"rpn_objectness": "loss_objectness", "rpn_box": "loss_rpn_box_reg", "roi_classifier": "loss_classifier",
+           "roi_box": "loss_box_reg", "mask": "loss_mask", "keypoint": "loss_keypoint"}
+  assert {names[n] for n in out} == set(ref)
+  for n, value in out.items():
+    np.testing.assert_allclose(float(value), ref[names[n]], rtol=2e-4, err_msg=n)
