@@ -18,9 +18,9 @@ output is `out[p, q] = sum_{h, w} Ay[p, h] Ax[q, w] F[h, w]` with per-RoI interp
 `Ay (out_h, H)`, `Ax (out_w, W)` that each hold, per row, the bilinear weights of its samples / grid.
 
 Two backends, equal up to float rounding (tested):
-  'gather'  reads the 4 neighbours of every sample from the flattened feature maps (all levels in one
-            table): work ~ K * out_h * out_w * grid^2 * 4 * C, the gradient is a scatter-add. The
-            choice on CPU/GPU.
+  'gather'  reads the 2x2 neighbours of every sample from the flattened feature maps (all levels in
+            one table, two gathers of horizontal pairs): work ~ K * out_h * out_w * grid^2 * 4 * C, the
+            gradient is a scatter-add. The choice on CPU/GPU.
   'einsum'  builds `Ay`, `Ax` as dense one-hot-weighted matrices and contracts
             `sum_h Ay[p, h] F[h, w, c]` then `sum_w Ax[q, w] (.)` on the MXU; the gradient is the same
             contractions (no scatter-add, which TPUs serialise). Work ~ K * out_h * H * W * C per level
@@ -37,6 +37,10 @@ RoI layouts: `boxes (N, R, 4)` (R RoIs per image, output `(N, R, out_h, out_w, C
 with `batch_indices (K,)` (output `(K, out_h, out_w, C)`, torchvision's (K, 5) split in two). Padding
 RoIs give finite values; mask them. Gradients flow to the features (torchvision's backward) and also
 to the boxes through the bilinear weights (torchvision gives boxes none; detach them if you need that).
+Speed (MultiScaleRoIAlign-sized: 2 images x 512 RoIs, P2-P5 of a 512x512 input, C=256, ratio 2, 2-core CPU
+under load average 10-15, so rough): 7x7 forward 1.5 s vs torchvision 1.0 s, forward+backward 1.9 s vs
+5.2 s; 14x14 forward 5.4 s vs 2.6 s, forward+backward 7.2 s vs 16.9 s. The forward materialises the
+gathered neighbours (K x samples x 2 x C) before the weighted sum; chunking over RoIs (lax.map) was slower.
 The public functions are jitted with their configuration static (sizes, ratios, flags as hashable
 Python values: tuples, not lists), so eager calls compile once per shape.
 """
@@ -129,27 +133,32 @@ def _rois_to_samples(boxes, scale, out_hw, sampling_ratio, aligned, max_grid, he
 
 def _gather_backend(features, boxes, batch, level, scales, out_hw, sampling_ratio, aligned, max_grid):
   """`features`: list of `(N, H_l, W_l, C)`; `boxes (K, 4)`, `batch (K,)`, `level (K,)` index into the
-  list. All levels are flattened into one `(sum_l N H_l W_l, C)` table and read with one gather per
-  neighbour."""
-  n = features[0].shape[0]
+  list. Every level gets a zero column and row on its right and bottom and all are flattened into one
+  `(sum_l N (H_l + 1)(W_l + 1), C)` table, so the horizontal neighbours `(x_lo, x_lo + 1)` of a sample are
+  two consecutive table rows: one gather of `(2, C)` slices per sample and vertical neighbour (at the
+  last column `x_lo + 1` is the zero column, whose weight is 0 there). Fewer, contiguous reads than four
+  single-pixel gathers, and half the scatter-adds in the gradient (measured ~1.4x faster backward)."""
+  n, c = features[0].shape[0], features[0].shape[-1]
   sizes = [(f.shape[1], f.shape[2]) for f in features]
-  offsets = np.cumsum([0] + [n * h * w for h, w in sizes])[:-1]
-  table = jnp.concatenate([f.reshape(-1, f.shape[-1]) for f in features], axis=0)
+  padded = [jnp.pad(f, ((0, 0), (0, 1), (0, 1), (0, 0))) for f in features]
+  offsets = np.cumsum([0] + [n * (h + 1) * (w + 1) for h, w in sizes])[:-1]
+  table = jnp.concatenate([f.reshape(-1, c) for f in padded], axis=0)
   heights = jnp.asarray([h for h, _ in sizes], jnp.int32)[level]
   widths = jnp.asarray([w for _, w in sizes], jnp.int32)[level]
   scale = jnp.asarray(scales, boxes.dtype)[level]
-  base = jnp.asarray(offsets, jnp.int32)[level] + batch * heights * widths
-  (y_lo, y_hi, wy_lo, wy_hi), (x_lo, x_hi, wx_lo, wx_hi) = _rois_to_samples(
+  base = jnp.asarray(offsets, jnp.int32)[level] + batch * (heights + 1) * (widths + 1)
+  (y_lo, y_hi, wy_lo, wy_hi), (x_lo, _, wx_lo, wx_hi) = _rois_to_samples(
       boxes, scale, out_hw, sampling_ratio, aligned, max_grid, heights, widths)
+  wx = jnp.stack([wx_lo, wx_hi], axis=-1)  # (K, Q, Gx, 2)
+  dims = lax.GatherDimensionNumbers(offset_dims=(5, 6), collapsed_slice_dims=(), start_index_map=(0,))
   out = 0.0
   for y_idx, wy in ((y_lo, wy_lo), (y_hi, wy_hi)):
-    for x_idx, wx in ((x_lo, wx_lo), (x_hi, wx_hi)):
-      # flat index (K, out_h, Gy, out_w, Gx) of this neighbour of every sample
-      row = base[:, None, None] + y_idx * widths[:, None, None]
-      idx = row[:, :, :, None, None] + x_idx[:, None, None, :, :]
-      values = jnp.take(table, idx, axis=0, mode="clip")  # (K, P, Gy, Q, Gx, C)
-      weight = wy[:, :, :, None, None] * wx[:, None, None, :, :]
-      out = out + jnp.sum(values * weight[..., None].astype(values.dtype), axis=(2, 4))
+    row = base[:, None, None] + y_idx * (widths[:, None, None] + 1)  # (K, P, Gy)
+    start = row[:, :, :, None, None] + x_lo[:, None, None, :, :]  # (K, P, Gy, Q, Gx)
+    values = lax.gather(table, start[..., None], dims, slice_sizes=(2, c), mode="clip")  # (K,P,Gy,Q,Gx,2,C)
+    weight = wy[:, :, :, None, None, None] * wx[:, None, None]  # (K, P, Gy, Q, Gx, 2)
+    out = out + jnp.einsum("kpyqxbc,kpyqxb->kpqc", values, weight.astype(values.dtype),
+                           precision=lax.Precision.HIGHEST)
   return out
 
 
