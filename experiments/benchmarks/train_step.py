@@ -1,7 +1,7 @@
 """Training-step benchmark of the quick U-Net: JAX vs the same network in PyTorch, memory, halo exchange.
 
     python -m experiments.benchmarks.train_step                 # all three parts
-    python -m experiments.benchmarks.train_step --part speed --steps 30
+    python -m experiments.benchmarks.train_step --part speed --steps 30 [--ab-conv-vjp]
     python -m experiments.benchmarks.train_step --part memory   # peak memory of one step, 256x256 batch 8
     python -m experiments.benchmarks.train_step --part hlo      # spatial partitioning: collectives in the HLO
     python -m experiments.benchmarks.train_step --part flops    # achieved FLOP/s vs matmul peak, f32/bf16
@@ -128,9 +128,13 @@ def speed(args) -> None:
   batch = args.batch or config.batch_size
   num_classes = 9
   import jax  # pylint: disable=g-import-not-at-top
+  from experiments.benchmarks.conv import xla_conv_gradients  # pylint: disable=g-import-not-at-top
   runners = {}
   for n in sorted({1, len(jax.devices())}):
     runners[f"JAX (dense_jax), {n} device(s)"] = jax_runner(config, batch, size, num_classes, args.steps, n)
+    if args.ab_conv_vjp:  # the same step with XLA's own conv gradients (compiled here, inside)
+      with xla_conv_gradients():
+        runners[f"JAX XLA conv grads, {n} device(s)"] = jax_runner(config, batch, size, num_classes, args.steps, n)
   try:
     for threads in args.threads:
       runners[f"PyTorch {_torch_version()}, {threads} thread(s)"] = torch_runner(
@@ -146,11 +150,12 @@ def speed(args) -> None:
   m = config.model
   print(f"\nTraining step, U-Net width={m.width} depth={m.depth} padding={m.padding} up={m.up} "
         f"norm={m.norm}, batch {batch}, {size}x{size}, {num_classes} classes, AdamW; {os.cpu_count()} CPU "
-        f"cores; median of {args.repeats} interleaved rounds of {args.steps} steps")
+        f"cores; median of {args.repeats} interleaved rounds of {args.steps} steps; load average "
+        f"{os.getloadavg()[0]:.1f} (a shared machine's figures are not speed figures)")
   print("| framework | images/s |\n|---|---|")
   for name, value in ips.items():
     print(f"| {name} | {value:.1f} |")
-  jax_best = max((k for k in ips if k.startswith("JAX")), key=ips.get)
+  jax_best = max((k for k in ips if k.startswith("JAX (")), key=ips.get)
   torch_names = [k for k in ips if k.startswith("PyTorch")]
   if torch_names:
     best = max(torch_names, key=ips.get)
@@ -325,6 +330,8 @@ def main(argv=None) -> None:
   parser.add_argument("--overrides", default="", help="extra get_config args, e.g. 'up=bilinear'")
   parser.add_argument("--dump", default="", help="write the spatial step's optimised HLO here")
   parser.add_argument("--flops_size", type=int, default=256, help="image side for --part flops")
+  parser.add_argument("--ab-conv-vjp", action="store_true",
+                      help="speed: also time the step with XLA's own conv gradients (no blocked weight gradient)")
   args = parser.parse_args(argv)
   if args.part in ("all", "speed", "memory", "flops"):
     import jax  # pylint: disable=g-import-not-at-top

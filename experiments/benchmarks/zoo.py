@@ -33,6 +33,7 @@ import optax
 from dense_jax.models import flops
 from dense_jax.models._random import random_variables
 from dense_jax.models.registry import get_model
+from experiments.benchmarks.conv import xla_conv_gradients
 from experiments.benchmarks.op_profile import print_profile, profile_by_class
 
 FULL = ["sliding_window", "fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "deconvnet", "dilated_frontend",
@@ -164,6 +165,8 @@ def main(argv=None):
   parser.add_argument("--models", nargs="*", default=None, help="inference rows (default: full or narrow list)")
   parser.add_argument("--skip-train", action="store_true")
   parser.add_argument("--skip-infer", action="store_true")
+  parser.add_argument("--ab-conv-vjp", action="store_true",
+                      help="also time our step with XLA's own conv gradients (no blocked weight gradient)")
   parser.add_argument("--profile", action="store_true",
                       help="after the training table, time each model's step by op class (op_profile)")
   args = parser.parse_args(argv)
@@ -176,6 +179,10 @@ def main(argv=None):
     print(f"{'model':22s} {'ours':>8s} {'torchvision':>12s} {'ratio':>7s}")
     for name in ("fcn_resnet50", "deeplabv3_resnet50"):
       runs = {"ours": jax_train_step(name, args.batch, args.train_size)}
+      if args.ab_conv_vjp:  # the same step with XLA's own conv gradients, compiled inside
+        with xla_conv_gradients():
+          runs["ours, XLA conv grads"] = jax_train_step(name, args.batch, args.train_size)
+          runs["ours, XLA conv grads"]()
       torch_run = torch_train_step(name, args.batch, args.train_size)
       if torch_run is not None:
         runs["torchvision"] = torch_run
@@ -184,6 +191,9 @@ def main(argv=None):
       ratio = f"{ours / theirs:7.2f}" if theirs else f"{'-':>7s}"
       tv = f"{theirs:12.3f}" if theirs else f"{'(absent)':>12s}"
       print(f"{name:22s} {ours:8.3f} {tv} {ratio}   (load average {os.getloadavg()[0]:.1f})", flush=True)
+      if "ours, XLA conv grads" in speed:
+        print(f"{'  with XLA conv grads':22s} {speed['ours, XLA conv grads']:8.3f}   (blocked / XLA: "
+              f"{ours / speed['ours, XLA conv grads']:.2f})", flush=True)
     if args.profile:
       for name in ("fcn_resnet50", "deeplabv3_resnet50"):
         step, step_args = jax_train_parts(name, args.batch, args.train_size)
