@@ -524,7 +524,9 @@ def conv_transpose2d(x, w, *, stride, padding=0, output_padding=0, dilation=1, m
       "insert zeros, then convolve"), 'phase' (sub-pixel decomposition with a hand-written VJP,
       see the module docstring) or 'auto' (per backend). The hand-written VJP supports reverse mode
       to any order (grad of grad) but not forward mode (`jax.jvp`, `jax.jacfwd`): use
-      'reference' there.
+      'reference' there. 'phase' gives NaN/±Inf where 'reference' does: with a non-finite input
+      (or cotangent) it runs the reference form instead (a `lax.cond`; under `vmap` both branches
+      run, so batched calls pay for the reference form too).
 
   Returns:
     `(N, H_out, W_out, C_out)`.
