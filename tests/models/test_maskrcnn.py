@@ -5,6 +5,7 @@ argument checks. Parity of the outputs with torchvision: test_maskrcnn_parity.py
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from dense_jax import losses_detection as ld
@@ -150,6 +151,24 @@ def test_train_step_finite_losses_and_one_compilation(name, kwargs):
   # Another batch with other values (same shapes): no new trace.
   step(variables["params"], variables["batch_stats"], _batch(model.num_keypoints, seed=1), jax.random.key(1))
   assert len(traces) == 1
+  # It learns: Adam on this one batch (same sampling key) lowers the total loss markedly.
+  tx = optax.adam(1e-3)
+  params, opt_state, first = variables["params"], None, float(loss)
+  opt_state = tx.init(params)
+  for _ in range(15):
+    (value, _), grads = step(params, variables["batch_stats"], batch, jax.random.key(0))
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+  assert len(traces) == 1 and float(value) < 0.7 * first, (first, float(value))
+
+
+def test_bfloat16_train_outputs_trace():
+  model = get_model("maskrcnn_resnet50_fpn_narrow", num_classes=3, dtype=jnp.bfloat16, **SMALL)
+  batch = _batch()
+  v = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), batch["image"])
+  out = jax.eval_shape(lambda v, b: model.apply(v, b["image"], train=True, targets=b, mutable=["batch_stats"],
+                                                rngs={"dropout": jax.random.key(0)})[0], v, batch)["instances"]
+  assert out["mask_logits"].dtype == jnp.float32 and out["roi_class_logits"].shape == (2, 32, 3)
 
 
 def test_all_empty_batch_trains_with_finite_losses():
