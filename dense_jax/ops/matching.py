@@ -52,7 +52,7 @@ def match_boxes(quality, high_threshold: float, low_threshold: float, allow_low_
   elif getattr(gt_valid, "shape", None) != quality.shape[:-1]:
     raise ValueError(f"gt_valid: expected shape {quality.shape[:-1]}, got {getattr(gt_valid, 'shape', gt_valid)}")
   gt_valid = jnp.asarray(gt_valid, bool)
-  if quality.shape[-2] == 0:
+  if quality.shape[-2] == 0 or quality.shape[-1] == 0:
     return jnp.full(quality.shape[:-2] + quality.shape[-1:], BELOW_LOW_THRESHOLD, jnp.int32)
   masked = jnp.where(gt_valid[..., :, None], quality, -jnp.inf)
   best = jnp.max(masked, axis=-2)

@@ -49,6 +49,7 @@ def test_empty_image_and_batched_jit():
   np.testing.assert_array_equal(out[0], match_boxes(q[0, :2], 0.7, 0.3, True))
   np.testing.assert_array_equal(out[1], -1)
   np.testing.assert_array_equal(match_boxes(np.zeros((0, 5), np.float32), 0.7, 0.3, True), -1)
+  assert match_boxes(np.zeros((3, 0), np.float32), 0.7, 0.3, True).shape == (0,)
   # typical use: IoU of ground truth with anchors
   gt = np.array([[0, 0, 10, 10]], np.float32)
   anchors = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 20, 30, 30]], np.float32)
