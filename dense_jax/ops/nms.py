@@ -17,7 +17,8 @@ How (static shapes, the TF Model Garden idea of tiled NMS): the sorted boxes are
 (`max_output x tile` IoUs), then by itself: inside the tile the greedy rule `keep[j] = alive[j] and not
 any(keep[i] and iou[i, j] > t for i < j)` has exactly one solution, reached by iterating the rule from
 `keep = alive` (after m iterations the first m entries are final, so it stops after at most tile + 1
-iterations, usually 2-4). The loop over tiles stops once `max_output` boxes are kept. Work: about
+iterations, usually 2-4). The loop over tiles stops once `max_output` boxes are kept or the remaining
+boxes are all invalid (e.g. below a score threshold: cheap per-class NMS over many candidates). Work: about
 `N x max_output` IoUs instead of torchvision's up to `N^2 / 2` sequential ones; memory `O(tile^2 +
 max_output x tile)`.
 
@@ -34,7 +35,8 @@ across classes, which torchvision's unstable final sort leaves unspecified).
 NMS is not differentiable: the outputs are integer indices and masks. The public functions are jitted
 (threshold, max_output and tile_size static), so eager calls compile once per shape.
 Speed (2-core CPU under load avg ~14, jitted): 1000 boxes -> 1000 outputs 25 ms; 4000 -> 1000 30 ms;
-4000 -> 2000 87 ms (tile 256; tile 512 was slower).
+4000 -> 2000 87 ms (tile 256; tile 512 was slower); box-head style, 90k boxes of 90 classes of which 9k
+valid -> 100: 109 ms (torchvision's batched_nms on the 9k valid ones: 75 ms), same result.
 """
 
 from __future__ import annotations
@@ -132,8 +134,13 @@ def _nms_one(boxes, scores, valid, classes, threshold, max_output, tile_size):
 
   init = (jnp.int32(0), jnp.int32(0), jnp.zeros((max_output, 4), s_boxes.dtype),
           jnp.zeros((max_output,), s_classes.dtype), jnp.zeros((max_output,), jnp.int32))
-  _, count, _, _, k_index = lax.while_loop(
-      lambda s: (s[0] < padded // tile) & (s[1] < max_output), tile_body, init)
+  num_tiles = padded // tile
+
+  def more(state):  # tiles left, room left, and the next tile starts with a valid box (valid sort first)
+    t, count = state[0], state[1]
+    return (t < num_tiles) & (count < max_output) & s_valid[jnp.minimum(t, num_tiles - 1) * tile]
+
+  _, count, _, _, k_index = lax.while_loop(more, tile_body, init)
   return k_index, jnp.arange(max_output) < count
 
 
