@@ -12,8 +12,8 @@ Importing this package registers every dataset in the source registry (`sources`
 
 from dense_jax.data import dense_shapes  # registers dense_shapes/*
 from dense_jax.data import real  # registers the real datasets
-from dense_jax.data.pipeline import DataIterator, create_iterator
+from dense_jax.data.pipeline import DataFileError, DataIterator, create_iterator
 from dense_jax.data.sources import DatasetInfo, available, dataset_info, get_source, register_source
 
-__all__ = ["DataIterator", "DatasetInfo", "available", "create_iterator", "dataset_info", "get_source",
-           "register_source"]
+__all__ = ["DataFileError", "DataIterator", "DatasetInfo", "available", "create_iterator", "dataset_info",
+           "get_source", "register_source"]

@@ -21,6 +21,11 @@ Order and randomness, all derived from `seed` (a non-negative int):
   to `image_size`), one pass by default, the last batch padded.
 Prefetching: `num_threads` threads decode and augment examples ahead of the consumer (threads, not
 processes: numpy releases the GIL in the heavy parts and the machines this targets have few cores).
+
+A file that cannot be read (a truncated or damaged image: `UnreadableFileError` of the real-dataset
+loaders, or an OSError) raises `DataFileError` from `next(it)` (and from `create_iterator` for the
+first evaluation example), naming the dataset, the split, the example and the file, and saying what to
+do; the trainer and `python -m dense_jax.evaluate` print it as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -38,6 +43,21 @@ from dense_jax.data import sources
 _STATE_VERSION = 1
 
 
+class DataFileError(ValueError):
+  """An example of a dataset cannot be read (a damaged or truncated file); the message names the
+  dataset, split, example index and file, and what to do."""
+
+
+def _unreadable(error: Exception, dataset: str, split: str, index: int, loader: str) -> DataFileError:
+  what = "missing" if isinstance(error, FileNotFoundError) else "damaged or truncated"
+  return DataFileError(
+      f"dataset {dataset!r}, split {split!r}, example {index}: {error}. The file is {what} (an interrupted "
+      f"download, copy or extraction?): put the original back from the dataset's archive (re-extract it; "
+      f"where to get the files is in the docstring of {loader}), "
+      f"or delete that example's files so the loader no longer lists it, then rerun (a training run "
+      f"resumes from its last checkpoint).")
+
+
 def _fill_value(key: str, ignore_label: int) -> int:
   return ignore_label if key == "semantic" else 0
 
@@ -53,12 +73,19 @@ class _ExampleFn:
   keypoint_flip_perm: tuple
   ignore_label: int
   template: dict | None = None   # zero example for padding (evaluation)
+  dataset: str = ""              # for error messages
+  split: str = ""
 
   def __call__(self, element) -> dict:
     epoch, index = element
     if index < 0:
       return {**self.template, "batch_mask": np.float32(0.0)}
-    ex = dict(self.source[int(index)])
+    from dense_jax.data.real._common import UnreadableFileError  # pylint: disable=g-import-not-at-top
+    try:
+      ex = dict(self.source[int(index)])
+    except (UnreadableFileError, OSError, EOFError) as e:   # not a loader bug: keep those as they are
+      loader = type(getattr(self.source, "_source", self.source)).__module__   # _KeySelect wraps it
+      raise _unreadable(e, self.dataset, self.split, int(index), loader) from e
     if self.train and self.augment is not None:
       rng = np.random.default_rng([self.seed, int(epoch), int(index)])
       ex = augment_lib.random_augment(ex, rng, self.size, self.augment,
@@ -201,7 +228,8 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
     raise ValueError(f"dataset: {dataset!r} split {split!r} is empty")
 
   fn = _ExampleFn(source=source, train=train, seed=seed, size=size, augment=aug,
-                  keypoint_flip_perm=info.keypoint_flip_perm, ignore_label=info.ignore_label)
+                  keypoint_flip_perm=info.keypoint_flip_perm, ignore_label=info.ignore_label,
+                  dataset=dataset, split=split)
   if train:
     per_process = n // pc
     if per_process < batch:

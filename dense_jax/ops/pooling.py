@@ -194,10 +194,18 @@ def max_unpool(y, indices, window, stride=None, padding=0, output_size=None, *, 
     output_size: `(H, W)` of the pooling's input; default `unpooled_size(...)`. It must be a size
       the pooling could have come from: `(H + 2·ph - kh) // sh + 1 == Ho` (likewise W).
     method: 'window' — decode each index into its offset inside its own window and write with
-      selects: O(N·H·W·C) for non-overlapping windows, O(kh·kw·N·H·W·C) otherwise; an index outside
-      its window is dropped (max pooling never produces one). 'dense' — compare every output
-      position with every index, O(N·C·H·W·Ho·Wo): any in-range index is honoured; the
+      selects: O(N·H·W·C) for non-overlapping windows, O(kh·kw·N·H·W·C) otherwise; it needs every
+      index inside its own window (max pooling never produces another). 'dense' — compare every
+      output position with every index, O(N·C·H·W·Ho·Wo): any index in [0, H·W) is honoured; the
       reference form, for tests and small maps. 'auto' = 'window'.
+
+  Index checks: when `indices` is a concrete array (called outside `jit`, or a constant inside it),
+  an index outside [0, H·W) — and, for 'window', one outside its own window — raises ValueError
+  naming the first such position (PyTorch raises "Found an invalid max index" for the former).
+  Inside `jit`/`vmap`/`grad` the indices are abstract and nothing can be checked without a host
+  round trip: such an index then writes nothing (its value is dropped, the output keeps 0 there) and
+  gets a zero gradient — the result is well defined, but silently not what was meant. Check indices
+  that do not come from `max_pool_with_argmax` before jitting (e.g. by one eager call).
 
   Returns:
     `(N, H, W, C)` of `y.dtype`. Gradient wrt `y`: PyTorch's, `grad_y = grad_out` read at each
@@ -223,12 +231,45 @@ def max_unpool(y, indices, window, stride=None, padding=0, output_size=None, *, 
         f"{(ph, pw)}) maps to {(oh, ow)}, i.e. H in [{lo[0]}, {lo[0] + sh - 1}] and W in "
         f"[{lo[1]}, {lo[1] + sw - 1}], got {(h, w)}")
   g = _Geometry(kh, kw, sh, sw, ph, pw, h, w, oh, ow)
+  _check_concrete_indices(indices, g, in_window=method != "dense")
   indices = indices.astype(jnp.int32)
   if method == "dense":
     return _unpool_dense(y, indices, g)
   if g.non_overlapping:
     return _unpool_tiles(y, *_window_offsets(indices, g), g)
   return _unpool_overlapping(y, indices, g)
+
+
+def _check_concrete_indices(indices, g: _Geometry, in_window: bool) -> None:
+  """ValueError for the first index outside [0, H·W) (or, with `in_window`, outside its own window),
+  if `indices` is concrete; nothing under tracing (see `max_unpool`)."""
+  try:
+    idx = np.asarray(indices).astype(np.int64)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return
+  size = g.in_h * g.in_w
+  bad = (idx < 0) | (idx >= size)
+  if bad.any():
+    pos = tuple(int(v) for v in np.argwhere(bad)[0])
+    raise ValueError(f"indices: expected flat positions h·W + w in [0, {size}) of the {(g.in_h, g.in_w)} "
+                     f"output, got {int(idx[pos])} at (n, i, j, c) = {pos} ({int(bad.sum())} out of range)")
+  if not in_window:
+    return
+  i = np.arange(g.out_h)[None, :, None, None]
+  j = np.arange(g.out_w)[None, None, :, None]
+  a, b = idx // g.in_w - (i * g.sh - g.ph), idx % g.in_w - (j * g.sw - g.pw)
+  bad = (a < 0) | (a >= g.kh) | (b < 0) | (b >= g.kw)
+  if bad.any():
+    pos = tuple(int(v) for v in np.argwhere(bad)[0])
+    _, pi, pj, _ = pos
+    rows = (pi * g.sh - g.ph, pi * g.sh - g.ph + g.kh - 1)
+    cols = (pj * g.sw - g.pw, pj * g.sw - g.pw + g.kw - 1)
+    raise ValueError(
+        f"indices: expected each index inside its own pooling window (method='window'), got "
+        f"{int(idx[pos])} = (row {int(idx[pos]) // g.in_w}, col {int(idx[pos]) % g.in_w}) at (n, i, j, c) = "
+        f"{pos}, whose window covers rows {rows[0]}..{rows[1]} and cols {cols[0]}..{cols[1]} "
+        f"({int(bad.sum())} such indices); indices from max_pool_with_argmax with the same window, stride "
+        f"and padding always are, method='dense' accepts any index in range")
 
 
 def _unpool_tiles(y, a, b, g: _Geometry):

@@ -71,21 +71,61 @@ def latest_step(workdir: str | pathlib.Path) -> int | None:
 
 
 def restore_variables(config, workdir: str | pathlib.Path, step: int | None = None) -> tuple[int, dict]:
-  """`(step, {'params': ..., ['batch_stats': ...]})` of the newest (or the given) checkpoint of a run."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  """`(step, {'params': ..., ['batch_stats': ...]})` of the newest (or the given) checkpoint of a run.
+
+  Without `step`, a newest checkpoint that fails to read (truncated or damaged files) is skipped with
+  one warning line and the previous one is used, as the trainer does on resume, but read-only: nothing
+  is moved. A checkpoint that reads but holds another state structure than `config` builds raises
+  `dense_jax.train.checkpoint.CheckpointMismatchError` (a ValueError) at once: an older step would not
+  fit either. ValueError when no checkpoint (or not the given `step`) can be read.
+  """
+  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp
+  from dense_jax.train import checkpoint as checkpoint_lib
   model, _, image_size = build_model(config)
   directory = (pathlib.Path(workdir) / CHECKPOINTS).absolute()
-  step = latest_step(workdir) if step is None else step
   if step is None:
+    steps = sorted((int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()),
+                   reverse=True) if directory.is_dir() else []
+  else:
+    steps = [step]
+  if not steps:
     raise ValueError(f"workdir: expected checkpoints under {directory}, found none (has the run saved yet?)")
+  abstract = abstract_train_state(config, model, image_size)
+  expected = checkpoint_lib.state_structure(abstract)
   manager = ocp.CheckpointManager(directory, item_names=("state", "data"),
                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  damaged = []
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_train_state(config, model, image_size))))
+    for s in steps:
+      try:
+        metadata = ocp.StandardCheckpointHandler().metadata(directory / str(s) / "state")
+        saved = checkpoint_lib.state_structure(metadata)
+      except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: the step is damaged
+        damaged.append((s, e))
+        continue
+      differences = checkpoint_lib.structure_differences(saved, expected)
+      if differences:
+        raise checkpoint_lib.CheckpointMismatchError(
+            f"checkpoint {directory / str(s)} holds a state of another structure than this config builds "
+            f"({'; '.join(differences)})")
+      try:
+        restored = manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+      except Exception as e:  # pylint: disable=broad-except  # the structure fits: the files are damaged
+        damaged.append((s, e))
+        continue
+      for bad, error in damaged:
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"WARNING: checkpoint {directory / str(bad)} is damaged ({type(error).__name__}: {reason}); "
+              f"using step {s} instead (nothing was moved).", flush=True)
+      return s, restored["state"].variables()
   finally:
     manager.close()
-  return step, restored["state"].variables()
+  reasons = "; ".join(f"step {s}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:150]}"
+                      for s, e in damaged)
+  raise ValueError(f"workdir: no checkpoint under {directory} can be read ({reasons}); they are damaged — "
+                   f"train again (python -m dense_jax.train resumes from the newest good one, or starts over "
+                   f"if none is left)")
 
 
 def validation_images(config, count: int, image_size) -> np.ndarray:

@@ -6,8 +6,15 @@
     # several processes (one per host / GPU); on TPU pods and SLURM the flags can be left out:
     python -m dense_jax.train ... --coordinator_address=host0:12345 --num_processes=2 --process_id=0
 
-Re-running the same command resumes from the newest checkpoint in `--workdir/checkpoints`.
-Exit status: 0 done or stopped by SIGTERM/SIGINT after saving; 1 non-finite loss; 2 bad config.
+Re-running the same command resumes from the newest checkpoint in `--workdir/checkpoints`. A workdir
+holding a run of another config (another model, width, optimizer, dataset, ...) is refused before
+anything in it is touched; `--restart` moves that run's files to `<workdir>/previous_runs/<time>/` and
+starts over (see dense_jax.train.workdir). Every key of the config can be overridden, also those whose
+default is None: `--config.dataset.image_size=64`, `--config.stop_at_step=500` (dense_jax.train.cli).
+
+Exit status: 0 done or stopped by SIGTERM/SIGINT after saving; 1 non-finite loss; 2 bad configuration
+or input (the command line, the config, the workdir, a checkpoint of another structure, a damaged
+dataset file), reported in one `ERROR:` line.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only writes event file
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file, `path.py[:arg]`.",
-                                          lock_config=True)
+from dense_jax.train import cli
+
+_CONFIG = cli.define_config_flag("Experiment file, `path.py[:arg]`.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and figures.")
+_RESTART = flags.DEFINE_bool(
+    "restart", False, "If --workdir holds a run of another config, move its files to "
+    "<workdir>/previous_runs/<time>/ and start over (a run of the same config resumes as always).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
@@ -38,7 +48,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    print(f"ERROR: unexpected arguments {argv[1:]} (flags are --name=value; python -m dense_jax.train "
+          f"--helpshort lists them)", file=sys.stderr, flush=True)
+    return cli.EXIT_BAD_CONFIG
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   # pylint: disable=g-import-not-at-top
@@ -54,52 +66,19 @@ def main(argv):
   from dense_jax.train import distributed
   config_lib.apply_cpu_devices(_CONFIG.value)   # before anything starts JAX's backend
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  from dense_jax.data import DataFileError
+  from dense_jax.train import checkpoint
   from dense_jax.train import loop
   try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except loop.NonFiniteLossError as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
-    return 1
-  except loop.ConfigError as e:
+    return cli.EXIT_NON_FINITE_LOSS
+  except (loop.ConfigError, checkpoint.CheckpointMismatchError, DataFileError) as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
-    return 2
+    return cli.EXIT_BAD_CONFIG
   return 0
 
 
-def _explain_bad_override(argv: list[str], error: Exception) -> str:
-  """Names the `--config.a.b=v` override whose key the experiment's config lacks, with the keys it has."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if spec is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
-    spec = argv[argv.index("--config") + 1]
-  try:
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_experiment", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg or None)
-  except Exception:  # pylint: disable=broad-except  # fall back to the bare error
-    return f"ERROR: a --config.* override names a key the config does not have: {error}"
-  for a in argv:
-    if not a.startswith("--config."):
-      continue
-    node, where = config, "config"
-    for key in a[len("--config."):].split("=", 1)[0].split("."):
-      if not hasattr(node, "keys") or key not in node:
-        known = sorted(node.keys()) if hasattr(node, "keys") else []
-        return (f"ERROR: {a.split('=', 1)[0]}: {where} has no key {key!r} (it has {known}); only keys the "
-                f"experiment file {path} defines can be overridden")
-      node, where = node[key], f"{where}.{key}"
-  return f"ERROR: a --config.* override names a key the config does not have: {error}"
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:   # raised by ml_collections for an unknown --config.* key
-    print(_explain_bad_override(argv, e), file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, "dense_jax.train"))

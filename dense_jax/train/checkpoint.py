@@ -11,16 +11,21 @@ Layout: `<workdir>/checkpoints/<step>/{state,data}` written by an `ocp.Checkpoin
 Saves are asynchronous (the step loop goes on while the arrays are written), every `save_every` steps
 (plus forced saves at the end and on preemption), keeping the newest `keep`. Orbax writes a step into a
 temporary directory and renames it when complete, so a crash mid-save never leaves a half-written step
-under its final name. If the newest step still fails to restore (truncated or damaged files), it is
-moved aside to `<workdir>/checkpoints_corrupt/<step>` with a warning and the step before is tried;
-nothing is deleted, and because the bad step leaves the manager's directory, the run can save that
-step number again.
+under its final name. If the newest step still fails to read (truncated or damaged files), it is
+moved aside to `<workdir>/checkpoints_corrupt/<step>_<time>` with one warning line and the step before
+is tried; nothing is deleted, and because the bad step leaves the manager's directory, the run can save
+that step number again.
+
+A step that reads fine but holds a state of another structure (another model, width or optimizer: the
+saved arrays' names, shapes or dtypes differ from the state this run builds) is not damaged: restoring
+raises `CheckpointMismatchError` naming the first differences and moves nothing. (The trainer refuses a
+workdir whose config.json differs before it gets here, see `dense_jax.train.workdir`; this catches the
+rest, e.g. a code change that renamed a layer.)
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import pathlib
 import shutil
 import time
@@ -30,7 +35,40 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-log = logging.getLogger(__name__)
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint that reads fine holds a state of another structure than the one asked for."""
+
+
+def _key_name(key) -> str:
+  for attr in ("key", "name", "idx"):   # DictKey, GetAttrKey, SequenceKey
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def state_structure(tree) -> dict[str, tuple[tuple[int, ...], str]]:
+  """`{'params/conv0/kernel': (shape, dtype name), ...}` of a pytree of arrays, ShapeDtypeStructs or
+  orbax array metadata; dataclass fields, dict keys and tuple positions are all path components, as
+  orbax stores them."""
+  return {"/".join(_key_name(k) for k in path): (tuple(leaf.shape), str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def structure_differences(saved: dict, expected: dict, limit: int = 5) -> list[str]:
+  """The first `limit` differences between two `state_structure`s, in words."""
+  out = []
+  for name in sorted(set(saved) | set(expected)):
+    if name not in expected:
+      out.append(f"{name} is saved but not in this run's state")
+    elif name not in saved:
+      out.append(f"{name} {expected[name][0]} is not saved")
+    elif saved[name] != expected[name]:
+      out.append(f"{name}: saved {saved[name][0]} {saved[name][1]}, this run {expected[name][0]} "
+                 f"{expected[name][1]}")
+  if len(out) > limit:
+    out = out[:limit] + [f"... ({len(out) - limit} more)"]
+  return out
 
 
 def _allgather_json(obj) -> list:
@@ -89,12 +127,11 @@ class Checkpointer:
     self._manager.close()
 
   def _quarantine(self, step: int, error: Exception) -> None:
-    log.warning("checkpoint step %d in %s cannot be restored (%s: %s); moving it to %s and falling back "
-                "to the previous one", step, self.directory, type(error).__name__, error,
-                self.corrupt_directory)
-    print(f"WARNING: checkpoint {self.directory / str(step)} is damaged ({type(error).__name__}: "
-          f"{str(error)[:300]}); moved to {self.corrupt_directory}, trying the previous one.", flush=True)
+    # One line (on process 0): the error's first line, not its traceback.
     if jax.process_index() == 0:
+      reason = (str(error).strip().splitlines() or [""])[0][:200]
+      print(f"WARNING: checkpoint {self.directory / str(step)} is damaged ({type(error).__name__}: "
+            f"{reason}); moved to {self.corrupt_directory}, trying the previous one.", flush=True)
       self.corrupt_directory.mkdir(parents=True, exist_ok=True)
       target = self.corrupt_directory / f"{step}_{int(time.time())}"
       shutil.move(str(self.directory / str(step)), str(target))
@@ -109,7 +146,19 @@ class Checkpointer:
     `abstract_state`: the state's `jax.ShapeDtypeStruct`s with `.sharding` set, so arrays come back
     placed as the train step expects them.
     """
+    expected = state_structure(abstract_state)
     for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        saved = state_structure(ocp.StandardCheckpointHandler().metadata(self.directory / str(step) / "state"))
+      except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: the step is damaged
+        self._quarantine(step, e)
+        continue
+      differences = structure_differences(saved, expected)
+      if differences:
+        raise CheckpointMismatchError(
+            f"checkpoint {self.directory / str(step)} holds a state of another structure than this run's "
+            f"({'; '.join(differences)}): it was saved by another model/optimizer config or code version. "
+            f"Nothing was moved. Use a new workdir, or train from the config and code that wrote it.")
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))

@@ -273,3 +273,52 @@ IDX = jnp.zeros((1, 2, 2, 1), jnp.int32)
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+# Indices that max pooling cannot produce. A 2×2/2 pooling of a 4×4 map: window (i, j) covers rows
+# 2i..2i+1 and columns 2j..2j+1, so its flat indices are 8i + 2j + {0, 1, 4, 5}.
+GOOD = [[0, 3], [9, 15]]
+
+
+def _idx(rows):
+  return jnp.asarray(rows, jnp.int32)[None, :, :, None]
+
+
+@pytest.mark.parametrize("method", ["window", "dense"])
+@pytest.mark.parametrize("bad,value", [(16, 16), (-1, -1), (1000, 1000)])
+def test_out_of_range_indices_are_refused_outside_jit(method, bad, value):
+  rows = [row[:] for row in GOOD]
+  rows[1][1] = bad
+  with pytest.raises(ValueError, match=rf"indices: expected flat positions h·W \+ w in \[0, 16\) of the "
+                                       rf"\(4, 4\) output, got {value} at \(n, i, j, c\) = \(0, 1, 1, 0\)"):
+    max_unpool(Y, _idx(rows), 2, method=method)
+
+
+def test_out_of_range_indices_are_refused_by_torch_too():
+  torch = pytest.importorskip("torch")
+  y = torch.ones(1, 1, 2, 2)
+  with pytest.raises(RuntimeError, match="invalid max index"):
+    torch.nn.functional.max_unpool2d(y, torch.tensor([[[[0, 3], [9, 16]]]]), 2, 2)
+
+
+def test_index_outside_its_window_is_refused_by_window_and_honoured_by_dense():
+  rows = [[0, 0], [9, 15]]   # window (0, 1) names position 0, which lies in window (0, 0)
+  with pytest.raises(ValueError, match=r"indices: expected each index inside its own pooling window .* got 0 = "
+                                       r"\(row 0, col 0\) at \(n, i, j, c\) = \(0, 0, 1, 0\), whose window covers "
+                                       r"rows 0..1 and cols 2..3"):
+    max_unpool(Y, _idx(rows), 2)
+  y = jnp.asarray([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+  out = max_unpool(y, _idx(rows), 2, method="dense")   # any in-range index, last one wins (PyTorch's rule)
+  np.testing.assert_array_equal(out, _ref_unpool(np.asarray(y), np.asarray(_idx(rows)), 4, 4))
+  assert float(out[0, 0, 0, 0]) == 2.0
+
+
+def test_inside_jit_a_bad_index_drops_its_value_as_documented():
+  y = jnp.asarray([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+  rows = [[0, 3], [9, 16]]
+  out = jax.jit(lambda v, i: max_unpool(v, i, 2))(y, _idx(rows))   # traced: not checkable, not an error
+  expected = _ref_unpool(np.asarray(y), np.asarray(_idx(GOOD)), 4, 4)
+  expected[0, 3, 3, 0] = 0.0   # 15 was the good index of the last window; 16 writes nothing
+  np.testing.assert_array_equal(out, expected)
+  grad = jax.jit(jax.grad(lambda v, i: jnp.sum(max_unpool(v, i, 2) * 1.0), argnums=0))(y, _idx(rows))
+  np.testing.assert_array_equal(grad[0, :, :, 0], [[1.0, 1.0], [1.0, 0.0]])

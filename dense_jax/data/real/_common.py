@@ -39,18 +39,46 @@ def require(path: pathlib.Path, what: str, dataset: str, module: str) -> pathlib
   return path
 
 
+class UnreadableFileError(ValueError):
+  """A dataset file exists but cannot be decoded (truncated by an interrupted download or copy, or
+  damaged); the message names the file. The input pipeline adds the dataset, split and example."""
+
+
+# What PIL raises for a truncated or damaged file: OSError ("image file is truncated", "broken data
+# stream", UnidentifiedImageError), SyntaxError ("broken PNG file"), EOFError, ValueError.
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError)
+
+
+def _describe(source) -> str:
+  return f"{len(source)} bytes of image data" if isinstance(source, bytes) else str(source)
+
+
 def read_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
-  """Decodes an image file (path or bytes) to uint8 (H, W, 3) RGB; grey, CMYK and RGBA are converted."""
-  with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+  """Decodes an image file (path or bytes) to uint8 (H, W, 3) RGB; grey, CMYK and RGBA are converted.
+  Raises UnreadableFileError naming the file if it cannot be decoded completely."""
+  try:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+      return np.asarray(im.convert("RGB"), dtype=np.uint8)
+  except FileNotFoundError:
+    raise
+  except _DECODE_ERRORS as e:
+    raise UnreadableFileError(f"cannot decode {_describe(source)} ({type(e).__name__}: {e})") from e
 
 
 def read_label_png(source: str | os.PathLike | bytes) -> np.ndarray:
-  """Decodes a label PNG to its raw (H, W) values: palette indices for 'P' images, grey levels for 'L'."""
-  with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-    if im.mode not in ("P", "L", "I", "I;16"):
-      raise ValueError(f"label image: expected a single-channel PNG (mode P/L/I), got mode {im.mode!r}")
-    return np.asarray(im)
+  """Decodes a label PNG to its raw (H, W) values: palette indices for 'P' images, grey levels for 'L'.
+  Raises UnreadableFileError naming the file if it cannot be decoded completely."""
+  try:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+      mode = im.mode
+      if mode in ("P", "L", "I", "I;16"):
+        return np.asarray(im)
+  except FileNotFoundError:
+    raise
+  except _DECODE_ERRORS as e:
+    raise UnreadableFileError(f"cannot decode {_describe(source)} ({type(e).__name__}: {e})") from e
+  raise ValueError(f"label image {_describe(source)}: expected a single-channel PNG (mode P/L/I), got mode "
+                   f"{mode!r}")
 
 
 def lookup_table(mapping: dict[int, int], size: int = 256, default: int = 255) -> np.ndarray:
