@@ -451,18 +451,24 @@ def _phase_or_reference_forward(x, w, conf):
   then is the reference form run (`lax.cond`: one branch executes; under `vmap` with a per-example
   predicate both run), so non-finite values propagate exactly as in the reference.
   """
-  return lax.cond(_all_finite(x, w), lambda: _phase_forward(x, w, conf), lambda: _reference_of(conf)(x, w))
+  return _phase_or_reference_forward_flag(x, w, conf)[0]
+
+
+def _phase_or_reference_forward_flag(x, w, conf):
+  finite = _all_finite(x, w)
+  return lax.cond(finite, lambda: _phase_forward(x, w, conf), lambda: _reference_of(conf)(x, w)), finite
 
 
 def _conv_transpose_phase_fwd(x, w, conf):
-  return _phase_or_reference_forward(x, w, conf), (x, w)
+  y, finite = _phase_or_reference_forward_flag(x, w, conf)
+  return y, (x, w, finite)
 
 
 def _conv_transpose_phase_bwd(conf, res, dy):
   """The phase-domain VJP, or the reference form's when a non-finite value is about (see
   `_phase_or_reference_forward`): the flipped phase kernel's zero taps would meet a non-finite `dy`."""
-  x, w = res
-  return lax.cond(_all_finite(x, w, dy), lambda: _phase_vjp(conf, x, w, dy),
+  x, w, finite = res  # finite: x and w, checked by the forward
+  return lax.cond(finite & _all_finite(dy), lambda: _phase_vjp(conf, x, w, dy),
                   lambda: jax.vjp(_reference_of(conf), x, w)[1](dy))
 
 
