@@ -136,6 +136,7 @@ def _instances(rng, num_keypoints=0):
   return boxes, np.asarray([1, 1, 1] if num_keypoints else [1, 2, 1]), masks, kps
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.parametrize("kind", ["maskrcnn", "keypointrcnn"])
 def test_training_losses_equal_torchvision(kind):
