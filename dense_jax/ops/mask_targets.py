@@ -6,10 +6,16 @@ torchvision's `project_masks_on_boxes(gt_masks, boxes, matched_idxs, M)` is
             sampling_ratio=-1, aligned=False)[:, 0]
 
 i.e. the soft (not thresholded) average of the binary mask over each bin, with the adaptive sampling
-grid `ceil(box_size / M)`. `mask_targets` computes the same with `dense_jax.ops.roi_align` (gather
-backend: targets need no gradient): the adaptive grid is padded to the static bound `ceil(max(H, W) /
-M)` by default, exact for every box inside the image (proposals are clipped to it); pass
-`sampling_ratio=2` for a cheaper fixed grid. Boxes are xyxy in mask pixels (see `dense_jax.ops.boxes`).
+grid `ceil(box_size / M)` per axis. RoIAlign is separable, so for one channel it is two small matrix
+products per RoI: `target = Ay @ mask[matched] @ Ax^T`, where `Ay (M, H)` / `Ax (M, W)` hold the
+bilinear weights of the RoI's samples summed per bin (`dense_jax.ops.roi_align`'s interpolation
+matrices, built here by a scatter-add of the sample weights). The sample grid is folded into `Ay`, `Ax`
+before the mask is touched, so the static bound on the adaptive grid (`ceil(max(H, W) / M)` by default:
+exact for every box inside the image; proposals are clipped to it) costs `R * M * bound * 2` scattered
+weights, not `bound^2` reads per bin. Cost: gathering the matched masks (`R * H * W` values) and
+`R * M * H * W` multiply-adds: trivial at dense_shapes sizes; at COCO size (128 RoIs, 800 x 1088 masks)
+~1.5 s on 2 loaded CPU cores against torchvision's ~0.45 s (which reads only the samples). Boxes are
+xyxy in mask pixels (see `dense_jax.ops.boxes`).
 """
 
 from __future__ import annotations
@@ -18,8 +24,21 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from dense_jax.ops.roi_align import roi_align
+from dense_jax.ops._checks import as_pair
+from dense_jax.ops.roi_align import _rois_to_samples
+
+
+def _scatter_matrix(low, high, w_low, w_high, extent: int):
+  """`(K, out, extent)` interpolation matrix: the per-sample neighbour weights `(K, out, G)` added at
+  their rows. A scatter-add of `K * out * G * 2` values (targets take no gradient), much cheaper than the
+  one-hot form `K * out * G * extent` when the adaptive grid bound G is large."""
+  k, p, _ = low.shape
+  rows = jnp.arange(k)[:, None, None]
+  cols = jnp.arange(p)[None, :, None]
+  m = jnp.zeros((k, p, extent), w_low.dtype)
+  return m.at[rows, cols, low].add(w_low, mode="drop").at[rows, cols, high].add(w_high, mode="drop")
 
 
 def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ratio: int = -1,
@@ -46,6 +65,8 @@ def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ra
   if getattr(matched_idxs, "shape", None) != boxes.shape[:-1]:
     raise ValueError(f"matched_idxs: expected shape {boxes.shape[:-1]}, got "
                      f"{getattr(matched_idxs, 'shape', type(matched_idxs))}")
+  if not isinstance(sampling_ratio, int) or isinstance(sampling_ratio, bool):
+    raise ValueError(f"sampling_ratio: expected an int (<= 0: adaptive), got {sampling_ratio!r}")
   if not isinstance(mask_size, int) or isinstance(mask_size, bool) or mask_size < 1:
     raise ValueError(f"mask_size: expected an int >= 1, got {mask_size!r}")
   g, h, w = gt_masks.shape[-3:]
@@ -54,12 +75,20 @@ def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ra
   if sampling_ratio <= 0 and max_sampling_ratio is None:
     max_sampling_ratio = max(math.ceil(max(h, w) / mask_size), 1)
 
+  grid = (sampling_ratio, sampling_ratio) if sampling_ratio > 0 else as_pair(max_sampling_ratio,
+                                                                            "max_sampling_ratio")
+
   def one(masks, b, idx):
-    feats = jnp.asarray(masks, jnp.float32)[..., None]  # (G, H, W, 1): the ground truths are the "batch"
+    b = jnp.asarray(b, jnp.float32)
     idx = jnp.clip(jnp.asarray(idx, jnp.int32), 0, g - 1)
-    out = roi_align(feats, jnp.asarray(b, jnp.float32), (mask_size, mask_size), 1.0, sampling_ratio, False,
-                    batch_indices=idx, max_sampling_ratio=max_sampling_ratio, backend="gather")
-    return out[..., 0]
+    r = b.shape[0]
+    ys, xs = _rois_to_samples(b, jnp.ones((r,), jnp.float32), (mask_size, mask_size), sampling_ratio, False,
+                              grid, jnp.full((r,), h, jnp.int32), jnp.full((r,), w, jnp.int32))
+    ay, ax = _scatter_matrix(*ys, h), _scatter_matrix(*xs, w)  # (R, M, H), (R, M, W)
+    matched = jnp.take(jnp.asarray(masks), idx, axis=0).astype(jnp.float32)  # (R, H, W)
+    precision = lax.Precision.HIGHEST
+    rows = jnp.einsum("rph,rhw->rpw", ay, matched, precision=precision)
+    return jnp.einsum("rpw,rqw->rpq", rows, ax, precision=precision)
 
   fn = one
   for _ in lead:

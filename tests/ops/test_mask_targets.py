@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dense_jax.ops.mask_targets import mask_targets
+from dense_jax.ops.roi_align import roi_align
 
 
 def _masks_and_boxes(rng, g, h, w, r):
@@ -49,6 +50,9 @@ def test_hand_case_and_batched_jit():
   np.testing.assert_allclose(batched[1], mask_targets(m2, b2, i2, 6), atol=1e-6)
   fixed = mask_targets(m1, b1, i1, 6, sampling_ratio=2)
   assert fixed.shape == (5, 6, 6) and np.all((np.asarray(fixed) >= 0) & (np.asarray(fixed) <= 1))
+  # the separable form equals RoIAlign's gather backend on the masks as a batch of 1-channel images
+  via_gather = roi_align(m1[..., None].astype(np.float32), b1, 6, 1.0, 2, batch_indices=i1)[..., 0]
+  np.testing.assert_allclose(fixed, via_gather, atol=1e-6)
   empty = mask_targets(np.zeros((0, 24, 24), np.uint8), b1, i1, 6)
   assert empty.shape == (5, 6, 6) and not np.any(np.asarray(empty))
 
