@@ -136,6 +136,7 @@ class MaskRCNN(nn.Module):
   pixel_std: Sequence[float] = IMAGENET_STD
   roi_align_backend: str = "gather"   # 'einsum' on TPU (ops.roi_align)
   mask_target_sampling_ratio: int = -1  # torchvision's adaptive grid; 2 is cheaper on large images
+  merge_classes: bool = False  # every instance is class 1 (Keypoint R-CNN: "an object with keypoints")
   dtype: Dtype = jnp.float32
 
   needs_targets = True  # The engine passes the batch as `targets=` when training.
@@ -275,6 +276,8 @@ class MaskRCNN(nn.Module):
 
   def training_outputs(self, feats, anchors, logits, deltas, proposals, proposal_valid, targets, image_size):
     gt = tg.ground_truth(targets, self.num_keypoints)
+    if self.merge_classes:
+      gt["classes"] = jnp.minimum(gt["classes"], 1)
     key_rpn, key_roi = jax.random.split(self.make_rng("dropout"))
     anchors_all = jnp.asarray(np.concatenate(anchors, 0))
     rpn_labels, rpn_box_targets = tg.rpn_targets(
@@ -326,17 +329,18 @@ class MaskRCNN(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-# Narrow CPU variants: a quarter of the channels everywhere and fewer proposals / RoIs (for 64-256 px
-# images such as dense_shapes); every number stays a keyword argument.
-NARROW = dict(width=0.25, rpn_pre_nms_top_n_train=1000, rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_train=500,
-              rpn_post_nms_top_n_test=300, box_batch_size_per_image=128, box_detections_per_img=50,
-              box_candidates_per_img=500)
+# Narrow CPU variants: a quarter of the channels everywhere, anchors 16..256 and fewer proposals / RoIs
+# (for 64-256 px images such as dense_shapes); every number stays a keyword argument. Keypoint R-CNN
+# builders merge every instance class into class 1 (torchvision's person-only setting, `merge_classes`).
+NARROW = dict(width=0.25, anchor_sizes=(16, 32, 64, 128, 256), rpn_pre_nms_top_n_train=1000,
+              rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_train=500, rpn_post_nms_top_n_test=300,
+              box_batch_size_per_image=128, box_detections_per_img=50, box_candidates_per_img=500)
 
 
 def _builder(depth: int, keypoints: bool, narrow: bool):
   defaults = dict(depth=depth, **(NARROW if narrow else {}))
   if keypoints:
-    defaults.update(num_classes=2, masks=False, num_keypoints=17)
+    defaults.update(num_classes=2, masks=False, num_keypoints=17, merge_classes=True)
 
   def build(**kwargs):
     return MaskRCNN(**{**defaults, **kwargs})

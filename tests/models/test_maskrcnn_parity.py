@@ -2,7 +2,8 @@
 features, RPN proposals, final boxes / scores / labels, 28×28 mask probabilities and 56×56 keypoint logits.
 
 Random weights, so the score threshold is lowered (0.01) to get detections, and the objectness layer is
-re-drawn with std 1 (and the FPN outputs scaled to O(1)) so the proposals' scores are well separated (float rounding cannot reorder them).
+re-drawn with std 1 (and the FPN outputs scaled to O(1)) so the proposals' scores are well separated
+(float rounding cannot reorder them).
 Small images (128²) and few proposals keep it to seconds. Tolerances: features rtol 1e-4 (atol 1e-4 of the
 map's max); boxes 1e-3 px; scores 1e-4; masks and keypoint logits 1e-4 (absolute, relative to the max).
 """
@@ -115,7 +116,8 @@ def test_keypointrcnn_equals_torchvision():
   # Keypoints: the arg-max cell of each map, inside its box.
   kp = np.asarray(out["keypoints"][0, :d])
   boxes = np.asarray(out["boxes"][0, :d])
-  assert np.all(kp[..., 0] >= boxes[:, None, 0]) and np.all(kp[..., 0] <= np.maximum(boxes[:, None, 2], boxes[:, None, 0] + 1))
+  right = np.maximum(boxes[:, None, 2], boxes[:, None, 0] + 1)   # width clamped to >= 1
+  assert np.all(kp[..., 0] >= boxes[:, None, 0]) and np.all(kp[..., 0] <= right)
 
 
 # ------------------------------------------------------------------------------------------ training
