@@ -1,6 +1,6 @@
 """Small segmentation nets whose one knob is the thing an ablation varies (experiments/*.py).
 
-Each takes images `(B, H, W, 3)` in [0, 1] (normalised here as `(x - 0.5) / 0.25`) and returns logits
+Each takes images `(B, H, W, 3)` in [0, 1] (normalised here as `(x - 0.5) / 0.25`, `input_norm='centred'`) and returns logits
 `(B, H, W, num_classes)` at the input resolution. Convolutions use symmetric "same" padding
 (`padding = dilation·(k - 1) / 2`), so every variant's output is in register with its input.
 
@@ -47,16 +47,13 @@ import jax.numpy as jnp
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, scaled
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.dilated import CONTEXT_DILATIONS, ContextModule
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.nn import BilinearUpsample, ConvTranspose, MaxPoolWithArgmax, MaxUnpool, Unpool
 from dense_jax.ops import resize_bilinear
 
 UPSAMPLERS = ("nearest", "bed_of_nails", "max_unpool", "transposed", "bilinear")
 SMALL_CHANNELS = (16, 32, 64, 128)
-
-
-def _normalise(x):
-  return (x - 0.5) / 0.25
 
 
 def _check_choice(value, choices, name: str) -> None:
@@ -141,14 +138,16 @@ class StrideAblationNet(nn.Module):
   output_stride: int = 32
   upsample: str = "learned"
   dtype: Dtype = jnp.float32
+  input_norm: str = "centred"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    x = normalise_images(x, self.input_norm)
     _check_choice(self.backbone, ("small", "resnet50", "resnet101"), "backbone")
     _check_choice(self.upsample, ("learned", "bilinear"), "upsample")
     os_ = self.output_stride
     check_image(x, multiple=os_, why=f"output stride {os_}")
-    h = _normalise(x)
+    h = x
     if self.backbone == "small":
       h = SmallBackbone(self.width, tuple(self.blocks), os_, self.dtype, name="backbone")(h, train)
     else:
@@ -171,9 +170,11 @@ class ContextAblationNet(nn.Module):
   dilations: Sequence[int] = CONTEXT_DILATIONS
   init_noise: float = 1e-3
   dtype: Dtype = jnp.float32
+  input_norm: str = "centred"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    x = normalise_images(x, self.input_norm)
     if self.frontend_layers < 1:
       raise ValueError(f"frontend_layers: expected >= 1, got {self.frontend_layers!r}")
     if self.frontend_stride not in (1, 2, 4):
@@ -181,7 +182,7 @@ class ContextAblationNet(nn.Module):
     if not self.dilations or any(int(d) < 1 for d in self.dilations):
       raise ValueError(f"dilations: expected a non-empty sequence of ints >= 1, got {self.dilations!r}")
     check_image(x, multiple=self.frontend_stride, why="the front-end's stride")
-    h = _normalise(x)
+    h = x
     for i in range(self.frontend_layers):
       stride = self.frontend_stride if i == self.frontend_layers - 1 else 1
       h = conv(self.width, 3, stride=stride, padding=1, use_bias=False, name=f"frontend_conv{i + 1}",
@@ -207,6 +208,7 @@ class UpsamplingAblationNet(nn.Module):
   up: str = "nearest"
   transposed_init: str = "bilinear"
   dtype: Dtype = jnp.float32
+  input_norm: str = "centred"   # see dense_jax.models.inputs
 
   def _upsample(self, x, indices, size, level: int):
     if self.up in ("nearest", "bed_of_nails"):
@@ -222,6 +224,7 @@ class UpsamplingAblationNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    x = normalise_images(x, self.input_norm)
     _check_choice(self.up, UPSAMPLERS, "up")
     _check_choice(self.transposed_init, ("bilinear", "random"), "transposed_init")
     if self.levels < 1 or self.convs < 1:
@@ -234,7 +237,7 @@ class UpsamplingAblationNet(nn.Module):
         h = nn.relu(batch_norm(train, name=f"{name}_bn{j + 1}", dtype=self.dtype)(h))
       return h
 
-    h = _normalise(x)
+    h = x
     skips = []   # (indices, pre-pooling size) per level: only max-unpooling reads the indices
     for i in range(self.levels):
       h = block(h, self.width * 2 ** i, f"enc{i}")

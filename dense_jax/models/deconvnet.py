@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, kaiming_fan_out, scaled
 from dense_jax.models.backbones.vgg import VGG16
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.nn import ConvTranspose
 
@@ -43,10 +44,12 @@ class DeconvNet(nn.Module):
   fc_channels: int = 4096
   fc_padding: str = "valid"
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     from dense_jax.ops import max_unpool
+    x = normalise_images(x, self.input_norm)
     if self.fc_padding not in ("valid", "same"):
       raise ValueError(f"fc_padding: expected 'valid' or 'same', got {self.fc_padding!r}")
     valid = self.fc_padding == "valid"

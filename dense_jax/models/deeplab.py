@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, torch_like_dropout
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.fcn import FCNHead
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 
 
@@ -71,10 +72,12 @@ class DeepLabV3(nn.Module):
   aux_classifier: bool = False
   frozen_bn: bool = False
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     from dense_jax.ops import resize_bilinear
+    x = normalise_images(x, self.input_norm)
     check_image(x)
     size = x.shape[1:3]
     rates = default_rates(self.output_stride) if self.atrous_rates is None else tuple(self.atrous_rates)

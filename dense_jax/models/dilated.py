@@ -34,6 +34,7 @@ import numpy as np
 
 from dense_jax.models._common import Dtype, check_image, conv, scaled, torch_like_dropout
 from dense_jax.models.backbones.vgg import VGG16
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 
 CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1)
@@ -93,10 +94,12 @@ class DilatedFrontEnd(nn.Module):
   fc_channels: int = 4096
   dropout_rate: float = 0.5
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False, upsample: bool = True):
     from dense_jax.ops import resize_bilinear
+    x = normalise_images(x, self.input_norm)
     check_image(x, multiple=8, why="the front-end's output stride is 8")
     trunk = VGG16(width=self.width, pools=(True, True, True, False, False), dtype=self.dtype, name="backbone")
     h = trunk(x, train)["pool5"]
@@ -120,12 +123,13 @@ class DilatedContext(nn.Module):
   init_noise: float = 1e-3
   dropout_rate: float = 0.5
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     from dense_jax.ops import resize_bilinear
     h = DilatedFrontEnd(self.num_classes, self.width, self.fc_channels, self.dropout_rate, self.dtype,
-                        name="frontend")(x, train, upsample=False)["semantic"]
+                        input_norm=self.input_norm, name="frontend")(x, train, upsample=False)["semantic"]
     h = ContextModule(self.large, self.dilations, self.init_noise, self.dtype, name="context")(h, train)
     return {"semantic": resize_bilinear(h, x.shape[1:3])}
 

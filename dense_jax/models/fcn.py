@@ -44,6 +44,7 @@ from dense_jax.models._common import (Dtype, batch_norm, check_image, conv, crop
                                       torch_like_dropout)
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.backbones.vgg import VGG16
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.nn import BilinearUpsample
 
@@ -115,6 +116,7 @@ class FCN(nn.Module):
   dropout_rate: float = 0.5
   learn_upsampling: bool = True
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   def _upsample(self, x, factor, name):
     return BilinearUpsample(factor, learnable=self.learn_upsampling, padding=0 if self.pad100 else factor // 2,
@@ -125,6 +127,7 @@ class FCN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    x = normalise_images(x, self.input_norm)
     offsets = crop_offsets(self.stride, self.pad100)
     if not self.pad100:
       check_image(x, multiple=32, why="FCN without pad 100 aligns its maps only for multiples of its 5 poolings")
@@ -179,9 +182,11 @@ class FCNResNet(nn.Module):
   aux_classifier: bool = False
   frozen_bn: bool = False
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    x = normalise_images(x, self.input_norm)
     check_image(x)
     size = x.shape[1:3]
     feats = ResNet(self.depth, self.width, self.output_stride, frozen_bn=self.frozen_bn, dtype=self.dtype,

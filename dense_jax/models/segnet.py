@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, scaled
 from dense_jax.models.backbones.vgg import VGG16
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 
 # Output channels of the decoder convs of blocks 5 … 1 (None = number of classes).
@@ -37,10 +38,12 @@ class SegNet(nn.Module):
   num_classes: int = 21
   width: float = 1.0
   dtype: Dtype = jnp.float32
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     from dense_jax.ops import max_unpool
+    x = normalise_images(x, self.input_norm)
     check_image(x, min_size=32, why="SegNet pools 5 times")
     feats = VGG16(width=self.width, batch_norm=True, return_indices=True, dtype=self.dtype,
                   name="encoder")(x, train)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from dense_jax.models._common import Dtype, check_image, kaiming_fan_out, scaled
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -51,6 +52,7 @@ class SlidingWindow(nn.Module):
   mode: str = "dense"
   chunk: int = 4096
   dtype: Dtype = jnp.float32
+  input_norm: str = "none"   # see dense_jax.models.inputs
 
   @property
   def fc_size(self) -> int:
@@ -82,6 +84,7 @@ class SlidingWindow(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # No batch norm or dropout.
+    x = normalise_images(x, self.input_norm)
     if self.mode not in ("sliding", "dense"):
       raise ValueError(f"mode: expected 'sliding' or 'dense', got {self.mode!r}")
     if self.patch_size % 2 or self.fc_size < 1:

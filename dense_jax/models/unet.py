@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dense_jax import nn as dnn
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.ops import resize_bilinear
 from dense_jax.ops._checks import check_rank
@@ -130,6 +131,7 @@ class UNet(nn.Module):
     norm: None or 'batch'.
     dtype: compute dtype (parameters stay float32).
     remat: recompute each level's activations in the backward pass instead of storing them.
+    input_norm: how the [0, 1] images are normalised first ('none'; see dense_jax.models.inputs).
   """
   num_classes: int = 2
   width: int = 64
@@ -139,6 +141,7 @@ class UNet(nn.Module):
   norm: str | None = None
   dtype: Any = jnp.float32
   remat: bool = False
+  input_norm: str = "none"   # images in [0, 1] used as they are (see dense_jax.models.inputs)
 
   def _check(self, x):
     check_rank(x, 4, "images", "NHWC")
@@ -161,6 +164,7 @@ class UNet(nn.Module):
 
   @nn.compact
   def __call__(self, images, *, train: bool = False):
+    images = normalise_images(images, self.input_norm)
     self._check(images)
     block = nn.remat(DoubleConv, static_argnums=(2,)) if self.remat else DoubleConv
     kw = dict(padding=self.padding, norm=self.norm, dtype=self.dtype)

@@ -8,6 +8,7 @@ import pytest
 
 from dense_jax.convert import torchvision as tvc
 from dense_jax.models.backbones import VGG16, ResNet
+from dense_jax.models.inputs import denormalise_images
 from dense_jax.models.registry import get_model
 
 
@@ -107,7 +108,9 @@ def test_whole_segmentation_models(name, tmp_path):
   sd = _round_trip(torch, tm, tmp_path)
   x = np.random.default_rng(0).normal(size=(1, 3, 72, 56)).astype(np.float32)
   model = get_model(name, aux_classifier=True)
-  xj = jnp.asarray(x.transpose(0, 2, 3, 1))
+  # Our models take [0, 1] images and normalise them (ImageNet mean/std, dense_jax.models.inputs);
+  # torchvision's take the normalised image: feed ours the image whose normalisation is x.
+  xj = denormalise_images(jnp.asarray(x.transpose(0, 2, 3, 1)), model.input_norm)
   imported = getattr(tvc, name)(sd)
   v = tvc.load_into(_abstract_zeros(model, xj), imported, strict=True)
   with torch.no_grad():
