@@ -242,7 +242,7 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
                        f"{d * (k - 1) + 1} (kernel {k}, dilation {d}, padding {(lo, hi)})")
   if w.shape[:2] == (1, 1) and g == 1 and pads == ((0, 0), (0, 0)):
     return _conv1x1(x, w, stride)
-  if _conv_auto(method, x.shape, w.shape, g) == "blocked":
+  if _conv_auto(method, x, w.shape, g) == "blocked":
     return _conv_blocked(x, w, _CConf(stride, pads, dilation))
   return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_DN,
                                   feature_group_count=g)
@@ -256,15 +256,17 @@ CONV2D_METHODS = ("auto", "reference", "blocked")
 _BLOCKED_MIN_CHANNELS = 32
 
 
-def _conv_auto(method: str, x_shape, w_shape, groups: int) -> str:
+def _conv_auto(method: str, x, w_shape, groups: int) -> str:
   """'auto' -> 'blocked' on CPU for ungrouped convs with >= `_BLOCKED_MIN_CHANNELS` channels in and
   out, else 'reference'. On GPU/TPU XLA's weight gradient (cuDNN's backward-filter conv, the TPU
   conv emitter) is a native kernel, kept until a measurement says otherwise
-  (experiments/benchmarks/gpu_suite.py)."""
+  (experiments/benchmarks/gpu_suite.py). Also 'reference' when `x` is explicitly sharded along
+  H, W or C (spatial partitioning): the blocks slice rows, which would gather a sharded H."""
   if method != "auto":
     return method
-  if (jax.default_backend() == "cpu" and groups == 1
-      and min(x_shape[-1], w_shape[-1]) >= _BLOCKED_MIN_CHANNELS):
+  spec = tuple(getattr(getattr(jax.typeof(x), "sharding", None), "spec", ()) or ())
+  if (jax.default_backend() == "cpu" and groups == 1 and not any(p is not None for p in spec[1:])
+      and min(x.shape[-1], w_shape[-1]) >= _BLOCKED_MIN_CHANNELS):
     return "blocked"
   return "reference"
 
@@ -309,26 +311,24 @@ _conv_blocked.defvjp(_conv_blocked_fwd, _conv_blocked_bwd)
 _DW_BLOCK_PIXELS = 512
 
 
-def _blocks(n: int, oh: int, ow: int) -> tuple[int, int]:
-  """(images, rows) per block: whole rows of one image up to `_DW_BLOCK_PIXELS` pixels, or several
-  whole images when one image is smaller than that (at least one row per block)."""
-  if oh * ow >= _DW_BLOCK_PIXELS:
-    return 1, max(1, _DW_BLOCK_PIXELS // ow)
-  per = max(1, _DW_BLOCK_PIXELS // (oh * ow))
-  return max(b for b in range(1, min(per, n) + 1) if n % b == 0), oh
+def _block_rows(n: int, oh: int, ow: int) -> int:
+  """Output rows per block (of every image at once): up to `_DW_BLOCK_PIXELS` pixels, at least one row."""
+  return max(1, min(oh, _DW_BLOCK_PIXELS // (n * ow)))
 
 
 def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
   """`dw[a, b] = sum_{n, i, j} x_pad[n, i·s_h + a·d_h, j·s_w + b·d_w]ᵀ dy[n, i, j]`, accumulated in
   float32 (float64 for float64 inputs).
 
-  The sum over the K = N·H_out·W_out pixels is split into blocks of whole output rows (`_blocks`);
-  per block the patch matrix `P` (pixels, kh·kw·C_in) of the input rows the block reads is built in
-  cache and `Pᵀ @ dy_block` (one matmul, kh·kw·C_in x C_out) is added to a float32 accumulator in a
-  `fori_loop`. XLA:CPU lowers the autodiff weight gradient to a convolution whose "kernel" is the
-  whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80), and a single
-  long-K matmul over a materialised patch matrix runs from memory at 70-100; the blocked form runs
-  at matmul speed. Rows that do not fill a block are done by a second loop (one block per image).
+  The sum over the K = N·H_out·W_out pixels is split into blocks of whole output rows of every image
+  (`_block_rows`); per block the patch matrix `P` (pixels, kh·kw·C_in) of the input rows the block
+  reads is built in cache and `Pᵀ @ dy_block` (one matmul, kh·kw·C_in x C_out) is added to an
+  accumulator in a `fori_loop`. XLA:CPU lowers the autodiff weight gradient to a convolution whose
+  "kernel" is the whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80),
+  and a single long-K matmul over a materialised patch matrix runs from memory at 70-100; the
+  blocked form runs near matmul speed. Blocks never split the batch axis, so a batch sharded over
+  devices stays sharded (each device contracts its own images; one sum over devices per block).
+  Rows that do not fill a block are one more block after the loop.
   """
   (kh, kw), (sh, sw), (dh, dw_) = k_hw, conf.stride, conf.dilation
   x = jnp.pad(x, ((0, 0), *conf.pads, (0, 0)))
@@ -337,24 +337,28 @@ def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
   acc_dtype = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
   span_w = (ow - 1) * sw + dw_ * (kw - 1) + 1
 
-  def block(acc, b0, r0, nb, rows):
-    """acc + Pᵀ dy for images [b0, b0 + nb), output rows [r0, r0 + rows)."""
+  def block(acc, r0, rows):
+    """acc + Pᵀ dy for output rows [r0, r0 + rows) of every image."""
     span_h = (rows - 1) * sh + dh * (kh - 1) + 1
-    slab = lax.dynamic_slice(x, (b0, r0 * sh, 0, 0), (nb, span_h, span_w, ci))
+    slab = lax.dynamic_slice_in_dim(x, r0 * sh, span_h, axis=1)[:, :, :span_w]
     patches = jnp.concatenate(
         [slab[:, a * dh:a * dh + (rows - 1) * sh + 1:sh, b * dw_:b * dw_ + (ow - 1) * sw + 1:sw]
          for a in range(kh) for b in range(kw)], axis=-1)
-    g = lax.dynamic_slice(dy, (b0, r0, 0, 0), (nb, rows, ow, co))
-    return acc + lax.dot_general(patches.reshape(-1, kh * kw * ci), g.reshape(-1, co),
-                                 (((0,), (0,)), ((), ())), preferred_element_type=acc_dtype)
+    g = lax.dynamic_slice_in_dim(dy, r0, rows, axis=1)
+    return acc + lax.dot_general(patches, g, (((0, 1, 2), (0, 1, 2)), ((), ())),
+                                 preferred_element_type=acc_dtype, out_sharding=replicated)
 
-  nb, rows = _blocks(n, oh, ow)
-  per_image = oh // rows
+  # Under explicit sharding (`AxisType.Explicit`) a dot contracting a sharded batch must name its
+  # output sharding: dw is replicated, like the weights. (Auto sharding: None, the partitioner's
+  # choice, which keeps each device's images local and sums once.)
+  spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", ())
+  replicated = jax.sharding.PartitionSpec() if any(p is not None for p in spec) else None
+
+  rows = _block_rows(n, oh, ow)
   acc = jnp.zeros((kh * kw * ci, co), acc_dtype)
-  acc = lax.fori_loop(0, (n // nb) * per_image,
-                      lambda i, acc: block(acc, (i // per_image) * nb, (i % per_image) * rows, nb, rows), acc)
+  acc = lax.fori_loop(0, oh // rows, lambda i, acc: block(acc, i * rows, rows), acc)
   if oh % rows:
-    acc = lax.fori_loop(0, n, lambda i, acc: block(acc, i, per_image * rows, 1, oh % rows), acc)
+    acc = block(acc, oh - oh % rows, oh % rows)
   return acc.reshape(kh, kw, ci, co)
 
 

@@ -521,13 +521,42 @@ def test_auto_picks_blocked_on_cpu_for_wide_ungrouped_convs():
   assert not grad_jaxpr(wide, wide, groups=2)
 
 
-def test_blocked_weight_gradient_blocks_cover_every_pixel_once():
-  # _blocks: whole rows of one image up to the block size, or several whole images per block.
+def test_blocked_weight_gradient_block_rows():
+  # Whole rows of every image, up to the block size, at least one row.
   for n, oh, ow in [(4, 64, 64), (3, 88, 72), (6, 8, 8), (5, 7, 9), (1, 3, 1000), (7, 23, 23)]:
-    nb, rows = conv_lib._blocks(n, oh, ow)
-    assert n % nb == 0 and 1 <= rows <= oh
-    assert nb == 1 or rows == oh
-    assert nb * rows * ow <= max(conv_lib._DW_BLOCK_PIXELS, ow)
+    rows = conv_lib._block_rows(n, oh, ow)
+    assert 1 <= rows <= oh
+    assert rows == 1 or n * rows * ow <= conv_lib._DW_BLOCK_PIXELS
+  assert conv_lib._block_rows(6, 8, 8) == 8 and conv_lib._block_rows(1, 3, 1000) == 1
+
+
+@pytest.mark.parametrize("axis_type", ["Auto", "Explicit"])
+def test_blocked_conv2d_keeps_a_sharded_batch_local(axis_type):
+  """Data parallel over 2 devices: the same gradients, and no all-gather of activations (the blocks
+  never slice the batch axis; one all-reduce sums dw over devices, as XLA's own gradient does)."""
+  if jax.device_count() < 2:
+    pytest.skip("needs 2 devices (tests/conftest.py sets 8 fake CPU devices)")
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((2,), ("data",), axis_types=(getattr(AxisType, axis_type),), devices=jax.devices()[:2])
+  rng = np.random.default_rng(13)
+  x = jax.device_put(jnp.asarray(rng.standard_normal((4, 10, 9, 32)), jnp.float32), NamedSharding(mesh, P("data")))
+  w = jax.device_put(jnp.asarray(rng.standard_normal((3, 3, 32, 32)) / 17, jnp.float32), NamedSharding(mesh, P()))
+  grads, texts = {}, {}
+  for method in ("reference", "blocked", "auto"):
+    f = jax.jit(jax.grad(lambda x, w, m=method: jnp.sum(jnp.sin(conv2d(x, w, padding=1, method=m))), (0, 1)))
+    with jax.set_mesh(mesh):
+      grads[method] = f(x, w)
+      texts[method] = f.lower(x, w).compile().as_text()
+  for method in ("blocked", "auto"):
+    for a, b in zip(grads[method], grads["reference"]):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert "all-gather" not in texts[method]
+  # Spatially sharded x (H over the mesh): 'auto' keeps XLA's gradient.
+  xh = jax.device_put(x, NamedSharding(mesh, P(None, "data")))
+  if axis_type == "Explicit":
+    with jax.set_mesh(mesh):
+      jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(conv2d(x, w, padding=1)), 1))(xh, w))
+    assert not re.search(r"\b(scan|while)\[", jaxpr)
 
 
 # ------------------------------------------------------------------------------------------------
