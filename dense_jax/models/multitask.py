@@ -98,7 +98,7 @@ class MultiTask(nn.Module):
     tasks: subset of ("semantic", "depth", "normals", "colorization", "boundaries").
     num_classes: K of the semantic head. num_bins: Q of the colorization head (None: data.color's 262).
     width: trunk channel multiplier (narrow variant 1/8). trunk_batch_norm: VGG16-BN trunk.
-    scales: the image pyramid (1 first; each scale · H must be an integer multiple of 32).
+    scales: the image pyramid (1 first; each level's sides integers >= 32).
     depths: trunk block outputs the skip layers read.
     remat: rematerialise the trunk and the heads (False only to measure what it saves).
     gray_input: feed the grey image (None: iff colorization is a task).
@@ -128,9 +128,9 @@ class MultiTask(nn.Module):
     _, h, w, _ = images.shape
     sizes = [(round(h * s), round(w * s)) for s in self.scales]
     for (sh, sw), s in zip(sizes, self.scales):
-      if sh % 32 or sw % 32 or sh != h * s or sw != w * s:
-        raise ValueError(f"images: expected a size whose every pyramid level ({tuple(self.scales)}) is a "
-                         f"multiple of 32, got {h}x{w} (level {s}: {h * s}x{w * s})")
+      if sh != h * s or sw != w * s or min(sh, sw) < 32:
+        raise ValueError(f"images: expected a size whose every pyramid level ({tuple(self.scales)}) has "
+                         f"integer sides >= 32 (VGG16 pools five times), got {h}x{w} (level {s}: {h * s}x{w * s})")
 
     gray = ("colorization" in tasks) if self.gray_input is None else self.gray_input
     x = images.astype(jnp.float32)
