@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -115,6 +116,15 @@ def test_evaluate_trainer_and_breakdown_report_the_same_miou(trained):
   assert {"small/miou", "large/miou"} <= set(breakdown)
 
 
+def test_figures_drawn_by_the_tasks(trained):
+  from PIL import Image
+  from dense_jax.evaluate import evaluate
+  workdir, _ = trained
+  result = evaluate(tiny_config(), workdir, mode="whole", split="validation", verbose=False, num_figures=2)
+  grid = np.asarray(Image.open(result["files"]["examples"]))
+  assert grid.shape == (2 * 32, 3 * 32, 3)   # rows: image | semantic truth | semantic prediction
+
+
 def test_config_from_the_workdir_and_padding_found(trained):
   from dense_jax.evaluate import evaluate
   workdir, _ = trained
@@ -185,3 +195,47 @@ def test_command_line(trained, tmp_path):
   assert json.loads((workdir / "eval_train_whole.json").read_text())["examples"] == 8
   empty = run(f"--workdir={tmp_path / 'nothing'}")
   assert empty.returncode == 2 and "train first" in empty.stderr
+
+
+def _damage_state(step_dir: pathlib.Path) -> None:
+  for p in (step_dir / "state").rglob("*"):
+    if p.is_file() and "/d/" in str(p):
+      p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2])
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_path, capsys):
+  from dense_jax.evaluate import evaluate
+  source, _ = trained
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  # An older step holding the same state (a copy), then the newest one damaged, as a crash could leave it.
+  shutil.copytree(workdir / "checkpoints" / "4", workdir / "checkpoints" / "2")
+  reference = evaluate(tiny_config(), workdir, write=False, verbose=False)
+  _damage_state(workdir / "checkpoints" / "4")
+  before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+  capsys.readouterr()
+  result = evaluate(None, workdir, write=False, verbose=False)
+  out = capsys.readouterr().out
+  warnings = [line for line in out.splitlines() if "damaged" in line]
+  assert len(warnings) == 1 and "checkpoints/4 is damaged" in warnings[0] and "using step 2" in warnings[0], out
+  assert result["step"] == 2 and result["miou"] == reference["miou"]
+  assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == before   # read-only
+  # Asked for explicitly, or with nothing left to fall back to: a clear error, exit status 2.
+  with pytest.raises(ValueError, match=r"no checkpoint under .* can be read \(step 4: "):
+    evaluate(None, workdir, step=4, write=False, verbose=False)
+  _damage_state(workdir / "checkpoints" / "2")
+  config_file = tmp_path / "eval_test_config.py"   # registers the test dataset in the subprocess
+  config_file.write_text(_REGISTER + textwrap.dedent(f"""
+      import json
+      import ml_collections
+
+      def get_config(arg=None):
+        return ml_collections.ConfigDict(json.loads({tiny_config().to_json()!r}))
+      """))
+  proc = subprocess.run([sys.executable, "-m", "dense_jax.evaluate", f"--config={config_file}",
+                         f"--workdir={workdir}"], cwd=REPO_ROOT,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT)),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+  assert len(errors) == 1 and errors[0].startswith("ERROR: workdir: no checkpoint under") and "step 2:" in errors[0]

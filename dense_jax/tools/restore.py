@@ -93,8 +93,8 @@ def restore_variables(config, workdir: str | pathlib.Path, step: int | None = No
     raise ValueError(f"workdir: expected checkpoints under {directory}, found none (has the run saved yet?)")
   abstract = abstract_train_state(config, model, image_size)
   expected = checkpoint_lib.state_structure(abstract)
-  manager = ocp.CheckpointManager(directory, item_names=("state", "data"),
-                                  options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  manager = ocp.CheckpointManager(directory, item_names=("state", "data"), options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False, save_interval_steps=0))   # 0: orbax warns that read_only sets it so
   damaged = []
   try:
     for s in steps:
