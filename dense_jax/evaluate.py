@@ -19,11 +19,15 @@ What it does:
    mode — 'whole' (one call per image), 'sliding' (tiles of the training crop, overlap 1/3, Hann
    blending), 'multiscale' (scales × horizontal flip, mean softmax; each scale predicted whole, or in
    tiles with `multiscale_base='sliding'`);
-3. accumulates one global confusion matrix (`dense_jax.metrics.segmentation`, pixels labelled with the
-   dataset's ignore label left out) and reports mIoU (mean over classes present in labels or
-   predictions), per-class IoU, pixel accuracy and mean class accuracy;
-4. prints a table and writes `<workdir>/eval_<split>_<mode>.json` (every number, the confusion matrix,
-   the settings; NaN written as null) and `<workdir>/eval_<split>_<mode>_confusion.png` (row-normalised).
+3. accumulates every task of the run's `config.tasks` through the one evaluation loop
+   (`dense_jax.evaluation`, the trainer's): for semantic segmentation one global confusion matrix
+   (`dense_jax.metrics.segmentation`, pixels labelled with the dataset's ignore label left out), reported
+   as mIoU (mean over classes present in labels or predictions), per-class IoU, pixel accuracy and mean
+   class accuracy; multi-scale predictions are merged by each task (`Task.merge`, `Task.unflip`);
+4. prints a table and writes `<workdir>/eval_<split>_<mode>.json` (every task's numbers under `metrics`,
+   the semantic view at the top level: the confusion matrix, per-class IoU; the settings; NaN written as
+   null), `<workdir>/eval_<split>_<mode>_confusion.png` (row-normalised) and, with `num_figures`,
+   `<workdir>/eval_<split>_<mode>_examples.png` (each task's truth and prediction, `dense_jax.viz`).
 
 Evaluation at the training size in mode 'whole' computes what the trainer's `val/miou` computes at that
 step. `image_size` evaluates at another size (e.g. larger than the training crop, for 'sliding').
@@ -151,7 +155,7 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
              max_batches: int | None = None, tile=None, stride=None, overlap=None, window: str = "hann",
              margin=0, tile_batch: int | None = None, scales: Sequence[float] = DEFAULT_SCALES,
              flip: bool = True, multiscale_base: str = "whole", pad_to_multiple=None, write: bool = True,
-             verbose: bool = True) -> dict:
+             verbose: bool = True, num_figures: int = 0) -> dict:
   """Evaluates the newest (or `step`'s) checkpoint of `workdir` (see the module docstring).
 
   Args:
@@ -168,6 +172,8 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
     scales, flip, multiscale_base: 'multiscale' settings; base 'whole' or 'sliding'.
     pad_to_multiple: None = the smallest power of two the model takes (see `inference.required_multiple`).
     write: write the JSON and the PNG into `workdir`.
+    num_figures: also draw the first n examples of the first batch (image | each task's truth and
+      prediction, `dense_jax.viz`) into `<workdir>/eval_<split>_<mode>_examples.png` (with `write`).
     verbose: print the table.
 
   Returns:
@@ -252,7 +258,16 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
                                 keys=tasks_lib.build.batch_keys(tasks), process_index=0, process_count=1,
                                 num_threads=config.dataset.num_threads)
   try:
-    accs, examples = evaluation.run(eval_step, variables, it, tasks, max_batches=max_batches,
+    figure = {}
+
+    def draw(i, local, predictions):
+      n = min(num_figures, int(np.sum(local["batch_mask"])))
+      if i == 0 and n and write:
+        from dense_jax import viz  # pylint: disable=g-import-not-at-top
+        predictions = {k: np.asarray(v[:n]) for k, v in predictions.items()}
+        figure["grid"] = viz.grid(evaluation.figure_rows(tasks, local["image"], predictions, local, n))
+
+    accs, examples = evaluation.run(eval_step, variables, it, tasks, max_batches=max_batches, on_batch=draw,
                                     to_device=lambda b: {k: jnp.asarray(v) for k, v in b.items()})
   finally:
     it.close()
@@ -284,6 +299,11 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
       result["files"]["png"] = str(png_path)
       plots.plot_confusion_matrix(confusion, png_path, class_names=names,
                                   title=f"{config.model.name} · {split} · {mode} · step {step}")
+    if "grid" in figure:
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+      examples_path = json_path.parent / f"{json_path.stem}_examples.png"
+      Image.fromarray(figure["grid"]).save(examples_path)
+      result["files"]["examples"] = str(examples_path)
     json_path.write_text(json.dumps(_nan_to_none(result), indent=1) + "\n")
   if verbose:
     print(f"{workdir}: step {step}, {split} ({examples} examples at {size[0]}×{size[1]}), mode {mode}")
@@ -322,6 +342,7 @@ def _define_flags():
   flags.DEFINE_bool("flip", True, "multiscale: also the horizontal mirror.")
   flags.DEFINE_enum("multiscale_base", "whole", list(inference.MODES), "multiscale: how each scale is predicted.")
   flags.DEFINE_integer("pad_to_multiple", None, "Pad images to this multiple (default: found from the model).")
+  flags.DEFINE_integer("num_figures", 0, "Draw this many examples (truth and prediction) into a PNG.")
   flags.mark_flag_as_required("workdir")
 
 
@@ -351,7 +372,7 @@ def main(argv) -> int:
              batch_size=f.batch_size, max_batches=f.max_batches, tile=_pair_flag(f.tile),
              stride=_pair_flag(f.stride), overlap=f.overlap, window=f.window, margin=f.margin,
              tile_batch=f.tile_batch, scales=[float(s) for s in f.scales], flip=f.flip,
-             multiscale_base=f.multiscale_base, pad_to_multiple=f.pad_to_multiple)
+             multiscale_base=f.multiscale_base, pad_to_multiple=f.pad_to_multiple, num_figures=f.num_figures)
   except (ValueError, FileNotFoundError) as e:   # bad input; FileNotFoundError: a dataset's files are missing
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     return 2

@@ -366,7 +366,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
     step = start_step
     final: dict[str, Any] = {}
     timer = reporting.Timer()
-    interval_losses: list[float] = []
+    interval_losses: list[dict] = []   # per step: 'loss' and each task's 'loss/<task>'
     pending = None   # (step, metrics on device) not yet checked for finiteness
 
     def check(item) -> dict:
@@ -381,7 +381,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
             f"loss is {host['loss']} at step {s}: stopped without saving; {where}. Lower "
             f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, then rerun (a rerun "
             f"resumes from that checkpoint).")
-      interval_losses.append(host["loss"])
+      interval_losses.append({k: v for k, v in host.items() if k == "loss" or k.startswith("loss/")})
       return host
 
     last_host: dict = {}
@@ -406,8 +406,8 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
       record = {}
       if do_log:
         rate = timer.rate(len(interval_losses))
-        record.update(last_host, loss=float(np.mean(interval_losses)), steps_per_sec=rate,
-                      images_per_sec=rate * config.batch_size)
+        record.update(last_host, steps_per_sec=rate, images_per_sec=rate * config.batch_size)
+        record.update({k: float(np.mean([l[k] for l in interval_losses])) for k in interval_losses[-1]})
         interval_losses.clear()
         reporter.progress(step, record["loss"], rate)
       if do_eval:

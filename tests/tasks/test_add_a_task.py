@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from tests.train.conftest import REPO_ROOT, _REGISTER, read_metrics, tiny_config
 
@@ -85,6 +86,8 @@ def test_a_task_defined_outside_the_package_trains_with_semantic_through_the_cli
   step8 = next(r for r in records if r["step"] == 8 and "loss/semantic" in r)
   for key in ("loss/semantic", "loss/mean_colour", "train_pixel_accuracy", "val/miou", "val/mean_colour/mse"):
     assert key in step8 and np.isfinite(step8[key]), key
+  # `loss` (like each `loss/<task>`, the mean over the logging interval) is the weighted sum.
+  assert step8["loss"] == pytest.approx(step8["loss/semantic"] + 2.0 * step8["loss/mean_colour"], rel=1e-5)
   # The colour head learns (its loss falls between the two logged steps).
   first = next(r for r in records if "loss/mean_colour" in r)
   assert first["step"] == 4
