@@ -5,10 +5,12 @@ Quick (a few minutes on a 2-core CPU, reaches a real validation mIoU):
     python -m dense_jax.train --config experiments/unet_dense_shapes.py:quick --workdir /tmp/dense_jax_unet
 
   Measured (2-core VM shared with other jobs, 2 JAX CPU devices): 1000 steps of batch 16 at 64×64,
-  3–5.7 steps/s, 5 min wall including compilation; validation mIoU 0.595 (pixel accuracy 0.925):
-  stuff classes IoU ≈ 0.96–0.99, disc 0.66, ring 0.40, square 0.37, thin bars and triangles still
-  ≈ 0 — the narrow net has learnt where objects are sooner than which shape they are. Rerunning the
-  command gives the same numbers (the run is deterministic) and resumes if it was interrupted.
+  3–5.7 steps/s, 5 min wall including compilation (0.45–1.4 steps/s, 25 min, with seven other jobs on
+  the 2 cores, load average 17); validation mIoU 0.594 (pixel accuracy 0.924): stuff classes IoU
+  ≈ 0.96–0.99, disc 0.66, ring 0.39, square 0.38, thin bars and triangles still ≈ 0 — the narrow net
+  has learnt where objects are sooner than which shape they are. Rerunning the command gives the same
+  numbers (the run is deterministic) and resumes if it was interrupted. tests/test_readme.py keeps the
+  step count and these figures equal to the README's.
 
 Full (the 128×128 dataset, the paper's width 64, padded form):
 
