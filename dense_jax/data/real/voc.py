@@ -76,6 +76,10 @@ class _VocFiles:
       self._members = {m.name.split("VOC2012/", 1)[1]: m for m in self._tar.getmembers()
                        if m.isfile() and "VOC2012/" in m.name}
 
+  def where(self, rel: str) -> str:
+    """Where file `rel` is read from, for error messages."""
+    return str(self._dir / rel) if self._tar is None else f"member .../VOC2012/{rel} of {self._path}"
+
   def exists(self, rel: str) -> bool:
     return (self._dir / rel).is_file() if self._tar is None else rel in self._members
 
@@ -135,16 +139,30 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
     files = _VocFiles(root)
     for image_id in ids:
       if files.exists(f"SegmentationClass/{image_id}.png"):
-        label = _common.read_label_png(files.read(f"SegmentationClass/{image_id}.png"))
+        label = _decoded(files, f"SegmentationClass/{image_id}.png", _common.read_label_png)
       else:
         mat_path = _common.require(root / SBD_DIR / "cls" / f"{image_id}.mat", "SBD's cls/*.mat files",
                                    "voc2012_sbd", _DOC)
         label = scipy.io.loadmat(mat_path, squeeze_me=True, struct_as_record=False)["GTcls"].Segmentation
       jpeg = files.read(f"JPEGImages/{image_id}.jpg")
-      with Image.open(io.BytesIO(jpeg)) as im:  # keep the original bytes unless it is not plain RGB
-        image = jpeg if im.mode == "RGB" else np.asarray(im.convert("RGB"))
+      # Keep the original bytes unless it is not plain RGB, but decode it all once here: a truncated
+      # JPEG is then named now, not by TensorFlow's decoder at training time.
+      rgb = _decoded(files, f"JPEGImages/{image_id}.jpg", _common.read_rgb)
+      with Image.open(io.BytesIO(jpeg)) as im:
+        image = jpeg if im.mode == "RGB" else rgb
       yield image_id, {"image_id": image_id, "image": image,
                        "segmentation": np.asarray(label, np.uint8)[..., None]}
+
+
+def _decoded(files: _VocFiles, rel: str, reader):
+  """`reader(bytes of rel)`, or UnreadableFileError naming the file and what to do."""
+  try:
+    return reader(files.read(rel))
+  except _common.UnreadableFileError as e:
+    raise _common.UnreadableFileError(
+        f"voc2012: {files.where(rel)} cannot be decoded ({e.__cause__ or e}): the file is damaged or "
+        f"truncated; download {TAR_NAME} again (or re-extract it) and rerun: the preparation starts "
+        f"over (see {_DOC})") from e
 
 
 class VocSource:

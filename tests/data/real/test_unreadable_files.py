@@ -82,3 +82,17 @@ def test_a_missing_file_is_called_missing(tmp_path, fakes):
       list(it)
   finally:
     it.close()
+
+
+def test_truncated_jpeg_in_the_voc_tar_is_named_while_preparing(tmp_path, fakes):
+  import tarfile
+  from dense_jax.data.real import voc
+  from tests.data.real.test_voc import _write_voc
+  _write_voc(tmp_path, fakes, train=["2007_000032", "2007_000005"], val=["2008_000001"])
+  _truncate(tmp_path / "stage" / "VOCdevkit" / "VOC2012" / "JPEGImages" / "2007_000032.jpg")
+  with tarfile.open(tmp_path / voc.TAR_NAME, "w") as tar:
+    tar.add(tmp_path / "stage" / "VOCdevkit", arcname="VOCdevkit")
+  with pytest.raises(_common.UnreadableFileError,
+                     match=r"voc2012: member \.\.\./VOC2012/JPEGImages/2007_000032\.jpg of .*VOCtrainval_11-May-2012"
+                           r"\.tar cannot be decoded .*download VOCtrainval_11-May-2012\.tar again"):
+    data.get_source("voc2012", "train", data_dir=str(tmp_path))
