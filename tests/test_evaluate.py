@@ -238,4 +238,5 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_p
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
-  assert len(errors) == 1 and errors[0].startswith("ERROR: workdir: no checkpoint under") and "step 2:" in errors[0]
+  assert len(errors) == 1 and errors[0].startswith("ERROR: workdir: no checkpoint under"), proc.stderr
+  assert "step 2:" in errors[0]

@@ -36,8 +36,8 @@ def _expand(names: str) -> list[str]:
 def test_main_job_figures_are_the_quick_configs():
   module = _experiment("unet_dense_shapes")
   config = module.get_config("quick")
-  match = re.search(r"measured: (\d+) steps of\s+batch (\d+), validation mIoU ([\d.]+), pixel accuracy ([\d.]+)",
-                    README)
+  match = re.search(r"measured: (\d+) steps of\s+batch (\d+), validation mIoU ([\d.]+), "
+                    r"pixel accuracy ([\d.]+)", README)
   assert match, "the README's main-job sentence changed: update this test with it"
   steps, batch, miou, accuracy = int(match[1]), int(match[2]), match[3], match[4]
   assert (steps, batch) == (config.total_steps, config.batch_size)

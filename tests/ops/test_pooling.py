@@ -303,9 +303,9 @@ def test_out_of_range_indices_are_refused_by_torch_too():
 
 def test_index_outside_its_window_is_refused_by_window_and_honoured_by_dense():
   rows = [[0, 0], [9, 15]]   # window (0, 1) names position 0, which lies in window (0, 0)
-  with pytest.raises(ValueError, match=r"indices: expected each index inside its own pooling window .* got 0 = "
-                                       r"\(row 0, col 0\) at \(n, i, j, c\) = \(0, 0, 1, 0\), whose window covers "
-                                       r"rows 0..1 and cols 2..3"):
+  with pytest.raises(ValueError, match=r"indices: expected each index inside its own pooling window .* "
+                                       r"got 0 = \(row 0, col 0\) at \(n, i, j, c\) = \(0, 0, 1, 0\), whose "
+                                       r"window covers rows 0..1 and cols 2..3"):
     max_unpool(Y, _idx(rows), 2)
   y = jnp.asarray([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
   out = max_unpool(y, _idx(rows), 2, method="dense")   # any in-range index, last one wins (PyTorch's rule)

@@ -72,7 +72,8 @@ def run_cli(module, *args, cwd=REPO_ROOT):
 @pytest.mark.parametrize("args,message", [
     ([], "ERROR: --workdir is required"),
     (["--workdir={tmp}/a_file"], "which is a file"),
-    (["--workdir={tmp}/run", "--config.total_steps=ten"], "ERROR: flag --config.total_steps=ten: invalid literal"),
+    (["--workdir={tmp}/run", "--config.total_steps=ten"],
+     "ERROR: flag --config.total_steps=ten: invalid literal"),
     (["--workdir={tmp}/run", "--worrkdir={tmp}"], "ERROR: Unknown command line flag 'worrkdir'"),
     (["--workdir={tmp}/run", "stray"], "ERROR: unexpected arguments ['stray']"),
     (["--workdir={tmp}/run", "--config.dataset.image_size=30"],   # depth-2 U-Net: needs a multiple of 4
@@ -97,4 +98,5 @@ def test_bad_experiment_file_or_argument(tmp_path, spec, message):
   for module in ("dense_jax.train", "dense_jax.evaluate"):
     proc = run_cli(module, f"--config={spec}", f"--workdir={tmp_path}")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.startswith("ERROR") and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("ERROR") and message in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr

@@ -84,7 +84,8 @@ def test_check_is_read_only_and_says_how_to_proceed(tmp_path):
 def test_bad_workdir_paths(tmp_path):
   a_file = tmp_path / "a_file"
   a_file.write_text("x")
-  with pytest.raises(workdir_lib.WorkdirError, match=r"workdir: expected a directory, got .*a_file, which is a file"):
+  with pytest.raises(workdir_lib.WorkdirError,
+                     match=r"workdir: expected a directory, got .*a_file, which is a file"):
     workdir_lib.check_workdir(a_file, one_device())
   with pytest.raises(workdir_lib.WorkdirError, match=r"a_file is a file, not a directory"):
     workdir_lib.check_workdir(a_file / "run", one_device())

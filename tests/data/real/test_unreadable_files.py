@@ -15,7 +15,8 @@ from dense_jax.data.real import _common
 
 def _ade20k(root, fakes, split_dir, count):
   for k in range(count):
-    fakes.jpeg(root / "ADEChallengeData2016" / "images" / split_dir / f"ADE_{k:08d}.jpg", fakes.image(12, 12, seed=k))
+    fakes.jpeg(root / "ADEChallengeData2016" / "images" / split_dir / f"ADE_{k:08d}.jpg",
+               fakes.image(12, 12, seed=k))
     fakes.png(root / "ADEChallengeData2016" / "annotations" / split_dir / f"ADE_{k:08d}.png",
               np.full((12, 12), 1 + k, np.uint8))
 
@@ -93,6 +94,6 @@ def test_truncated_jpeg_in_the_voc_tar_is_named_while_preparing(tmp_path, fakes)
   with tarfile.open(tmp_path / voc.TAR_NAME, "w") as tar:
     tar.add(tmp_path / "stage" / "VOCdevkit", arcname="VOCdevkit")
   with pytest.raises(_common.UnreadableFileError,
-                     match=r"voc2012: member \.\.\./VOC2012/JPEGImages/2007_000032\.jpg of .*VOCtrainval_11-May-2012"
-                           r"\.tar cannot be decoded .*download VOCtrainval_11-May-2012\.tar again"):
+                     match=r"voc2012: member \.\.\./VOC2012/JPEGImages/2007_000032\.jpg of "
+                           r".*VOCtrainval_11-May-2012\.tar cannot be decoded .*download VOCtrainval_11-May-2012\.tar again"):
     data.get_source("voc2012", "train", data_dir=str(tmp_path))
