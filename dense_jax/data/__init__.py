@@ -12,8 +12,11 @@ Importing this package registers every dataset in the source registry (`sources`
 
 from dense_jax.data import dense_shapes  # registers dense_shapes/*
 from dense_jax.data import real  # registers the real datasets
+from dense_jax.data import partial_labels  # registers <name>+one_label (multi-task partial labels)
 from dense_jax.data.pipeline import DataFileError, DataIterator, create_iterator
 from dense_jax.data.sources import DatasetInfo, available, dataset_info, get_source, register_source
+
+partial_labels.register_all()
 
 __all__ = ["DataFileError", "DataIterator", "DatasetInfo", "available", "create_iterator", "dataset_info",
            "get_source", "register_source"]

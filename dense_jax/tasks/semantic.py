@@ -3,7 +3,9 @@
 Model output `outputs[name]`: logits `(B, h, w, K)` (h, w = the input size, or its centre for the
 valid-convolution U-Net); optional auxiliary logits `outputs[name + '_aux']` of the same shape (the
 FCN/DeepLab head on layer3).
-Labels `batch['semantic']`: `(B, H, W)` int class ids, `ignore_label` (255) for unlabelled pixels.
+Labels `batch['semantic']`: `(B, H, W)` int class ids, `ignore_label` (255) for unlabelled pixels;
+optional `batch['has_semantic']` `(B,)`: examples without the label count for nothing (partial labels,
+`dense_jax.tasks._labels`).
 
 Loss: pixel-wise softmax cross-entropy (`dense_jax.losses.segmentation_cross_entropy`), mean over the
 valid pixels of the global batch (label != ignore and the example real); with an auxiliary head,
@@ -28,6 +30,7 @@ import numpy as np
 
 from dense_jax import losses
 from dense_jax.metrics import segmentation as seg_metrics
+from dense_jax.tasks import _labels
 from dense_jax.tasks.base import Task, centre_crop, example_mask
 from dense_jax.tasks.registry import register_task
 
@@ -67,14 +70,14 @@ class SemanticTask(Task):
         keys += ("masks", "num_instances")
       else:
         self.breakdown["small_area"] = None
-    self.batch_keys = keys
+    self.batch_keys = keys + _labels.presence_keys(info, self.label_key)   # partial labels (has_semantic)
     self.pixel_keys = (self.label_key,)
 
   # ---- labels ---------------------------------------------------------------------------------
   def labels(self, batch, size: tuple[int, int]):
     """`(B, h, w)` int32 labels at the output size `size` (centre crop), padded examples set to ignore."""
     labels = centre_crop(batch[self.label_key], size)
-    real = example_mask(batch, labels.shape[0])
+    real = _labels.has_label(batch, self.label_key, labels.shape[0])   # batch_mask and has_semantic
     return jnp.where(real[:, None, None], labels, self.ignore_label)
 
   # ---- training -------------------------------------------------------------------------------
