@@ -154,3 +154,24 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndar
     rows.append([to_uint8(image), place_centred(colours[np.clip(label, 0, 255)], hw),
                  place_centred(colours[np.clip(pred, 0, 255)], hw)])
   return grid(rows)
+
+
+def panoptic_colours(ids: np.ndarray, classes: np.ndarray, num_classes: int, seed: int = 11) -> np.ndarray:
+  """`(H, W, 3)` uint8 picture of a panoptic map: each segment in its class's hue (`palette`), segments
+  of one class told apart by a per-id brightness in [0.55, 1] (id-seeded, so a map is drawn the same way
+  every time), boundaries between segments dark; void (id 0) black.
+
+  ids: int `(H, W)` segment ids, 0 = void; classes: int `(H, W)` the class of each pixel's segment.
+  """
+  ids, classes = np.asarray(ids), np.asarray(classes)
+  if ids.shape != classes.shape or ids.ndim != 2:
+    raise ValueError(f"ids, classes: expected two (H, W) maps of one shape, got {ids.shape} and {classes.shape}")
+  base = palette(num_classes)[np.clip(classes, 0, 255)].astype(np.float32)
+  levels = np.random.default_rng(seed).uniform(0.55, 1.0, size=int(max(ids.max(initial=0), 0)) + 1)
+  picture = base * levels[np.clip(ids, 0, None)][..., None]
+  edge = np.zeros(ids.shape, bool)
+  edge[1:] |= ids[1:] != ids[:-1]
+  edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+  picture[edge] *= 0.35
+  picture[ids <= 0] = 0
+  return np.clip(picture, 0, 255).astype(np.uint8)
