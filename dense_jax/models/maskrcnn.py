@@ -25,7 +25,8 @@ torchvision's losses. Eval (`train=False`): detections padded to `box_detections
 Static sizes: every count is a config number (pre/post-NMS top-k, sampled anchors and RoIs, positive RoIs
 `box_batch_size_per_image · box_positive_fraction` for the mask/keypoint heads, candidates before the
 final class-wise NMS `box_candidates_per_img`, detections per image) or the targets' padded `M`; an
-image without instances trains with finite losses (only negatives are sampled).
+image without instances trains with finite losses (only negatives are sampled). All images of a batch
+share one (H, W), divisible by 32 (torchvision pads to 32 too); boxes are clipped to it.
 
 Output dict (task name → dict): Mask R-CNN `{'instances': ...}`, Keypoint R-CNN `{'keypoints': ...}`.
   eval:  boxes (B, D, 4) xyxy px, scores (B, D), labels (B, D) int32 (0 on padding), valid (B, D) bool,

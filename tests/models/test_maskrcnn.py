@@ -154,12 +154,17 @@ def test_train_step_finite_losses_and_one_compilation(name, kwargs):
   assert len(traces) == 1
   # It learns: Adam on this one batch (same sampling key) lowers the total loss markedly.
   tx = optax.adam(1e-3)
-  params, opt_state, first = variables["params"], None, float(loss)
+
+  @jax.jit
+  def update(grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  params, first = variables["params"], float(loss)
   opt_state = tx.init(params)
   for _ in range(15):
     (value, _), grads = step(params, variables["batch_stats"], batch, jax.random.key(0))
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    params, opt_state = update(grads, opt_state, params)
   assert len(traces) == 1 and float(value) < 0.7 * first, (first, float(value))
   # A batch without any instance (same shapes, same program): finite, box / mask / keypoint terms 0.
   empty = {**batch, "num_instances": jnp.zeros((2,), jnp.int32), "classes": jnp.zeros((2, 4), jnp.int32)}
