@@ -71,9 +71,11 @@ class Colorization(nn.Module):
   Attributes:
     num_bins: Q (None: `default_num_bins()`).
     width: channel multiplier (the narrow CPU variant uses 1/8).
+    input_norm: 'none' only (dense_jax.models.inputs): the input is converted to L, then L - 50.
   """
   num_bins: int | None = None
   width: float = 1.0
+  input_norm: str = "none"   # [0, 1] sRGB (or L) taken as it is; the net centres L itself (L - 50)
   dtype: Dtype = jnp.float32
 
   def _bn(self, train, name):
@@ -86,6 +88,8 @@ class Colorization(nn.Module):
     check_image(images, "images", multiple=8, why="three stride-2 convolutions and a 2x transposed conv")
     if images.shape[-1] not in (1, 3):
       raise ValueError(f"images: expected L (B, H, W, 1) or sRGB (B, H, W, 3), got shape {images.shape}")
+    if self.input_norm != "none":
+      raise ValueError(f"input_norm: expected 'none' (the network centres L itself), got {self.input_norm!r}")
     q = default_num_bins() if self.num_bins is None else self.num_bins
     if q < 2:
       raise ValueError(f"num_bins: expected >= 2, got {q!r}")
@@ -129,10 +133,12 @@ def decode_ab(logits, bins: color.AbBins | None = None, temperature: float = ANN
 
 @register_model("colorization")
 def colorization(**kw) -> Colorization:
+  kw.pop("num_classes", None)   # the config builder's dataset default: colorization has no classes
   return Colorization(**kw)
 
 
 @register_model("colorization_narrow")
 def colorization_narrow(**kw) -> Colorization:
   """1/8 width (8 … 64 channels): the CPU variant."""
+  kw.pop("num_classes", None)
   return Colorization(**{"width": 0.125, **kw})
