@@ -252,7 +252,7 @@ CONV2D_METHODS = ("auto", "reference", "blocked")
 
 # 'auto' takes the blocked weight gradient on CPU from this many input and output channels on:
 # below it XLA's own weight-gradient conv is as fast or faster (16 -> 16 channels: 6 vs 12 ms at
-# N16 64x64), above it 2-40x slower (experiments/benchmarks/conv.py --only dw).
+# N16 64x64), above it 2-20x slower (experiments/benchmarks/conv.py --only sweep).
 _BLOCKED_MIN_CHANNELS = 32
 
 
@@ -327,8 +327,10 @@ def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
   "kernel" is the whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80),
   and a single long-K matmul over a materialised patch matrix runs from memory at 70-100; the
   blocked form runs near matmul speed. Blocks never split the batch axis, so a batch sharded over
-  devices stays sharded (each device contracts its own images; one sum over devices per block).
-  Rows that do not fill a block are one more block after the loop.
+  devices stays sharded (each device contracts its own images, then one sum over devices); the
+  price is that a block holds at least one row of every image (N·W_out pixels: large batches of
+  wide images get blocks above the cache-sized target). Rows that do not fill a block are one more
+  block after the loop.
   """
   (kh, kw), (sh, sw), (dh, dw_) = k_hw, conf.stride, conf.dilation
   x = jnp.pad(x, ((0, 0), *conf.pads, (0, 0)))
