@@ -46,6 +46,7 @@ import jax.numpy as jnp
 from dense_jax.models._common import Dtype, check_image, conv, scaled, torch_like_dropout
 from dense_jax.models._dense_tasks import check_tasks, finalize, raw_channels
 from dense_jax.models.backbones.vgg import VGG16
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.ops.resize import resize_bilinear
 
@@ -71,6 +72,8 @@ class EigenFergus(nn.Module):
     fc_channels, coarse_channels: full1's width and the channels of full2's map (4096, 64).
     image_channels: conv 2.1 / 3.1 (96); scale2_channels, scale3_channels: the 5×5 stacks (64).
     dropout_rate: after full1.
+    input_norm: how the [0, 1] images are normalised first (dense_jax.models.inputs); every scale sees
+      the normalised image.
   """
   tasks: Sequence[str] = ("depth", "normals")
   num_classes: int = 40
@@ -81,6 +84,7 @@ class EigenFergus(nn.Module):
   scale2_channels: int = 64
   scale3_channels: int = 64
   dropout_rate: float = 0.5
+  input_norm: str = "imagenet"   # a VGG16 trunk (torchvision weights); see dense_jax.models.inputs
   dtype: Dtype = jnp.float32
 
   def _conv(self, features, kernel, name, stride=1, scale_width=True):
@@ -99,7 +103,7 @@ class EigenFergus(nn.Module):
     check_image(images, "images", multiple=16, min_size=32,
                 why="scale 1's map is 1/16 of the input and VGG16 pools five times")
     b, h, w, _ = images.shape
-    x = images.astype(self.dtype)
+    x = normalise_images(images, self.input_norm).astype(self.dtype)
     channels = {t: raw_channels(t, num_classes=self.num_classes, num_bins=0) for t in tasks}
 
     # Scale 1: VGG16 → two fully connected layers → a coarse map at 1/16, upsampled to 1/4.

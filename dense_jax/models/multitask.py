@@ -14,16 +14,21 @@
 
 `tasks` is any non-empty subset of {semantic, depth, normals, colorization, boundaries}.
 
-Memory. Training memory must not grow like the number of tasks. Two things keep it flat:
-- the trunk runs under `nn.remat`: backward recomputes its inner activations, so only the block outputs
-  the heads read (and the images) are stored;
-- each task head runs under `nn.remat` too, so a head stores only its inputs (the shared block outputs,
-  stored once for all heads) and its output; the batch-normalised copies of the features, the skip maps
-  at full resolution and the fusion inputs are recomputed when that head's gradient is taken, one head
-  after another, and freed in between.
-So adding a task adds its output map and its (recomputed, transient) work, not a copy of the trunk's
-activations. `experiments/benchmarks/multitask_memory.py` prints XLA's memory analysis of the compiled
-training step with 1 and 5 tasks; tests/models/test_multitask.py bounds the ratio.
+Memory. Training memory must not grow like the number of tasks. What a task adds is its head: its
+skip maps and its output. The heads are built so that this is about one output-sized map per pyramid level:
+depths are summed coarse to fine at their own resolution, and a depth finer than the task's output is
+resized *before* its 1×1 conv (the two commute), so colorization's Q = 262 channels never exist at the
+finest depth's resolution. Both the trunk and each head also run under `nn.remat` (`remat=True`): the
+backward pass recomputes their inner activations instead of storing them, one head after another.
+Measured with `experiments/benchmarks/multitask_memory.py` (XLA CPU memory analysis of the compiled
+training step, batch 2, 128×128, 1 task = semantic vs all 5):
+  multitask_narrow  remat: 40.9 → 75.3 MiB (×1.84)   no remat: 36.3 → 60.0 MiB (×1.65)
+  multitask (VGG16) remat: 326.9 → 435.2 MiB (×1.33) no remat: 320.5 → 428.9 MiB (×1.34)
+(before the head design above the narrow model went 40.9 → 239.1 MiB, ×5.8). On XLA CPU at these sizes
+remat does not lower the peak (within 2%, slightly above): XLA fuses the batch norms into the 1×1 convs, so
+the heads store little, and the peak is the trunk's own backward pass, which remat recomputes in full.
+It is kept because on accelerators, larger images and batches the stored trunk activations are what
+remat removes; check there with the benchmark. tests/models/test_multitask.py bounds the 5/1 ratio.
 
 Colour would give colorization's answer away, so when `colorization` is among the tasks the trunk sees
 the grey image (CIE L*/100 replicated on three channels; `gray_input=None` decides so, True/False force
@@ -41,6 +46,7 @@ from dense_jax.models._common import Dtype, batch_norm, check_image, conv
 from dense_jax.models._dense_tasks import ALL_TASKS, check_tasks, finalize, raw_channels
 from dense_jax.models.backbones.vgg import VGG16
 from dense_jax.models.colorization import default_num_bins, rgb_to_lightness
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.ops.resize import resize_bilinear
 
@@ -102,6 +108,7 @@ class MultiTask(nn.Module):
     depths: trunk block outputs the skip layers read.
     remat: rematerialise the trunk and the heads (False only to measure what it saves).
     gray_input: feed the grey image (None: iff colorization is a task).
+    input_norm: how the [0, 1] (possibly grey) images are normalised first (dense_jax.models.inputs).
   """
   tasks: Sequence[str] = ("semantic", "depth", "normals")
   num_classes: int = 21
@@ -112,6 +119,7 @@ class MultiTask(nn.Module):
   depths: Sequence[str] = DEPTHS
   remat: bool = True
   gray_input: bool | None = None
+  input_norm: str = "imagenet"   # a VGG16 trunk (torchvision weights); see dense_jax.models.inputs
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -136,7 +144,7 @@ class MultiTask(nn.Module):
     x = images.astype(jnp.float32)
     if gray:
       x = jnp.repeat(rgb_to_lightness(x) / 100.0, 3, axis=-1)
-    x = x.astype(self.dtype)
+    x = normalise_images(x, self.input_norm).astype(self.dtype)
 
     trunk_cls = nn.remat(Trunk, static_argnums=(2,)) if self.remat else Trunk
     trunk = trunk_cls(self.width, self.trunk_batch_norm, tuple(self.depths), self.dtype, name="trunk")
