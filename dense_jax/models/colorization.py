@@ -22,6 +22,8 @@ model's learned blobs; conv8_313 alone is 80,441) — tests/models/test_coloriza
 arithmetic. The fixed 313→2 "class8_ab" layer and the softmax temperature live in `decode_ab`, outside
 the network, as the annealed mean of `dense_jax.data.color.AbBins.decode` (T = 0.38).
 
+The figure of the paper (grayscale input / prediction / truth) is `figure_panels`.
+
 `images` may be the L channel `(B, H, W, 1)` in [0, 100], or sRGB `(B, H, W, 3)` in [0, 1], from which the
 model takes L itself (`rgb_to_lightness`, CIE L* of D65 sRGB, as `data.color.rgb_to_lab`), so the
 engine can feed its usual `image`. Q defaults to the in-gamut bins of `data.color.gamut_bins()` (262);
@@ -142,3 +144,21 @@ def colorization_narrow(**kw) -> Colorization:
   """1/8 width (8 … 64 channels): the CPU variant."""
   kw.pop("num_classes", None)
   return Colorization(**{"width": 0.125, **kw})
+
+
+def figure_panels(lightness, logits, ab_true, bins: color.AbBins | None = None,
+                  temperature: float = ANNEALED_MEAN_T) -> list[tuple[str, np.ndarray]]:
+  """The paper's figure for one image: `[("grayscale input", ...), ("prediction", ...), ("truth", ...)]`,
+  each `(H, W, 3)` uint8 sRGB.
+
+  Args: `lightness (H, W, 1)` in [0, 100]; `logits (H/4, W/4, Q)` (one image of the model's output);
+  `ab_true (H, W, 2)`. The prediction is the annealed mean (`decode_ab`) upsampled to H×W on the input L.
+  """
+  lightness, ab_true = np.asarray(lightness, np.float64), np.asarray(ab_true, np.float64)
+  if lightness.ndim != 3 or lightness.shape[-1] != 1:
+    raise ValueError(f"lightness: expected (H, W, 1), got shape {lightness.shape}")
+  if ab_true.shape != lightness.shape[:2] + (2,):
+    raise ValueError(f"ab_true: expected {lightness.shape[:2] + (2,)}, got shape {ab_true.shape}")
+  ab = decode_ab(np.asarray(logits)[None], bins, temperature, size=lightness.shape[:2])[0]
+  to_rgb = lambda ab_map: (color.lab_to_rgb(np.concatenate([lightness, ab_map], -1)) * 255 + 0.5).astype(np.uint8)
+  return [("grayscale input", to_rgb(np.zeros_like(ab))), ("prediction", to_rgb(ab)), ("truth", to_rgb(ab_true))]

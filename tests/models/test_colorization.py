@@ -131,3 +131,24 @@ def test_narrow_model_learns_a_tiny_batch():
     losses.append(float(loss))
   assert np.isfinite(losses).all()
   assert min(losses[-5:]) < 0.5 * losses[0], losses
+
+
+def test_figure_panels_grey_prediction_truth():
+  from dense_jax.models.colorization import figure_panels
+  rgb = np.zeros((16, 16, 3))
+  rgb[:, :8] = [0.8, 0.2, 0.2]
+  rgb[:, 8:] = [0.2, 0.3, 0.8]
+  lightness, ab = color.colorization_inputs(rgb)
+  bins = color.AbBins()
+  # A "perfect" prediction: logits peaked at each 1/4 cell's nearest bin.
+  logits = 20.0 * np.eye(bins.num_bins)[bins.hard_encode(ab[2::4, 2::4])]
+  panels = dict(figure_panels(lightness, logits, ab, bins))
+  assert list(panels) == ["grayscale input", "prediction", "truth"]
+  assert all(p.shape == (16, 16, 3) and p.dtype == np.uint8 for p in panels.values())
+  grey = panels["grayscale input"].astype(int)
+  assert np.abs(grey - grey.mean(-1, keepdims=True)).max() <= 2              # no colour
+  np.testing.assert_allclose(panels["truth"] / 255.0, rgb, atol=2 / 255)      # the image itself
+  # Away from the colour edge the prediction is within a bin (10 ab units) of the truth's colour.
+  np.testing.assert_allclose(panels["prediction"][:, :4] / 255.0, rgb[:, :4], atol=0.08)
+  with pytest.raises(ValueError, match="ab_true: expected"):
+    figure_panels(lightness, logits, ab[:8], bins)
