@@ -31,6 +31,9 @@ of an input whose sides are multiples of 16 (the paper's valid convolutions give
 prediction for evaluation); the released model's 0.01 scaling of the pretrained pool5 features and its
 dropping of four conv 3.1 channels (to keep 96 inputs in scale 3) are not reproduced. The fully
 connected layers make the parameter count depend on the input size (the paper's input is 304×228).
+Channel counts: 96 (conv 2.1 / 3.1), 64 (full2's maps, the 5×5 stacks), as in the released network's
+concatenation widths (96 + 64 at scale 2); the widths of the 5×5 stacks of the VGG version were not
+re-checked against the paper's table here, so they are arguments (`scale2_channels`, `scale3_channels`).
 The paper gives no total parameter count; tests/models/test_eigen_fergus.py pins ours against a
 layer-by-layer formula.
 """
