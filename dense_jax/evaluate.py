@@ -226,14 +226,22 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
   try:
     outs = jax.eval_shape(bound, jax.ShapeDtypeStruct((1, *size, 3), jnp.float32))
     tasks_lib.check_outputs(tasks, outs, config.model.name)
-    shrunk = {k: tuple(o.shape[1:3]) for k, o in outs.items() if k in tasks and tuple(o.shape[1:3]) != size}
+    # Outputs that are not maps (a dict of detections) are evaluated by one whole-image call.
+    structured = [k for k, o in outs.items() if k in tasks and not hasattr(o, "shape")]
+    shrunk = {k: tuple(o.shape[1:3]) for k, o in outs.items()
+              if k in tasks and k not in structured and tuple(o.shape[1:3]) != size}
   except (ValueError, TypeError):   # the size needs padding: found below
-    shrunk = {}
+    structured, shrunk = [], {}
+  if structured and mode != "whole":
+    raise ValueError(f"mode: {config.model.name!r} returns {structured[0]!r} as detections, not a map; only "
+                     f"mode='whole' evaluates it, got {mode!r}")
   if shrunk:   # the valid U-Net: evaluated on the centre of the label map, as the trainer does
     if mode != "whole":
       name, hw = next(iter(shrunk.items()))
       raise ValueError(f"mode: {config.model.name!r} returns {hw} {name!r} outputs for {size} images (valid "
                        f"convolutions); only mode='whole' evaluates it, got {mode!r}")
+    multiple = None
+  elif structured:
     multiple = None
   elif pad_to_multiple is None:
     first = next(iter(tasks))
@@ -247,7 +255,7 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
 
   def predict_fn(variables, images):
     """`{task: output}` at the input resolution by the chosen mode, one pass per task output."""
-    if shrunk:
+    if shrunk or structured:
       return apply_fn(variables, images)
     return {name: predict(lambda x, name=name: apply_fn(variables, x)[name], images, task)
             for name, task in tasks.items()}
@@ -264,7 +272,7 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
       n = min(num_figures, int(np.sum(local["batch_mask"])))
       if i == 0 and n and write:
         from dense_jax import viz  # pylint: disable=g-import-not-at-top
-        predictions = {k: np.asarray(v[:n]) for k, v in predictions.items()}
+        predictions = jax.tree.map(lambda v: np.asarray(v[:n]), predictions)   # arrays or dicts of them
         figure["grid"] = viz.grid(evaluation.figure_rows(tasks, local["image"], predictions, local, n))
 
     accs, examples = evaluation.run(eval_step, variables, it, tasks, max_batches=max_batches, on_batch=draw,
@@ -299,6 +307,8 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
       result["files"]["png"] = str(png_path)
       plots.plot_confusion_matrix(confusion, png_path, class_names=names,
                                   title=f"{config.model.name} · {split} · {mode} · step {step}")
+    for name, task in tasks.items():   # the tasks' own result files (e.g. COCO-format results JSON)
+      result["files"].update(task.write_outputs(accs[name], json_path.parent, json_path.stem))
     if "grid" in figure:
       from PIL import Image  # pylint: disable=g-import-not-at-top
       examples_path = json_path.parent / f"{json_path.stem}_examples.png"

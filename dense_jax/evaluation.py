@@ -8,7 +8,8 @@
 `make_eval_step` computes the model's outputs (`dense_jax.models.build.apply_model`, or a `predict_fn`
 such as a `dense_jax.inference` mode), each task's per-batch accumulator `task.update(task.init(), ...)`
 and each task's prediction (`task.predict`, e.g. the argmax, for figures). `run` folds the per-batch
-accumulators on the host in 64 bits (`dense_jax.tasks.host_accumulator`, `task.combine`), so counts do
+accumulators on the host in 64 bits (`task.to_host`, by default `dense_jax.tasks.host_accumulator`;
+`task.combine`), so counts do
 not overflow and the numbers do not depend on the batching; padded examples (batch_mask 0) count for
 nothing, as each task's `update` guarantees. `results` merges every task's `result` into one dict and
 refuses two tasks that report the same key.
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+import jax
 import numpy as np
 
 from dense_jax.models.build import apply_model
-from dense_jax.tasks.base import host_accumulator
 
 
 def make_eval_step(model, tasks: dict, *, predict_fn: Callable | None = None,
@@ -58,14 +59,14 @@ def run(eval_step, variables, batches: Iterable[dict], tasks: dict, *, to_device
       break
     accs, predictions = eval_step(variables, to_device(local) if to_device else local)
     for name, task in tasks.items():
-      acc = host_accumulator(accs[name])
+      acc = task.to_host(accs[name])
       totals[name] = acc if name not in totals else task.combine(totals[name], acc)
     examples += int(np.sum(local["batch_mask"])) if "batch_mask" in local else len(local["image"])
     if on_batch is not None:
       on_batch(i, local, predictions)
   for name, task in tasks.items():   # an empty split: the empty accumulators
     if name not in totals:
-      totals[name] = host_accumulator(task.init())
+      totals[name] = task.to_host(task.init())
   return totals, examples
 
 
@@ -91,7 +92,8 @@ def figure_rows(tasks: dict, images: np.ndarray, predictions: dict, batch: dict,
     example = {k: np.asarray(v[i]) for k, v in batch.items()}
     row = [viz.to_uint8(images[i])]
     for name, task in tasks.items():
-      row += [panel for _, panel in task.draw(images[i], np.asarray(predictions[name][i]), example)]
+      prediction = jax.tree.map(lambda v: np.asarray(v[i]), predictions[name])   # an array or a dict of them
+      row += [panel for _, panel in task.draw(images[i], prediction, example)]
     rows.append(row)
   return rows
 

@@ -56,6 +56,8 @@ class DatasetInfo:
   # (new slot k takes old slot perm[k]); a single row applies to every class; () = no renumbering.
   keypoint_flip_perm: tuple[tuple[int, ...], ...] = ()
   image_size: tuple[int, int] | None = None   # (H, W) when every example has it, else None
+  # Per-keypoint OKS sigmas of the keypoint AP (COCO's per-keypoint σ); () = COCO's 17 when K = 17.
+  oks_sigmas: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

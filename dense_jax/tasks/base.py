@@ -9,8 +9,10 @@ A *task* owns, for one label type (semantic classes, depth, normals, ...):
   loss(outputs, batch)   -> (scalar, {metric: scalar})      masked, normalised by the valid items
   init()                 -> accumulator (a pytree of arrays)     \
   update(acc, outputs, batch) -> accumulator (jit-able)          | evaluation; padded examples
-  combine(a, b)          -> accumulator (default: leafwise sum)  | (batch['batch_mask'] == 0)
-  result(acc)            -> {metric: float}  (host, NumPy)      /  count for nothing
+  to_host(acc)           -> host accumulator (default: 64 bits)  | (batch['batch_mask'] == 0)
+  combine(a, b)          -> accumulator (default: leafwise sum)  | count for nothing
+  result(acc)            -> {metric: float}  (host, NumPy)      /
+  write_outputs(acc, directory, stem) -> {label: path}  result files of an evaluation (default none)
   summary_keys()         -> {result key: label}: the headline numbers printed after an evaluation
   unflip(output)         undo a horizontal flip of a prediction (TTA)
   merge([output, ...])   one prediction from several (TTA; default: the mean, renormalised for unit
@@ -145,9 +147,21 @@ class Task:
     """Two accumulators folded into one (default: leafwise sum)."""
     return jax.tree.map(lambda x, y: x + y, a, b)
 
+  def to_host(self, acc) -> Any:
+    """One batch's device accumulator on the host, before `combine` (default: `host_accumulator`, 64 bits).
+    A task whose accumulator is a host object (e.g. COCO detections for pycocotools) returns the arrays
+    as they are and builds that object in `combine` / `result`."""
+    return host_accumulator(acc)
+
   def result(self, acc) -> dict:
     """`{metric name: float}` from an accumulator (host side, NumPy)."""
     raise NotImplementedError
+
+  def write_outputs(self, acc, directory, stem: str) -> dict[str, str]:
+    """Writes the task's own result files for a finished evaluation (e.g. COCO-format results JSON) into
+    `directory`, names starting with `stem`; `{label: path}` of the files (default: none)."""
+    del acc, directory, stem
+    return {}
 
   def summary_keys(self) -> dict[str, str]:
     """`{result key: label}` of the headline numbers printed after an evaluation (default: none)."""

@@ -351,7 +351,7 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
       def figure(i, local, predictions):   # process 0's rows come first in the replicated predictions
         n = min(config.num_figures, int(local["batch_mask"].sum()))
         if i == 0 and n:
-          predictions = {k: np.asarray(v[:n]) for k, v in predictions.items()}
+          predictions = jax.tree.map(lambda v: np.asarray(v[:n]), predictions)   # arrays or dicts of them
           reporter.figure(step, viz.grid(evaluation.figure_rows(tasks, local["image"], predictions, local, n)))
 
       eval_input = make_eval_input()

@@ -33,6 +33,10 @@ from __future__ import annotations
 import dataclasses
 
 NUM_KEYPOINTS = 4
+# OKS sigma of every keypoint slot (keypoint AP): the slots are polygon corners, rendered exactly (no
+# annotator spread, unlike COCO's body joints), so σ is COCO's tightest (eyes 0.025, nose 0.026) doubled
+# for the 56x56 heatmap's quantisation: OKS 0.5 at ~1.2 · sqrt(area) · 0.1 px, 2.4 px on a 20 px object.
+OKS_SIGMAS = (0.05,) * NUM_KEYPOINTS
 # Per thing kind: the slot permutation a horizontal flip applies (new slot k takes old slot perm[k]).
 KIND_FLIP_PERM = {"square": (1, 0, 3, 2), "triangle": (0, 2, 1, 3)}
 KIND_NUM_CORNERS = {"square": 4, "triangle": 3}

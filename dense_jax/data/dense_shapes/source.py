@@ -156,6 +156,7 @@ def dataset_info(cfg: config_lib.SceneConfig) -> sources.DatasetInfo:
       splits=tuple(s for s, _ in cfg.splits),
       thing_classes=table.thing_ids,
       num_keypoints=config_lib.NUM_KEYPOINTS,
+      oks_sigmas=config_lib.OKS_SIGMAS,
       keypoint_flip_perm=table.keypoint_flip_perm(),
       image_size=(cfg.image_size, cfg.image_size),
       description=(f"Procedural scenes generated locally ({cfg.description}) Classes: "

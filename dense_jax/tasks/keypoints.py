@@ -1,0 +1,69 @@
+"""Keypoint detection (Keypoint R-CNN): detection + keypoint losses, COCO keypoint AP (OKS), figures.
+
+Model output `outputs[name]` (`dense_jax.models.maskrcnn.MaskRCNN` with `num_keypoints=K`, a dict):
+  train  raw head outputs and their sampled targets (rpn_*, roi_*, keypoint_*)
+  eval   boxes (B, D, 4) xyxy px, scores (B, D), labels (B, D) (1: "an object with keypoints"),
+         valid (B, D), keypoints (B, D, K, 3) (x, y, 1) px, keypoint_scores (B, D, K)
+
+Labels: boxes, classes, num_instances, keypoints (B, G, K, 3) (x, y, visibility) and, when the dataset
+has them, masks (their pixel counts are the instances' areas, which scale OKS, as in COCO).
+
+Loss: `Σ` of `dense_jax.losses_detection.detection_losses` of the output — RPN and box terms (the model
+has no other task to train them) and the keypoint term: per visible keypoint, cross-entropy over the 56²
+cells of its map, divided by the number of visible keypoints. Train metrics `<name>/loss_<term>`.
+
+Evaluation: as `instances` (host-side `CocoAccumulator`, see `dense_jax.tasks.instances`) with
+iou_types ("keypoint",), every ground-truth instance as class 1 (Keypoint R-CNN's single class):
+`keypoint_ap`, `keypoint_ap50`, `keypoint_ap75`, `keypoint_ap_medium|large`, `keypoint_ar`,
+`<name>/gt_dropped`, `<name>/images_gt_capped`. OKS sigmas: `oks_sigmas` of the config, else the
+dataset's (`DatasetInfo.oks_sigmas`), else COCO's 17 when K = 17.
+Figures: predicted keypoints (score >= draw_threshold) with their boxes next to the ground truth.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from dense_jax.tasks.instances import DETECTION_KEYS, TRUTH_KEYS, DetectionTask, draw_boxes
+from dense_jax.tasks.registry import register_task
+
+
+@register_task("keypoints")
+class KeypointsTask(DetectionTask):
+  """Keypoint R-CNN's keypoints (see the module docstring)."""
+
+  iou_types = ("keypoint",)
+  output_keys = DETECTION_KEYS + ("keypoints",)
+
+  def __init__(self, *, info=None, oks_sigmas=None, **kwargs):
+    if oks_sigmas is None and info is not None and getattr(info, "oks_sigmas", ()):
+      oks_sigmas = info.oks_sigmas
+    super().__init__(info=info, category_ids=(1,), oks_sigmas=oks_sigmas, **kwargs)
+    with_masks = info is None or "masks" in info.keys
+    self.truth_keys = TRUTH_KEYS + ("keypoints",) + (("masks",) if with_masks else ())
+    self.batch_keys = self.truth_keys
+
+  def truth_classes(self, batch):
+    return jnp.where(batch["classes"] > 0, 1, 0).astype(jnp.int32)
+
+  def label_text(self, label, score=None):
+    return "" if score is None else f"{score:.2f}"
+
+  def summary_keys(self):
+    return {"keypoint_ap": "keypoint AP", "keypoint_ap50": "keypoint AP50"}
+
+  def draw(self, image, prediction, example):
+    from dense_jax import viz  # pylint: disable=g-import-not-at-top
+    image = viz.to_uint8(image)
+    n = int(example["num_instances"])
+    yxyx = np.asarray(example["boxes"])[:n]
+    truth = draw_boxes(image, yxyx[:, [1, 0, 3, 2]], np.tile([[0.3, 0.9, 0.3]], (n, 1)))
+    truth = viz.draw_keypoints(truth, np.asarray(example["keypoints"]), n)
+    keep = self.shown(prediction)
+    predicted = draw_boxes(image, np.asarray(prediction["boxes"])[keep], np.tile([[0.3, 0.6, 1.0]], (len(keep), 1)),
+                           [self.label_text(1, float(prediction["scores"][k])) for k in keep])
+    kpts = np.array(np.asarray(prediction["keypoints"])[keep], np.float64)
+    kpts[..., 2] = 2   # every predicted keypoint is drawn as visible
+    predicted = viz.draw_keypoints(predicted, kpts)
+    return [(f"{self.name} truth", truth), (f"{self.name} prediction", predicted)]
