@@ -1,0 +1,31 @@
+"""experiments/maskrcnn_dense_shapes.py and keypointrcnn_dense_shapes.py: their configs resolve, build their
+model and tasks for the dataset, and the model's outputs are what the tasks read (traced, not run)."""
+
+import pytest
+
+from dense_jax import tasks as tasks_lib
+from dense_jax.models.build import build_model, output_shapes
+from dense_jax.train import config as config_lib
+from experiments import keypointrcnn_dense_shapes, maskrcnn_dense_shapes
+
+
+@pytest.mark.parametrize("experiment,arg,task", [
+    (maskrcnn_dense_shapes, "quick", "instances"),
+    (maskrcnn_dense_shapes, "", "instances"),
+    (maskrcnn_dense_shapes, "quick,steps=50,depth=101,lr=0.003", "instances"),
+    (keypointrcnn_dense_shapes, "quick", "keypoints"),
+    (keypointrcnn_dense_shapes, "", "keypoints"),
+])
+def test_configs_build_model_and_tasks(experiment, arg, task):
+  config = config_lib.resolve(experiment.get_config(arg))
+  model, info, size = build_model(config)
+  tasks = tasks_lib.build_tasks(config.tasks, info)
+  assert list(tasks) == [task] and config.model.name.endswith("_narrow")
+  assert size == ((64, 64) if "quick" in arg else (128, 128))
+  outputs = output_shapes(model, size)
+  tasks_lib.check_outputs(tasks, outputs, config.model.name)
+  if task == "keypoints":
+    assert outputs[task]["keypoints"].shape[2] == info.num_keypoints == len(tasks[task].oks_sigmas)
+    assert model.num_classes == 2
+  if "steps=50" in arg:
+    assert config.total_steps == 50 and config.optimizer.learning_rate == 0.003 and "101" in config.model.name
