@@ -23,11 +23,17 @@ no crowd regions) accumulated over the split; padded examples are all void (they
 Results: `pq`, `sq`, `rq` (over all categories that appear), `pq_things`, `sq_things`, `rq_things`,
 `pq_stuff`, `sq_stuff`, `rq_stuff`, `pq/<class>` (the engine prefixes `val/`).
 Prediction (figures, writers): `(B, H, W, 2)` int32, channel 0 the segment id, channel 1 its class.
-Output: `write_coco(writer, image_id, prediction)` adds one predicted image to a
-`dense_jax.data.panoptic_format.PanopticWriter` (COCO panoptic PNG + JSON).
+Output: with `write_pngs=True` (`--config.tasks.panoptic.write_pngs=true`), `python -m dense_jax.evaluate`
+writes the split's predictions in the COCO panoptic format (`<results stem>_panoptic.json` + PNG folder,
+id = R + 256 G + 256² B; the `write_outputs` hook); the accumulator then also carries each image's PNG
+bytes (off by default, so training evaluations stay additive sums). `write_coco(writer, image_id,
+prediction)` adds one predicted image to a `dense_jax.data.panoptic_format.PanopticWriter`.
 """
 
 from __future__ import annotations
+
+import io
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +41,7 @@ import numpy as np
 
 from dense_jax import losses
 from dense_jax.metrics import panoptic as pq_lib
-from dense_jax.tasks.base import Task, example_mask
+from dense_jax.tasks.base import Task, example_mask, host_accumulator
 from dense_jax.tasks.registry import register_task
 
 TARGET_KEYS = ("boxes", "classes", "num_instances", "masks")   # what the instance branch trains on
@@ -47,7 +53,7 @@ class PanopticTask(Task):
 
   def __init__(self, *, info=None, name: str | None = None, weight: float = 1.0, num_classes: int | None = None,
                thing_classes=None, class_names=None, ignore_label: int | None = None,
-               instance_weight: float = 0.0):
+               instance_weight: float = 0.0, write_pngs: bool = False):
     super().__init__(info=info, name=name, weight=weight)
     if num_classes is None:
       if info is None:
@@ -68,6 +74,7 @@ class PanopticTask(Task):
     if not instance_weight >= 0:
       raise ValueError(f"config.tasks.{self.name}.instance_weight: expected a number >= 0, got {instance_weight!r}")
     self.instance_weight = float(instance_weight)
+    self.write_pngs = bool(write_pngs)
     self.batch_keys = ("semantic", "panoptic", "segment_classes") + TARGET_KEYS
     self.pixel_keys = ("semantic", "panoptic")
     # Semantic id -> the head's channel: stuff i -> i, any thing -> n_stuff, ignore (and ids out of range)
@@ -134,10 +141,51 @@ class PanopticTask(Task):
     pred_ids = jnp.where(real, out["panoptic"], 0)
     pred_classes = jnp.where(out["segment_valid"], out["segment_classes"], -1)
     stats = pq_lib.pq_stats(gt_ids, batch["segment_classes"], pred_ids, pred_classes, self.num_classes)
-    return {k: acc[k] + stats[k] for k in acc}
+    new = {k: acc[k] + stats[k] for k in pq_lib.STAT_KEYS}
+    if self.write_pngs:   # this batch's predictions, for write_outputs (to_host compresses them)
+      new["predictions"] = {"prediction": self.predict(out), "real": real[:, 0, 0]}
+    return new
+
+  def to_host(self, acc):
+    """The stats in 64 bits; with `write_pngs`, each real image's prediction as COCO panoptic PNG bytes
+    and its segments (so an evaluation holds compressed maps, never a split of int32 arrays)."""
+    acc = dict(acc)
+    predictions = acc.pop("predictions", None)
+    out = host_accumulator(acc)
+    if self.write_pngs:
+      out["pngs"] = []
+      if predictions is not None:
+        from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
+        from PIL import Image  # pylint: disable=g-import-not-at-top
+        for pred, real in zip(np.asarray(predictions["prediction"]), np.asarray(predictions["real"])):
+          if real:
+            buffer = io.BytesIO()
+            Image.fromarray(panoptic_format.id_to_rgb(pred[..., 0])).save(buffer, format="PNG")
+            out["pngs"].append((buffer.getvalue(), self.segments(pred)))
+    return out
+
+  def combine(self, a, b):
+    out = {k: a[k] + b[k] for k in pq_lib.STAT_KEYS}
+    if "pngs" in a or "pngs" in b:
+      out["pngs"] = list(a.get("pngs", [])) + list(b.get("pngs", []))
+    return out
+
+  def write_outputs(self, acc, directory, stem: str) -> dict[str, str]:
+    """With `write_pngs`: the split's predictions in the COCO panoptic format, `<stem>_panoptic.json` and
+    the PNG folder `<stem>_panoptic/` (images numbered 1, 2, ... in the split's order)."""
+    if not self.write_pngs or "pngs" not in acc:
+      return {}
+    from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    json_path = pathlib.Path(directory) / f"{stem}_{self.name}.json"
+    with panoptic_format.PanopticWriter(json_path, categories=self.categories) as writer:
+      for image_id, (png, segments) in enumerate(acc["pngs"], start=1):
+        ids = panoptic_format.rgb_to_id(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+        writer.add(image_id, ids, segments)
+    return {f"{self.name}_json": str(json_path), f"{self.name}_pngs": str(writer.png_dir)}
 
   def result(self, acc) -> dict:
-    pq = pq_lib.pq_from_stats(acc, self.categories)
+    pq = pq_lib.pq_from_stats({k: acc[k] for k in pq_lib.STAT_KEYS}, self.categories)
     out = {"pq": pq["all"]["pq"], "sq": pq["all"]["sq"], "rq": pq["all"]["rq"]}
     for part in ("things", "stuff"):
       out.update({f"{m}_{part}": pq[part][m] for m in ("pq", "sq", "rq")})

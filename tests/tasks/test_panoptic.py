@@ -150,3 +150,24 @@ def test_dataset_defaults_and_output_checks():
     task.check_outputs({"panoptic": {}})
   with pytest.raises(ValueError, match="test-time augmentation"):
     task.merge([{}, {}])
+
+
+def test_write_pngs_hook_writes_the_splits_predictions_in_coco_format(tmp_path):
+  task = make_task(write_pngs=True)
+  ids = np.array([[[1, 1], [2, 0]], [[1, 2], [2, 2]], [[1, 1], [1, 1]]])
+  outputs = {"panoptic": {"panoptic": jnp.asarray(ids), "segment_classes": jnp.array([[0, 4, 1]] * 3),
+                          "segment_valid": jnp.array([[False, True, True]] * 3)}}
+  batch = {"panoptic": jnp.asarray(ids), "segment_classes": jnp.array([[0, 4, 1]] * 3),
+           "batch_mask": jnp.array([1, 1, 0])}
+  first = task.to_host(jax.jit(task.update)(task.init(), outputs, batch))
+  second = task.to_host(task.update(task.init(), outputs, {**batch, "batch_mask": jnp.array([1, 0, 0])}))
+  total = task.combine(task.combine(task.to_host(task.init()), first), second)
+  assert len(total["pngs"]) == 3 and task.result(total)["pq"] == 1.0
+  files = task.write_outputs(total, tmp_path, "validation_whole")
+  reader = panoptic_format.PanopticReader(files["panoptic_json"])
+  assert [reader[i]["image_id"] for i in range(3)] == [1, 2, 3]
+  for i, expected in enumerate([ids[0], ids[1], ids[0]]):
+    np.testing.assert_array_equal(reader[i]["ids"], expected)
+  assert {k: s["category_id"] for k, s in reader[1]["segments"].items()} == {1: 4, 2: 1}
+  assert reader.categories[3] == {"isthing": 1, "name": "disc"}
+  assert make_task().write_outputs(total, tmp_path, "x") == {}
