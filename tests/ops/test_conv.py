@@ -509,7 +509,31 @@ def test_blocked_conv2d_second_order_and_vmap():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_auto_picks_blocked_on_cpu_for_wide_ungrouped_convs():
+@pytest.fixture
+def single_device(monkeypatch):
+  """The blocked weight gradients run only on a single-device JAX (`_loops_ok`); the suite has 8 fake
+  CPU devices, so tests of those paths say 'one device' here."""
+  monkeypatch.setattr(conv_lib, "_loops_ok", lambda: True)
+
+
+def test_auto_keeps_xla_gradients_with_several_devices():
+  if jax.device_count() < 2:
+    pytest.skip("needs several devices")
+  f = lambda x, w: jnp.sum(conv2d(x, w, padding=1))
+  jaxpr = str(jax.make_jaxpr(jax.grad(f, 1))(jnp.ones((1, 8, 8, 64)), jnp.ones((3, 3, 64, 64))))
+  assert not re.search(r"\b(scan|while)\[", jaxpr)
+
+
+@pytest.mark.parametrize("case", [_TCASES[i] for i in (1, 2, 13, 15, 16, 20)], ids=str)
+def test_phase_blocked_weight_gradient_matches_definition(case, single_device):
+  x, w, g, kwargs = _tcase_arrays(case, seed=len(str(case)))
+  want = np_conv_transpose2d(x, w, g, **kwargs)
+  got = _value_and_vjp(lambda x, w: conv_transpose2d(x, w, method="phase", **kwargs), x, w, g)
+  for a, b in zip(got, want):
+    _assert_close(a, b, np.sqrt(w.size))
+
+
+def test_auto_picks_blocked_on_cpu_for_wide_ungrouped_convs(single_device):
   def grad_jaxpr(ci, co, groups=1):
     x, w = jnp.ones((1, 8, 8, ci)), jnp.ones((3, 3, ci // groups, co))
     f = lambda x, w: jnp.sum(conv2d(x, w, padding=1, feature_group_count=groups))
@@ -533,7 +557,8 @@ def test_blocked_weight_gradient_block_rows():
 @pytest.mark.parametrize("axis_type", ["Auto", "Explicit"])
 def test_blocked_conv2d_keeps_a_sharded_batch_local(axis_type):
   """Data parallel over 2 devices: the same gradients, and no all-gather of activations (the blocks
-  never slice the batch axis; one all-reduce sums dw over devices, as XLA's own gradient does)."""
+  never slice the batch axis). ('auto' keeps XLA's gradient there, see `_loops_ok`: in a whole
+  training step the partitioner can put the all-reduce inside the loop, and XLA:CPU deadlocks.)"""
   if jax.device_count() < 2:
     pytest.skip("needs 2 devices (tests/conftest.py sets 8 fake CPU devices)")
   from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
