@@ -99,8 +99,7 @@ def restore_variables(config, workdir: str | pathlib.Path, step: int | None = No
   try:
     for s in steps:
       try:
-        metadata = ocp.StandardCheckpointHandler().metadata(directory / str(s) / "state")
-        saved = checkpoint_lib.state_structure(metadata)
+        saved = checkpoint_lib.saved_state_structure(directory / str(s))
       except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: the step is damaged
         damaged.append((s, e))
         continue

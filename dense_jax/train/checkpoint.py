@@ -55,6 +55,17 @@ def state_structure(tree) -> dict[str, tuple[tuple[int, ...], str]]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def saved_state_structure(step_dir) -> dict[str, tuple[tuple[int, ...], str]]:
+  """`state_structure` of the `state` item saved in `step_dir` (`<checkpoints>/<step>`), read from its
+  metadata without loading arrays; raises whatever orbax raises for unreadable files. The handler is
+  closed here: left open, its background event loop prints a traceback at interpreter exit."""
+  handler = ocp.StandardCheckpointHandler()
+  try:
+    return state_structure(handler.metadata(pathlib.Path(step_dir) / "state"))
+  finally:
+    handler.close()
+
+
 def structure_differences(saved: dict, expected: dict, limit: int = 5) -> list[str]:
   """The first `limit` differences between two `state_structure`s, in words."""
   out = []
@@ -149,7 +160,7 @@ class Checkpointer:
     expected = state_structure(abstract_state)
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        saved = state_structure(ocp.StandardCheckpointHandler().metadata(self.directory / str(step) / "state"))
+        saved = saved_state_structure(self.directory / str(step))
       except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: the step is damaged
         self._quarantine(step, e)
         continue

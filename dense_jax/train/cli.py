@@ -154,8 +154,31 @@ def _one_line(error: Exception) -> str:
   return text or type(error).__name__
 
 
+def _is_closed_event_loop_noise(exc_value) -> bool:
+  return isinstance(exc_value, RuntimeError) and str(exc_value) == "Event loop is closed"
+
+
+def quiet_closed_event_loop_errors() -> None:
+  """Drops the 'Event loop is closed' RuntimeErrors that orbax's tensorstore reads report through
+  `sys.unraisablehook` when a damaged checkpoint fails to read: their callbacks land after orbax has
+  closed its event loop, nothing is lost, and each would print a traceback where the programs promise
+  one line per problem. Every other unraisable exception goes to the previous hook."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_dense_jax_quiet", False):
+    return
+
+  def hook(unraisable):
+    if not _is_closed_event_loop_noise(unraisable.exc_value):
+      previous(unraisable)
+
+  hook._dense_jax_quiet = True   # pylint: disable=protected-access
+  sys.unraisablehook = hook
+
+
 def parse_flags(argv: list[str], prog: str) -> list[str]:
-  """`flags.FLAGS(argv)`, or one `ERROR:` line on stderr and exit EXIT_BAD_CONFIG (see module doc)."""
+  """`flags.FLAGS(argv)`, or one `ERROR:` line on stderr and exit EXIT_BAD_CONFIG (see module doc).
+  Also installs `quiet_closed_event_loop_errors` for the program's lifetime."""
+  quiet_closed_event_loop_errors()
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:   # raised by ml_collections for an unknown --config.* key
