@@ -9,8 +9,9 @@ same ResNet-FPN, merged into one segment id per pixel.
         and `ops.panoptic_merge` per image (thresholds are fields of the model, static).
 
 Classes: one id space for both branches, the dataset's semantic ids `0 .. num_classes - 1`;
-`thing_classes` are the ids that are instances (the box/mask heads predict them, as Mask R-CNN's labels),
-every other id is stuff. Defaults: COCO panoptic as `dense_jax.data.real` loads it (134 ids, things
+`thing_classes` are the ids that are instances (the box/mask heads predict them, as Mask R-CNN's labels;
+the box classifier's stuff logits are pinned to -1e4, so detections are always things), every other id
+is stuff. Defaults: COCO panoptic as `dense_jax.data.real` loads it (134 ids, things
 1..80).
 
 Output dict (train and eval):
@@ -95,6 +96,16 @@ class PanopticFPN(MaskRCNN):
     super().setup()
     self.semantic_head = SemanticFPNHead(len(self.stuff_classes) + 1, scaled(self.semantic_channels, self.width),
                                          dtype=self.dtype)
+
+  def box_branch(self, feats, rois, image_size):
+    """Mask R-CNN's box branch with the logits of stuff classes pinned to -1e4: the detector predicts only
+    background and `thing_classes` (stuff is the semantic head's), in training (the RoI labels are things
+    anyway) and in detection (their scores are ~0, below `box_score_thresh`)."""
+    logits, deltas = super().box_branch(feats, rois, image_size)
+    allowed = np.zeros(self.num_classes, bool)
+    allowed[0] = True
+    allowed[[int(c) for c in self.thing_classes]] = True
+    return jnp.where(jnp.asarray(allowed), logits, -1e4), deltas
 
   def merge(self, instances, semantic_logits):
     """The 'panoptic' entry from eval detections and semantic logits (module docstring)."""

@@ -101,3 +101,15 @@ def test_bad_thing_classes():
   images = jnp.zeros((1, 64, 64, 3))
   with pytest.raises(ValueError, match=r"thing_classes: expected distinct ids in \[1, num_classes=9\)"):
     narrow(thing_classes=(4, 9)).init(KEY, images)
+
+
+def test_detector_predicts_only_thing_classes():
+  model = narrow(width=0.125, box_score_thresh=0.0, box_detections_per_img=20, rpn_post_nms_top_n_test=30,
+                 rpn_pre_nms_top_n_test=60)
+  images = jax.random.uniform(jax.random.PRNGKey(3), (1, 32, 32, 3))
+  out, _ = model.init_with_output(KEY, images, train=False)
+  det = out["instances"]
+  labels = np.asarray(det["labels"])[np.asarray(det["valid"])]
+  assert labels.size and set(labels.tolist()) <= set(THINGS), labels
+  assert set(np.asarray(out["panoptic"]["segment_classes"])[np.asarray(out["panoptic"]["segment_is_thing"])]
+             .tolist()) <= set(THINGS)
