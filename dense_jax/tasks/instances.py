@@ -18,6 +18,8 @@ truth; `to_host` brings them to NumPy (masks stay uint8), `combine` folds them i
 at a time, so the evaluation holds RLEs, never a split of masks) and `result` runs pycocotools:
 `box_ap`, `box_ap50`, `box_ap75`, `box_ap_small|medium|large`, `box_ar`, the same for `mask_`, and
 `<name>/gt_dropped`, `<name>/images_gt_capped` (ground truth beyond the cap, not counted as misses).
+Detections of classes outside `category_ids` (e.g. a stuff class: the model scores every class of the
+dataset) are dropped, as pycocotools ignores categories without ground truth.
 Images are numbered 1, 2, ... in the order of the split; category ids are the dataset's class ids
 (contiguous; COCO's sparse ids in the results JSON of a `coco2017*` dataset).
 Output: `write_outputs(acc, directory, stem)` writes the COCO-format results JSON.
@@ -127,7 +129,11 @@ class DetectionTask(Task):
     size = truth.pop("image_size", None)
     if size is not None:   # CocoAccumulator takes the image size from `image` when there are no masks
       truth["image"] = np.zeros((truth["boxes"].shape[0],) + size.shape[1:] + (3,), np.uint8)
-    accumulator.add(arrays["detections"], truth)
+    detections = dict(arrays["detections"])
+    # A model scores every class of the dataset (dense_shapes' stuff classes too); a detection of a class
+    # that is not evaluated counts for nothing, as pycocotools ignores categories without ground truth.
+    detections["valid"] = detections["valid"] & np.isin(detections["labels"], self.category_ids)
+    accumulator.add(detections, truth)
 
   def accumulator(self, acc):
     """`acc` as a `CocoAccumulator` (a batch's host arrays are added to a new one)."""

@@ -90,11 +90,14 @@ def test_loss_is_the_sum_of_the_detection_terms(info):
 def test_evaluation_equals_one_pycocotools_run_in_any_batching(info):
   task = InstancesTask(info=info)
   # Image 1: both found (one with the wrong class), image 2: boxes shifted by 3 px, image 3 padding.
-  outs = [_outputs(1, [0.9, 0.8, 0.1], [4, 6, 0]), _outputs(1, [0.7, 0.6, 0.1], [4, 5, 0], shift=3.0),
+  # The third detection of image 1 has a stuff class (2, sky): not evaluated, dropped by the task.
+  outs = [_outputs(1, [0.9, 0.8, 0.95], [4, 6, 2], valid=(True, True, True)),
+          _outputs(1, [0.7, 0.6, 0.1], [4, 5, 0], shift=3.0),
           _outputs(1, [0.99, 0.99, 0.99], [4, 5, 4], valid=(True, True, True))]
   batches = [_batch(1), _batch(1), _batch(1, batch_mask=[0])]
   reference = coco.CocoAccumulator(info.thing_classes, iou_types=("box", "mask"))
   for o, bt in zip(outs, batches):
+    o = dict(o, valid=o["valid"] & (o["labels"] != 2))
     reference.add(o, bt)
   expected = reference.compute()
   one_by_one = _fold(task, list(zip(outs, batches)))
