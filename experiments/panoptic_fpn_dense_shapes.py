@@ -21,6 +21,11 @@ Merge thresholds are model fields (`config.model.score_threshold`, `overlap_thre
 `stuff_area_fraction`); quick mode lowers the score threshold to 0.3 because a model trained for a few
 hundred steps is rarely confident; full mode keeps the paper's 0.5.
 
+COCO panoptic output of a checkpoint (PNG + JSON next to evaluate's results):
+
+    python -m dense_jax.evaluate --config experiments/panoptic_fpn_dense_shapes.py:quick \
+        --config.tasks.panoptic.write_pngs=true --workdir /tmp/dense_jax_panoptic
+
 Arguments (`:quick,steps=400`): quick, steps (0 = the mode's default), depth (50 | 101),
 semantic_weight (the panoptic task's loss weight, the paper's λ), score (merge score threshold, 0 = the
 mode's default). Any key can be overridden on the command line, e.g. `--config.model.overlap_threshold=0.6`.
@@ -58,9 +63,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if "instances" in available_tasks():
     config.tasks = ml_collections.ConfigDict({"instances": {"weight": 1.0},
-                                              "panoptic": {"weight": arg.semantic_weight}})
+                                              "panoptic": {"weight": arg.semantic_weight, "write_pngs": False}})
   else:
-    config.tasks = ml_collections.ConfigDict({"panoptic": {"weight": arg.semantic_weight, "instance_weight": 1.0}})
+    config.tasks = ml_collections.ConfigDict({"panoptic": {"weight": arg.semantic_weight, "instance_weight": 1.0,
+                                                           "write_pngs": False}})
 
   config.total_steps = arg.steps or (400 if arg.quick else 20_000)
   config.batch_size = 8 if arg.quick else 16
