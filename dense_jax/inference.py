@@ -97,9 +97,11 @@ def predict_whole(apply_fn: ApplyFn, images, *, pad_to_multiple=None, pad_value:
   if ph or pw:
     x = jnp.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=pad_value)
   out = apply_fn(x)
-  if getattr(out, "ndim", None) != 4 or out.shape[:3] != x.shape[:3]:
+  # (N, H, W): a one-channel map such as log-depth (the `_dense_tasks` convention drops its channel axis).
+  if getattr(out, "ndim", None) not in (3, 4) or out.shape[:3] != x.shape[:3]:
     raise ValueError(
-        f"apply_fn: expected logits (N, H, W, K) at the resolution of its input {x.shape[:3]}, got "
+        f"apply_fn: expected logits (N, H, W, K) or a map (N, H, W) at the resolution of its input "
+        f"{x.shape[:3]}, got "
         f"{getattr(out, 'shape', type(out))} (a model whose output is smaller than its input, e.g. the "
         f"valid-convolution U-Net, has no inference mode here; a strided model must upsample to the input)")
   return out[:, :h, :w] if (ph or pw) else out
@@ -247,7 +249,7 @@ def required_multiple(apply_fn: ApplyFn, sizes, *, channels: int = 3, max_multip
     if hw not in seen:
       try:
         out = jax.eval_shape(apply_fn, jax.ShapeDtypeStruct((1, *hw, channels), jnp.float32))
-        seen[hw] = getattr(out, "ndim", None) == 4 and tuple(out.shape[1:3]) == hw
+        seen[hw] = getattr(out, "ndim", None) in (3, 4) and tuple(out.shape[1:3]) == hw
         if not seen[hw]:
           last_error = f"input {hw} gave output {getattr(out, 'shape', out)}"
       except (ValueError, TypeError) as e:   # the model's own size check, or mismatched shapes inside it

@@ -88,7 +88,8 @@ def _rows(workdir):
 
 
 @pytest.mark.slow
-def test_tiny_depth_normals_run_logs_both_tasks(tmp_path):
+def test_tiny_depth_normals_run_logs_both_tasks_and_evaluate_reports_them(tmp_path, capsys):
+  from dense_jax import evaluate as evaluate_lib
   from dense_jax.train import train_and_evaluate
   config = _tiny(_module("depth_normals").get_config("quick"))
   final = train_and_evaluate(config, tmp_path / "run")
@@ -98,6 +99,13 @@ def test_tiny_depth_normals_run_logs_both_tasks(tmp_path):
     assert np.isfinite(evals[0][key]) and key in final
   assert 0 <= evals[0]["val/normals/mean"] <= 180 and 0 <= evals[0]["val/depth/delta1"] <= 1
   assert any("loss/depth" in r and "loss/normals" in r for r in _rows(tmp_path / "run"))
+  # `python -m dense_jax.evaluate` on the same checkpoint and examples: the same numbers, each printed.
+  capsys.readouterr()
+  result = evaluate_lib.evaluate(workdir=tmp_path / "run", max_batches=1, write=False)
+  printed = capsys.readouterr().out
+  for key in ("depth/abs_rel", "depth/silog", "normals/mean", "normals/within_11_25"):
+    assert result["metrics"][key] == pytest.approx(evals[0][f"val/{key}"], rel=1e-5), key
+    assert key in printed
 
 
 @pytest.mark.slow
