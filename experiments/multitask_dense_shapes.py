@@ -31,7 +31,7 @@ run with the single-task runs: (1/T) Σ_i (−1)^{l_i} (M_mtl,i − M_single,i) 
 where lower is better (`delta_mtl` below; `PRIMARY_METRICS` are the M_i).
 
 Arguments (`:quick,tasks=semantic+depth,partial`): quick, tasks ('+'-separated subset of semantic,
-depth, normals, colorization), partial (one label type per training example), steps (0 = the mode's
+depth, normals, colorization, boundaries; the last is not in the default set), partial (one label type per training example), steps (0 = the mode's
 default). Task weights: `--config.tasks.depth.weight=0.5`.
 """
 
@@ -43,15 +43,17 @@ from dense_jax.train.config import default_config
 from experiments.configs_common import parse_arg
 from experiments.depth_normals_dense_shapes import parse_tasks
 
-TASKS = ("semantic", "depth", "normals", "colorization")
+TASKS = ("semantic", "depth", "normals", "colorization")   # the study's tasks (the default)
+ALLOWED_TASKS = TASKS + ("boundaries",)                   # semantic boundaries (from the label map) on request
 # The metric of each task in Δ_MTL and whether lower is better (l_i = 1).
 PRIMARY_METRICS = {"semantic": ("val/miou", False), "depth": ("val/depth/abs_rel", True),
-                   "normals": ("val/normals/mean", True), "colorization": ("val/colorization/auc", False)}
+                   "normals": ("val/normals/mean", True), "colorization": ("val/colorization/auc", False),
+                   "boundaries": ("val/boundaries/f1", False)}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = parse_arg(arg, quick=False, tasks="+".join(TASKS), partial=False, steps=0)
-  tasks = parse_tasks(arg.tasks, TASKS)
+  tasks = parse_tasks(arg.tasks, ALLOWED_TASKS)
   config = default_config()
   config.seed = 0
   config.mesh_shape = (-1, 1)

@@ -21,7 +21,7 @@ FILES = {"depth_normals": "experiments/depth_normals_dense_shapes.py",
 CASES = [("depth_normals", "quick"), ("depth_normals", None), ("depth_normals", "quick,tasks=depth+semantic"),
          ("depth_normals", "quick,model=multitask"), ("colorization", "quick"), ("colorization", None),
          ("colorization", "quick,rebalance=false"), ("multitask", "quick"), ("multitask", None),
-         ("multitask", "quick,partial,tasks=depth+normals")]
+         ("multitask", "quick,partial,tasks=depth+normals"), ("multitask", "quick,tasks=semantic+boundaries")]
 
 
 def _module(key):
