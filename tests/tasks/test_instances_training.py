@@ -4,10 +4,11 @@ same losses. One trained run per device count, shared by the assertions (compili
 
 Tolerance of the 1-vs-8 comparison: the same numbers summed in another order (per-device partial sums of
 batch-norm statistics, losses and gradients, ~1 ulp each) and the same sampled anchors and RoIs (the
-sampling keys do not depend on the sharding), so 1e-4 relative. The runs use SGD: with AdamW, a weight
-whose gradient is ~0 moves by ~lr · sign(gradient), so 1-ulp differences became lr-sized weight changes
-that flipped top-k / NMS / matching decisions at step 3 (measured: steps 1-2 equal to 1e-6, step 4 8 %
-apart); SGD's update is proportional to the gradient, so the ulps stay ulps."""
+sampling keys do not depend on the sharding): the first two steps agree to 2e-5 (measured 4e-7). After
+them the ulp-sized weight differences can flip a discrete decision (top-k of the RPN's objectness, NMS,
+IoU matching at 0.5 / 0.7) and the loss moves by that RoI's share: measured 0.26 % at step 3 and 0.014 %
+at step 4 with SGD (with AdamW, whose update is ~lr · sign(gradient) where the gradient is ~0, 0.3 % and
+8 %), hence 1e-2 for steps 3-4 and SGD."""
 
 import math
 
@@ -68,7 +69,8 @@ def test_one_vs_eight_devices_same_losses(one_device, tmp_path):
   final = train_and_evaluate(_config(mesh_shape=(8, 1)), tmp_path)
   ref, got = losses_by_step(workdir), losses_by_step(tmp_path)
   assert list(got) == list(ref) == [1, 2, 3, 4]
-  np.testing.assert_allclose(list(got.values()), list(ref.values()), rtol=1e-4)
+  np.testing.assert_allclose([got[1], got[2]], [ref[1], ref[2]], rtol=2e-5)
+  np.testing.assert_allclose([got[3], got[4]], [ref[3], ref[4]], rtol=1e-2)
   assert final["train_step_compilations"] == 1
 
 
