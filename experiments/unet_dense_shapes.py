@@ -4,10 +4,10 @@ Quick (a few minutes on a 2-core CPU, reaches a real validation mIoU):
 
     python -m dense_jax.train --config experiments/unet_dense_shapes.py:quick --workdir /tmp/dense_jax_unet
 
-  Measured (2-core VM shared with other jobs, 2 JAX CPU devices): 1000 steps of batch 16 at 64×64,
-  3–5.7 steps/s, 5 min wall including compilation (0.45–1.4 steps/s, 25 min, with seven other jobs on
-  the 2 cores, load average 17); validation mIoU 0.594 (pixel accuracy 0.924): stuff classes IoU
-  ≈ 0.96–0.99, disc 0.66, ring 0.39, square 0.38, thin bars and triangles still ≈ 0 — the narrow net
+  Measured (2-core VM, 2 JAX CPU devices, dense_shapes 2.0.0, load average ≈5 from one other job):
+  1000 steps of batch 16 at 64×64, 5 min 22 s wall including compilation and evaluations;
+  validation mIoU 0.552 (pixel accuracy 0.922): stuff classes IoU ≈ 0.96–0.99, disc 0.55, ring 0.34,
+  square 0.15, thin bars and triangles still ≈ 0 — the narrow net
   has learnt where objects are sooner than which shape they are. Rerunning the command gives the same
   numbers (the run is deterministic) and resumes if it was interrupted. tests/test_readme.py keeps the
   step count and these figures equal to the README's.

@@ -8,6 +8,7 @@ import pytest
 from dense_jax.models._random import random_variables
 from dense_jax.models.backbones import VGG16
 from dense_jax.models.flops import param_counts
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import get_model
 
 
@@ -41,7 +42,8 @@ def check_unpooling_uses_encoder_indices(model, x, decoder_starts_at_pool5=True)
   _, state = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=["intermediates"]))(variables, x)
   encoder = VGG16(width=model.width, batch_norm=True, return_indices=True)
   enc_vars = {c: v["encoder"] for c, v in variables.items() if "encoder" in v}
-  feats = jax.jit(encoder.apply)(enc_vars, x)
+  # The model normalises its [0, 1] input first (its `input_norm`); the encoder alone sees what it sees.
+  feats = jax.jit(encoder.apply)(enc_vars, normalise_images(x, model.input_norm))
   for b in range(5, 0, -1):
     unpooled = np.asarray(state["intermediates"][f"unpool{b}"][0])
     idx = np.asarray(feats[f"indices{b}"])
