@@ -275,9 +275,11 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
 CONV2D_METHODS = ("auto", "reference", "blocked")
 
 # 'auto' takes the blocked weight gradient on CPU from this many input and output channels on:
-# below it XLA's own weight-gradient conv is as fast or faster (16 -> 16 channels: 6 vs 12 ms at
-# N16 64x64), above it 2-20x slower (experiments/benchmarks/conv.py --only sweep).
-_BLOCKED_MIN_CHANNELS = 32
+# below it XLA's own weight-gradient conv is as fast or faster, above it 2-20x slower. Backward pass
+# (dx + dw) of a 3x3 'SAME' conv at N4 64x64, quiet 2-core machine: 32 -> 32 channels XLA 8.0 ms vs
+# blocked 9.0; 48 -> 48 27.7 vs 15.0; 64 -> 64 40.3 vs 23.1; 96 -> 96 79.8 vs 37.8
+# (experiments/benchmarks/conv.py --only sweep).
+_BLOCKED_MIN_CHANNELS = 48
 
 
 def _loops_ok() -> bool:
