@@ -34,62 +34,23 @@ Contract of a registered model (what the engine, `dense_jax.evaluation` and the 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import Any, Callable
+from dense_jax._registry import NamedRegistry
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-_FAMILIES_IMPORTED = False
-_IMPORT_ERRORS: dict[str, str] = {}   # module -> error, for modules that failed to import
+_MODELS = NamedRegistry("model", "dense_jax.models", skip=(__name__,))
+_IMPORT_ERRORS = _MODELS.import_errors   # module -> error, for modules that failed to import
 
 
 def register_model(name: str):
   """Decorator registering a model class or factory under `name` (re-registering the same object is
   allowed, so reloading a module is harmless; a different object under a taken name is an error)."""
-  if not isinstance(name, str) or not name:
-    raise ValueError(f"name: expected a non-empty string, got {name!r}")
-
-  def decorator(cls_or_factory):
-    previous = _REGISTRY.get(name)
-    if previous is not None and getattr(previous, "__qualname__", None) != getattr(
-        cls_or_factory, "__qualname__", object()):
-      raise ValueError(f"model name {name!r} is already registered to {previous!r}")
-    _REGISTRY[name] = cls_or_factory
-    return cls_or_factory
-
-  return decorator
-
-
-def _import_families() -> None:
-  """Imports every module below `dense_jax.models` once, so their `register_model` calls run."""
-  global _FAMILIES_IMPORTED
-  if _FAMILIES_IMPORTED:
-    return
-  _FAMILIES_IMPORTED = True
-  package = importlib.import_module("dense_jax.models")
-  for info in pkgutil.walk_packages(package.__path__, prefix="dense_jax.models."):
-    if info.name.rsplit(".", 1)[-1].startswith("_") or info.name == __name__:
-      continue
-    try:
-      importlib.import_module(info.name)
-    except Exception as e:  # pylint: disable=broad-except  # one broken family must not hide the others
-      _IMPORT_ERRORS[info.name] = f"{type(e).__name__}: {e}"
+  return _MODELS.decorator(name)
 
 
 def available_models() -> list[str]:
   """Sorted names of every registered model."""
-  _import_families()
-  return sorted(_REGISTRY)
+  return _MODELS.available()
 
 
 def get_model(name: str, **kwargs):
   """Builds the model registered as `name` with `kwargs`; unknown names list the known ones."""
-  _import_families()
-  if name not in _REGISTRY:
-    broken = "".join(f"\n  {m} failed to import: {err}" for m, err in _IMPORT_ERRORS.items())
-    raise ValueError(f"model: expected one of {sorted(_REGISTRY)}, got {name!r}"
-                     + (f"; modules that could not be imported (their models are missing):{broken}" if broken else ""))
-  try:
-    return _REGISTRY[name](**kwargs)
-  except TypeError as e:
-    raise ValueError(f"model {name!r}: bad arguments {sorted(kwargs)}: {e}") from e
+  return _MODELS.build(name, **kwargs)
