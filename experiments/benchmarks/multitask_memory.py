@@ -10,17 +10,29 @@ backward pass and the working set — the figure that grows with tasks), `args` 
 statistics, images), `output` (the gradients), and `peak = temp + args + output - aliased`. Nothing runs
 on the device; figures are those of the backend's compiler (CPU here unless JAX sees an accelerator).
 With `--no-remat` the trunk and heads keep every activation, for comparison.
+
+`--time` also runs each compiled step on random weights and images (meant for an accelerator):
+images/s (median of `--repeats` steps after a warm-up, the 1-task and 5-task steps timed alternately)
+and the allocator's peak (`memory_stats()['peak_bytes_in_use']`, cumulative over the process: the
+1-task step runs alone first, so its figure is its own). `--dtype bfloat16` sets the compute dtype
+(parameters stay float32).
+
+    python -m experiments.benchmarks.multitask_memory --model multitask --batch 8 --size 256 --time
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dense_jax.models._dense_tasks import ALL_TASKS
+from dense_jax.models._random import random_variables
 from dense_jax.models.registry import get_model
 
 
@@ -30,8 +42,8 @@ def simple_loss(outputs):
   return sum(jnp.mean(jnp.square(y.astype(jnp.float32))) for y in outputs.values())
 
 
-def training_step_memory(model, shape) -> dict[str, int]:
-  """XLA's memory analysis (bytes) of one compiled forward + backward step of `model` on `shape`."""
+def compiled_training_step(model, shape):
+  """One forward + backward step of `model` on images of `shape`, compiled: (compiled, abstract args)."""
   x = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
 
@@ -43,12 +55,21 @@ def training_step_memory(model, shape) -> dict[str, int]:
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return loss, stats, grads
 
-  compiled = jax.jit(step).lower(variables["params"], variables.get("batch_stats", {}), x).compile()
+  return jax.jit(step).lower(variables["params"], variables.get("batch_stats", {}), x).compile()
+
+
+def memory_figures(compiled) -> dict[str, int]:
+  """XLA's memory analysis (bytes) of a compiled step; peak = temp + args + output - aliased."""
   m = compiled.memory_analysis()
   out = {"temp": int(m.temp_size_in_bytes), "args": int(m.argument_size_in_bytes),
          "output": int(m.output_size_in_bytes), "aliased": int(m.alias_size_in_bytes)}
   out["peak"] = out["temp"] + out["args"] + out["output"] - out["aliased"]
   return out
+
+
+def training_step_memory(model, shape) -> dict[str, int]:
+  """XLA's memory analysis (bytes) of one compiled forward + backward step of `model` on `shape`."""
+  return memory_figures(compiled_training_step(model, shape))
 
 
 def compare(model_name: str, shape, remat: bool = True, **model_kwargs) -> dict[str, dict[str, int]]:
@@ -61,6 +82,31 @@ def compare(model_name: str, shape, remat: bool = True, **model_kwargs) -> dict[
   return result
 
 
+def time_steps(models: dict, shape, repeats: int) -> dict[str, dict]:
+  """Per label: step ms (median, the steps timed alternately), images/s, XLA's and the allocator's peak."""
+  runs, result = {}, {}
+  for label, model in models.items():
+    compiled = compiled_training_step(model, shape)
+    variables = random_variables(model, shape)
+    images = jnp.asarray(np.random.default_rng(0).uniform(size=shape), jnp.float32)
+    args = (variables["params"], variables.get("batch_stats", {}), images)
+    run = lambda compiled=compiled, args=args: jax.block_until_ready(compiled(*args))
+    run()   # warm-up; the allocator's peak now includes this step
+    stats = jax.devices()[0].memory_stats() or {}
+    result[label] = {**memory_figures(compiled), "allocator_peak": stats.get("peak_bytes_in_use")}
+    runs[label] = run
+  times = {label: [] for label in runs}
+  for _ in range(repeats):
+    for label, run in runs.items():
+      t0 = time.perf_counter()
+      run()
+      times[label].append(time.perf_counter() - t0)
+  for label, ts in times.items():
+    ms = 1e3 * statistics.median(ts)
+    result[label].update(step_ms=ms, images_per_s=shape[0] / ms * 1e3)
+  return result
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="multitask_narrow")
@@ -68,15 +114,26 @@ def main():
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--num-classes", type=int, default=9)
   parser.add_argument("--no-remat", action="store_true")
+  parser.add_argument("--time", action="store_true", help="also run and time the steps (images/s, allocator peak)")
+  parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   args = parser.parse_args()
   shape = (args.batch, args.size, args.size, 3)
-  print(f"{args.model}, input {shape}, backend {jax.default_backend()}, remat={not args.no_remat}, "
-        f"load average {os.getloadavg()}")
-  result = compare(args.model, shape, remat=not args.no_remat, num_classes=args.num_classes)
+  print(f"{args.model}, input {shape}, backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+        f"remat={not args.no_remat}, compute {args.dtype}, load average {os.getloadavg()}")
+  model_kwargs = dict(num_classes=args.num_classes, dtype=jnp.dtype(args.dtype))
+  if args.time:
+    models = {label: get_model(args.model, tasks=tasks, remat=not args.no_remat, gray_input=True, **model_kwargs)
+              for label, tasks in (("1 task", ("semantic",)), ("5 tasks", ALL_TASKS))}
+    result = time_steps(models, shape, args.repeats)
+  else:
+    result = compare(args.model, shape, remat=not args.no_remat, **model_kwargs)
   mib = lambda b: f"{b / 2 ** 20:9.1f} MiB"
   for label, m in result.items():
+    timed = (f"  {m['step_ms']:.1f} ms/step, {m['images_per_s']:.1f} images/s, allocator peak "
+             f"{mib(m['allocator_peak']) if m['allocator_peak'] else 'n/a'}") if "step_ms" in m else ""
     print(f"  {label:8s} peak {mib(m['peak'])}  (temp {mib(m['temp'])}, args {mib(m['args'])}, "
-          f"output {mib(m['output'])})")
+          f"output {mib(m['output'])}){timed}")
   ratio = result["5 tasks"]["peak"] / result["1 task"]["peak"]
   temp_ratio = result["5 tasks"]["temp"] / result["1 task"]["temp"]
   print(f"  5 tasks / 1 task: peak x{ratio:.2f}, temp x{temp_ratio:.2f}")
