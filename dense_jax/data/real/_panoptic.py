@@ -13,9 +13,15 @@ read the files with `dense_jax.data.panoptic_format.PanopticReader` and score wi
 
 from __future__ import annotations
 
+import logging
+import pathlib
 from typing import Callable, Sequence
 
 import numpy as np
+
+from dense_jax.data import panoptic_format
+
+_LOG = logging.getLogger(__name__)
 
 
 def panoptic_labels(ids: np.ndarray, segments_info: Sequence[dict], class_of: Callable[[int], int],
@@ -58,3 +64,41 @@ def empty_labels(h: int, w: int, max_segments: int) -> dict:
   return {"semantic": np.full((h, w), 255, np.int32), "panoptic": np.zeros((h, w), np.int32),
           "segment_classes": np.zeros((max_segments,), np.int32),
           "segment_is_thing": np.zeros((max_segments,), np.uint8)}
+
+
+class PanopticPngSource:
+  """Base of the COCO-format panoptic sources: the segment cap, the count of truncated images, and one
+  image's labels from its annotation. A subclass sets `name` and defines `class_of(category_id) -> class`
+  (ValueError for an unknown id) and `is_thing(class) -> bool`."""
+
+  name = "panoptic"
+
+  def __init__(self, max_segments: int):
+    if max_segments < 2:
+      raise ValueError(f"max_segments: expected >= 2 (void + one segment), got {max_segments}")
+    self.max_segments = max_segments
+    self.num_truncated = 0
+
+  def class_of(self, category_id: int) -> int:
+    raise NotImplementedError
+
+  def is_thing(self, cls: int) -> bool:
+    raise NotImplementedError
+
+  def annotation_labels(self, annotation: dict | None, png_dir: pathlib.Path, image_id, image_shape) -> dict:
+    """The four label arrays of one image: all void without an annotation; a PNG whose shape is not the
+    image's `(H, W)` raises; segments past the cap are void, counted in `num_truncated` with a warning."""
+    h, w = image_shape
+    if annotation is None:
+      return empty_labels(h, w, self.max_segments)
+    ids = panoptic_format.read_png(png_dir / annotation["file_name"])
+    if ids.shape != (h, w):
+      raise ValueError(f"{self.name}: {annotation['file_name']} is {ids.shape}, its image is {(h, w)}")
+    labels, dropped = panoptic_labels(ids, annotation["segments_info"], self.class_of, self.is_thing,
+                                      self.max_segments, f"{self.name} image {image_id}")
+    if dropped:
+      self.num_truncated += 1
+      _LOG.warning("%s: image %s has %d more segments than the %d padded ids; they are void "
+                   "(%d truncated examples so far)", self.name, image_id, dropped, self.max_segments - 1,
+                   self.num_truncated)
+    return labels

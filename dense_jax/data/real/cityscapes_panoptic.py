@@ -25,16 +25,13 @@ their class in `semantic`.
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 
-from dense_jax.data import panoptic_format
 from dense_jax.data.real import _common, _panoptic, cityscapes
 from dense_jax.data.sources import DatasetInfo
 
 _SUBSETS = {"train": "train", "validation": "val"}
-_LOG = logging.getLogger(__name__)
 KEYS = ("image", "semantic", "panoptic", "segment_classes", "segment_is_thing")
 THING_CLASSES = tuple(range(11, 19))
 _TRAIN_ID_OF_NAME = {name: k for k, name in enumerate(cityscapes.CLASS_NAMES)}
@@ -47,12 +44,13 @@ INFO = DatasetInfo(
                  "$DENSE_JAX_DATA_DIR/cityscapes."))
 
 
-class CityscapesPanopticSource:
+class CityscapesPanopticSource(_panoptic.PanopticPngSource):
   """Random access to a split with the keys `KEYS` (module docstring)."""
 
+  name = "cityscapes_panoptic"
+
   def __init__(self, split: str, data_dir=None, *, max_segments: int = 256):
-    if max_segments < 2:
-      raise ValueError(f"max_segments: expected >= 2 (void + one segment), got {max_segments}")
+    super().__init__(max_segments)
     root, sub = _common.resolve_data_dir("cityscapes", data_dir), _SUBSETS[split]
     self._image_dir = _common.require(root / "leftImg8bit" / sub, "the extracted leftImg8bit_trainvaltest.zip",
                                       "cityscapes_panoptic", __name__)
@@ -75,14 +73,15 @@ class CityscapesPanopticSource:
       self._class_of_category = dict(cityscapes.LABEL_TO_TRAIN_ID)
     self._images = sorted(data["images"], key=lambda image: str(image["id"]))
     self._annotations = {a["image_id"]: a for a in data["annotations"]}
-    self.max_segments = max_segments
-    self.num_truncated = 0
 
-  def _class_of(self, category_id: int) -> int:
+  def class_of(self, category_id: int) -> int:
     if category_id not in self._class_of_category:
       raise ValueError(f"cityscapes_panoptic: category_id expected one of {sorted(self._class_of_category)}, "
                        f"got {category_id}")
     return self._class_of_category[category_id]
+
+  def is_thing(self, cls: int) -> bool:
+    return cls in THING_CLASSES
 
   def __len__(self) -> int:
     return len(self._images)
@@ -92,22 +91,7 @@ class CityscapesPanopticSource:
     city = info["file_name"].split("_")[0]
     example = {"image": _common.read_rgb(self._image_dir / city / info["file_name"])}
     h, w = example["image"].shape[:2]
-    annotation = self._annotations.get(info["id"])
-    if annotation is None:
-      example.update(_panoptic.empty_labels(h, w, self.max_segments))
-      return example
-    ids = panoptic_format.read_png(self._png_dir / annotation["file_name"])
-    if ids.shape != (h, w):
-      raise ValueError(f"cityscapes_panoptic: {annotation['file_name']} is {ids.shape}, its image {(h, w)}")
-    labels, dropped = _panoptic.panoptic_labels(
-        ids, annotation["segments_info"], self._class_of, lambda cls: cls in THING_CLASSES, self.max_segments,
-        f"cityscapes_panoptic image {info['id']}")
-    if dropped:
-      self.num_truncated += 1
-      _LOG.warning("cityscapes_panoptic: image %s has %d more segments than the %d padded ids; they are void "
-                   "(%d truncated examples so far)", info["id"], dropped, self.max_segments - 1,
-                   self.num_truncated)
-    example.update(labels)
+    example.update(self.annotation_labels(self._annotations.get(info["id"]), self._png_dir, info["id"], (h, w)))
     return example
 
 

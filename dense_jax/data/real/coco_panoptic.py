@@ -26,16 +26,13 @@ cost (the instances JSON is not parsed).
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 
-from dense_jax.data import panoptic_format
 from dense_jax.data.real import _common, _panoptic, coco
 from dense_jax.data.sources import DatasetInfo
 
 _SUBSETS = {"train": "train2017", "validation": "val2017"}
-_LOG = logging.getLogger(__name__)
 KEYS = ("image", "semantic", "panoptic", "segment_classes", "segment_is_thing")
 
 INFO = DatasetInfo(
@@ -45,19 +42,13 @@ INFO = DatasetInfo(
                  "val2017/ and annotations/panoptic_* (cocodataset.org) in $DENSE_JAX_DATA_DIR/coco2017."))
 
 
-def _class_of(category_id: int) -> int:
-  if category_id not in coco.CONTIGUOUS:
-    raise ValueError(f"coco2017_panoptic: category_id expected one of COCO 2017's ids (coco.CATEGORIES), "
-                     f"got {category_id}")
-  return coco.CONTIGUOUS[category_id]
-
-
-class CocoPanopticSource:
+class CocoPanopticSource(_panoptic.PanopticPngSource):
   """Random access to COCO 2017 panoptic examples with the keys `KEYS` (module docstring)."""
 
+  name = "coco2017_panoptic"
+
   def __init__(self, split: str, data_dir=None, *, max_segments: int = 256):
-    if max_segments < 2:
-      raise ValueError(f"max_segments: expected >= 2 (void + one segment), got {max_segments}")
+    super().__init__(max_segments)
     root, sub = _common.resolve_data_dir("coco2017", data_dir), _SUBSETS[split]
     what = "the extracted panoptic_annotations_trainval2017.zip, with its inner panoptic_*2017.zip unzipped"
 
@@ -70,8 +61,15 @@ class CocoPanopticSource:
       data = json.load(f)
     self._images = sorted(data["images"], key=lambda image: image["id"])
     self._annotations = {a["image_id"]: a for a in data["annotations"]}
-    self.max_segments = max_segments
-    self.num_truncated = 0
+
+  def class_of(self, category_id: int) -> int:
+    if category_id not in coco.CONTIGUOUS:
+      raise ValueError(f"coco2017_panoptic: category_id expected one of COCO 2017's ids (coco.CATEGORIES), "
+                       f"got {category_id}")
+    return coco.CONTIGUOUS[category_id]
+
+  def is_thing(self, cls: int) -> bool:
+    return cls <= coco.NUM_THINGS
 
   def __len__(self) -> int:
     return len(self._images)
@@ -83,22 +81,7 @@ class CocoPanopticSource:
     if example["image"].shape[:2] != (h, w):
       raise ValueError(f"coco2017_panoptic: {info['file_name']} is {example['image'].shape[:2]}, "
                        f"json says {(h, w)}")
-    annotation = self._annotations.get(info["id"])
-    if annotation is None:
-      example.update(_panoptic.empty_labels(h, w, self.max_segments))
-      return example
-    ids = panoptic_format.read_png(self._png_dir / annotation["file_name"])
-    if ids.shape != (h, w):
-      raise ValueError(f"coco2017_panoptic: {annotation['file_name']} is {ids.shape}, json says {(h, w)}")
-    labels, dropped = _panoptic.panoptic_labels(
-        ids, annotation["segments_info"], _class_of, lambda cls: cls <= coco.NUM_THINGS, self.max_segments,
-        f"coco2017_panoptic image {info['id']}")
-    if dropped:
-      self.num_truncated += 1
-      _LOG.warning("coco2017_panoptic: image %d has %d more segments than the %d padded ids; they are void "
-                   "(%d truncated examples so far)", info["id"], dropped, self.max_segments - 1,
-                   self.num_truncated)
-    example.update(labels)
+    example.update(self.annotation_labels(self._annotations.get(info["id"]), self._png_dir, info["id"], (h, w)))
     return example
 
 
