@@ -29,25 +29,49 @@ import ml_collections
 
 
 def _key(config) -> str:
+  tasks = config.get("tasks")
   return json.dumps({"model": config.model.to_dict(), "dataset": config.dataset.to_dict(),
                      "batch": config.batch_size, "steps": config.total_steps,
-                     "dtype": config.get("compute_dtype", "float32"), "optimizer": config.optimizer.to_dict()},
+                     "dtype": config.get("compute_dtype", "float32"), "optimizer": config.optimizer.to_dict(),
+                     "tasks": tasks.to_dict() if hasattr(tasks, "to_dict") else tasks},
                     sort_keys=True, default=str)
 
 
+# The abstract training batch of the dense per-pixel tasks (the data contract, dense_jax.data.sources):
+# key -> (trailing shape after (B, H, W), dtype); `has_<label>` presence flags are (B,) booleans.
+_PIXEL_KEYS = {"image": ((3,), jnp.float32), "semantic": ((), jnp.int32), "depth": ((), jnp.float32),
+               "normals": ((3,), jnp.float32)}
+
+
+def abstract_batch(keys, batch_size: int, image_size) -> dict:
+  """`{key: ShapeDtypeStruct}` of a training batch with `keys` (image, semantic, depth, normals, has_*)."""
+  batch = {}
+  for key in keys:
+    if key.startswith("has_"):
+      batch[key] = jax.ShapeDtypeStruct((batch_size,), jnp.bool_)
+    elif key in _PIXEL_KEYS:
+      trailing, dtype = _PIXEL_KEYS[key]
+      batch[key] = jax.ShapeDtypeStruct((batch_size, *image_size, *trailing), dtype)
+    else:
+      raise ValueError(f"keys: expected batch keys among {sorted(_PIXEL_KEYS)} or has_*, got {key!r}")
+  return batch
+
+
 def train_step_memory_mb(config, model, image_size) -> float:
-  """MiB of the compiled train step (E's `make_train_step`) for the config's global batch on one device."""
+  """MiB of the compiled train step (E's `make_train_step`, with the config's tasks) for the config's
+  global batch on one device."""
   # pylint: disable=g-import-not-at-top
+  from dense_jax import data as data_lib
+  from dense_jax.tasks import build as tasks_lib
   from dense_jax.tools import restore
   from dense_jax.train import loop, optimizers
   from dense_jax.train import config as config_lib
   config = config_lib.resolve(config)
   tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
   state = restore.abstract_train_state(config, model, image_size)
-  b = config.batch_size
-  batch = {"image": jax.ShapeDtypeStruct((b, *image_size, 3), jnp.float32),
-           "semantic": jax.ShapeDtypeStruct((b, *image_size), jnp.int32)}
-  step = jax.jit(loop.make_train_step(model, tx, schedule, False), donate_argnums=(0,))
+  tasks = tasks_lib.build_tasks(config.tasks, data_lib.dataset_info(config.dataset.name))
+  batch = abstract_batch(tasks_lib.batch_keys(tasks), config.batch_size, image_size)
+  step = jax.jit(loop.make_train_step(model, tx, schedule, False, tasks), donate_argnums=(0,))
   m = step.lower(state, batch).compile().memory_analysis()
   if m is None:
     return float("nan")
@@ -67,7 +91,7 @@ def _columns(key: str, rf_upto: str | None, memory: bool, rf: bool = True) -> tu
   config = ml_collections.ConfigDict(dict(
       seed=0, total_steps=spec["steps"], batch_size=spec["batch"], mesh_shape=(1, 1), log_every=1,
       eval_every=1, checkpoint_every=1, model=spec["model"], dataset=spec["dataset"], optimizer=spec["optimizer"],
-      compute_dtype=spec["dtype"]))
+      compute_dtype=spec["dtype"], **({"tasks": spec["tasks"]} if spec.get("tasks") else {})))
   model, _, image_size = restore.build_model(config)
   shape = (1, *image_size, 3)
   out = {}

@@ -24,9 +24,23 @@ Full (accelerators: `dense_shapes/medium_128`, ResNet-50, 20k steps):
     python -m experiments.sweep experiments/dilation_vs_downsampling.py --root gs://bucket/dilation \\
         --target tpu --tpu_name my-v4-8 --zone us-central2-b
 
+Depth and surface normals instead of semantic labels (`tasks=depth+normals`): the same backbone at
+the same output strides, with a depth head and a normals head (each the same 1×1 conv + ×OS
+up-sampler with 1 and 3 channels) in place of the classifier, trained with the depth and normals tasks
+(`dense_jax.tasks.depth`: scale-invariant log loss, λ = 0.5, + gradient matching; `.normals`: the
+negative mean dot product; weights 1 and 1, as in experiments/depth_normals_dense_shapes.py):
+
+    python -m experiments.sweep experiments/dilation_vs_downsampling.py:quick,tasks=depth+normals \
+        --root runs/dilation_depth_normals
+    python -m experiments.report runs/dilation_depth_normals
+
+Reported then: `val/depth/abs_rel, rmse, delta1, ...` and `val/normals/mean, median, within_11_25,
+...` (no `evaluate_breakdown`: its band / object-size breakdown is of semantic labels).
+
 Arguments (`:quick,output_stride=16,upsample=bilinear`): quick, output_stride (32 | 16 | 8),
 upsample ('learned' | 'bilinear'), backbone ('' = the mode's: 'small' quick, 'resnet50' full), width
-(0 = 1.0), steps (0 = the mode's). Report columns from `describe`: rf (backbone, before the
+(0 = 1.0), steps (0 = the mode's), tasks ('semantic' | '+'-separated subset of semantic, depth,
+normals, e.g. 'depth+normals'). Report columns from `describe`: rf (backbone, before the
 up-sampler), params, gflops (inference, per image), train_mb (compiled train step); the trainer logs
 steps_per_sec; `evaluate_breakdown` adds val/band/*, val/interior/*, val/small/*, val/large/*
 (`dense_jax.metrics.breakdown`; band radius and small-object area in `config.experiment`).
@@ -36,15 +50,19 @@ from __future__ import annotations
 
 import ml_collections
 
+from dense_jax.models.ablation import STRIDE_ABLATION_TASKS
 from experiments.ablation_common import set_training, model_columns
 from experiments.configs_common import parse_arg
+from experiments.depth_normals_dense_shapes import parse_tasks
 
 OUTPUT_STRIDES = (32, 16, 8)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = parse_arg(arg, quick=False, output_stride=32, upsample="learned", backbone="", width=0.0, steps=0)
+  arg = parse_arg(arg, quick=False, output_stride=32, upsample="learned", backbone="", width=0.0, steps=0,
+                  tasks="semantic")
   quick = arg.quick
+  tasks = parse_tasks(arg.tasks, STRIDE_ABLATION_TASKS)
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.mesh_shape = (-1, 1)
@@ -55,6 +73,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="stride_ablation", backbone=arg.backbone or ("small" if quick else "resnet50"),
       width=arg.width or 1.0, blocks=(1, 1, 1, 1),
       output_stride=arg.output_stride, upsample=arg.upsample))
+  if tasks != ("semantic",):
+    # Only then: the semantic config stays the one earlier runs saved (a workdir refuses a changed config).
+    config.model.tasks = tasks
+    config.tasks = ml_collections.ConfigDict({t: {"weight": 1.0} for t in tasks})
 
   set_training(config, quick=quick, steps=arg.steps, quick_steps=800, quick_batch=16,
                quick_checkpoint_every=400)
@@ -75,4 +97,7 @@ def sweep(add, arg=None):
 
 
 def describe(config) -> dict:
-  return model_columns(config, rf_upto="classifier")
+  tasks = tuple(config.model.get("tasks", ("semantic",)))
+  # The receptive field before the up-sampler, after the 1×1 head of the output the layer table traces
+  # (`build.primary_output`: semantic if present, else the first); every head sees the same backbone.
+  return model_columns(config, rf_upto="classifier" if "semantic" in tasks else f"{tasks[0]}_head")

@@ -6,6 +6,11 @@
 Per sweep root: `<name>_miou.png` — grouped bars of mIoU overall, in the boundary band, in the
 interior, on small and on large objects, one group per run (from the root's report.csv); and, where the
 runs saved one, `<name>_erf.png` — every run's trained effective receptive field (erf.png) side by side.
+A root whose runs report depth and normals instead (`dilation_vs_downsampling.py:quick,tasks=depth+normals`)
+gets `<name>_depth_normals.png`: one panel per metric of `DEPTH_NORMALS_METRICS` against the swept
+parameter (the output stride), with an arrow for the better direction.
+
+    python -m experiments.results_figures --out docs/results runs/dilation_depth_normals
 """
 
 from __future__ import annotations
@@ -17,6 +22,46 @@ import sys
 
 METRICS = (("val/miou", "all"), ("val/band/miou", "boundary band"), ("val/interior/miou", "interior"),
            ("val/small/miou", "small objects"), ("val/large/miou", "large objects"))
+
+
+# (report.csv column, panel title, higher is better)
+DEPTH_NORMALS_METRICS = (("val/depth/abs_rel", "depth abs rel", False), ("val/depth/rmse", "depth RMSE", False),
+                         ("val/depth/delta1", "depth δ<1.25", True), ("val/normals/mean", "normals mean (°)", False),
+                         ("val/normals/median", "normals median (°)", False),
+                         ("val/normals/within_11_25", "normals within 11.25°", True))
+
+
+def depth_normals_panels(root: pathlib.Path, out: pathlib.Path, param: str = "model.output_stride") -> pathlib.Path:
+  """One small panel per depth / normals metric against `param` (a numeric swept config key; the
+  x axis is log2 and reversed, coarse to fine, when the values are powers of two)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = list(csv.DictReader(open(root / "report.csv")))
+  if not rows or param not in rows[0]:
+    raise ValueError(f"param: expected a column {param!r} in {root / 'report.csv'}, got {list(rows[0]) if rows else []}")
+  metrics = [m for m in DEPTH_NORMALS_METRICS if all(row.get(m[0]) not in (None, "") for row in rows)]
+  if not metrics:
+    raise ValueError(f"root: expected depth / normals columns ({[m[0] for m in DEPTH_NORMALS_METRICS]}) in "
+                     f"{root / 'report.csv'}, found none")
+  rows.sort(key=lambda r: -float(r[param]))
+  xs = [float(r[param]) for r in rows]
+  fig, axes = plt.subplots(1, len(metrics), figsize=(2.1 * len(metrics), 2.4), squeeze=False)
+  for ax, (key, title, higher) in zip(axes[0], metrics):
+    ax.plot(xs, [float(r[key]) for r in rows], "o-")
+    if all(x > 0 and float(x).is_integer() and (int(x) & (int(x) - 1)) == 0 for x in xs):
+      ax.set_xscale("log", base=2)
+      ax.set_xticks(xs, [str(int(x)) for x in xs])
+      ax.invert_xaxis()
+    ax.set_title(f"{title} {'↑' if higher else '↓'}", fontsize=8)
+    ax.set_xlabel(param.split(".")[-1].replace("_", " "), fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  path = out / f"{root.name}_depth_normals.png"
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
 
 
 def miou_bars(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
@@ -65,7 +110,15 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   args.out.mkdir(parents=True, exist_ok=True)
   for root in args.roots:
-    for path in (miou_bars(root, args.out), erf_strip(root, args.out)):
+    with open(root / "report.csv") as f:
+      columns = next(csv.reader(f), [])
+    figures = [erf_strip]
+    if "val/miou" in columns:
+      figures.insert(0, miou_bars)
+    if any(key in columns for key, _, _ in DEPTH_NORMALS_METRICS):
+      figures.insert(0, depth_normals_panels)
+    for figure in figures:
+      path = figure(root, args.out)
       if path is not None:
         print(f"wrote {path}")
   return 0

@@ -16,6 +16,12 @@ Each takes images `(B, H, W, 3)` in [0, 1] (normalised here as `(x - 0.5) / 0.25
   `upsample='learned'` — one transposed conv (kernel 2·OS, stride OS, padding OS/2; FCN-32s style),
   initialised to bilinear interpolation and trained (`nn.BilinearUpsample`); `'bilinear'` — fixed
   bilinear resize (`ops.resize_bilinear`).
+  `tasks` (default `('semantic',)`) picks the heads on the one backbone, any subset of semantic, depth,
+  normals: each is the same 1×1 conv + up-sampler with the task's channels (K, 1, 3) and outputs follow
+  `_dense_tasks` — semantic logits `(B, H, W, K)`, depth as **log**-depth `(B, H, W)` (metres =
+  exp), normals `(B, H, W, 3)` not normalised. The semantic head keeps the names `classifier` /
+  `upsample` (so semantic-only parameters are those of the model before `tasks` existed); the others
+  are `{task}_head` / `{task}_upsample`.
 
 `context_ablation` — context-module dilation schedules (experiments/receptive_field.py).
   front-end: `frontend_layers` 3×3 conv + BN + ReLU (`width` channels; the last one has stride
@@ -45,6 +51,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, scaled
+from dense_jax.models._dense_tasks import check_tasks, finalize, raw_channels
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.dilated import CONTEXT_DILATIONS, ContextModule
 from dense_jax.models.inputs import normalise_images
@@ -53,6 +60,7 @@ from dense_jax.nn import BilinearUpsample, ConvTranspose, MaxPoolWithArgmax, Max
 from dense_jax.ops import resize_bilinear
 
 UPSAMPLERS = ("nearest", "bed_of_nails", "max_unpool", "transposed", "bilinear")
+STRIDE_ABLATION_TASKS = ("semantic", "depth", "normals")
 SMALL_CHANNELS = (16, 32, 64, 128)
 
 
@@ -130,13 +138,14 @@ class SmallBackbone(nn.Module):
 
 
 class StrideAblationNet(nn.Module):
-  """Backbone at `output_stride` → 1×1 classifier → ×output_stride up-sampling (module docstring)."""
+  """Backbone at `output_stride` → per task a 1×1 conv → ×output_stride up-sampling (module docstring)."""
   num_classes: int = 9
   backbone: str = "small"
   width: float = 1.0
   blocks: Sequence[int] = (1, 1, 1, 1)
   output_stride: int = 32
   upsample: str = "learned"
+  tasks: Sequence[str] = ("semantic",)
   dtype: Dtype = jnp.float32
   input_norm: str = "centred"   # see dense_jax.models.inputs
 
@@ -145,6 +154,7 @@ class StrideAblationNet(nn.Module):
     x = normalise_images(x, self.input_norm)
     _check_choice(self.backbone, ("small", "resnet50", "resnet101"), "backbone")
     _check_choice(self.upsample, ("learned", "bilinear"), "upsample")
+    tasks = check_tasks(self.tasks, STRIDE_ABLATION_TASKS)
     os_ = self.output_stride
     check_image(x, multiple=os_, why=f"output stride {os_}")
     h = x
@@ -152,10 +162,17 @@ class StrideAblationNet(nn.Module):
       h = SmallBackbone(self.width, tuple(self.blocks), os_, self.dtype, name="backbone")(h, train)
     else:
       h = ResNet(int(self.backbone[6:]), self.width, os_, dtype=self.dtype, name="backbone")(h, train)["layer4"]
-    h = conv(self.num_classes, 1, name="classifier", dtype=self.dtype)(h)
-    if self.upsample == "bilinear" or os_ == 1:
-      return {"semantic": resize_bilinear(h, x.shape[1:3])}
-    return {"semantic": BilinearUpsample(os_, learnable=True, use_bias=True, dtype=self.dtype, name="upsample")(h)}
+    outputs = {}
+    for task in tasks:
+      # The semantic head keeps its original names, so semantic-only checkpoints are unchanged.
+      head, up = ("classifier", "upsample") if task == "semantic" else (f"{task}_head", f"{task}_upsample")
+      y = conv(raw_channels(task, num_classes=self.num_classes, num_bins=0), 1, name=head, dtype=self.dtype)(h)
+      if self.upsample == "bilinear" or os_ == 1:
+        y = resize_bilinear(y, x.shape[1:3])
+      else:
+        y = BilinearUpsample(os_, learnable=True, use_bias=True, dtype=self.dtype, name=up)(y)
+      outputs[task] = finalize(task, y)
+    return outputs
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -117,6 +117,50 @@ def test_dilation_keeps_the_receptive_field_and_costs_more():
   assert columns[8]["gflops"] > 1.5 * columns[32]["gflops"]   # the last stages run at 16x the pixels
 
 
+def test_dilation_depth_normals_config_builds_its_tasks_and_heads():
+  """`tasks=depth+normals`: the depth and normals tasks (weights 1) on the same backbone at every output
+  stride of the sweep; the sweep passes the argument to every run."""
+  from dense_jax import tasks as tasks_lib
+  from dense_jax.models import build as build_lib
+  module = _module("dilation")
+  runs = sweep_lib.collect_runs(str(REPO_ROOT / FILES["dilation"]) + ":quick,tasks=depth+normals")
+  assert {r.name: r.overrides for r in runs} == EXPECTED_RUNS["dilation"]
+  assert all(r.arg == "quick,tasks=depth+normals" for r in runs)
+  base = module.get_config("quick,tasks=depth+normals")
+  assert tuple(base.model.tasks) == ("depth", "normals")
+  assert base.tasks.to_dict() == {"depth": {"weight": 1.0}, "normals": {"weight": 1.0}}
+  for run in runs:
+    config = config_lib.resolve(_with(base, run.overrides))
+    model, info, size = build_lib.build_model(config)
+    tasks = tasks_lib.build_tasks(config.tasks, info)
+    outputs = build_lib.output_shapes(model, size, batch_size=2)
+    tasks_lib.check_outputs(tasks, outputs, config.model.name)
+    assert {k: v.shape for k, v in outputs.items()} == {"depth": (2, *size), "normals": (2, *size, 3)}
+  # The semantic default is the config it was before `tasks` existed (no model.tasks, no tasks block).
+  semantic = module.get_config("quick")
+  assert "tasks" not in semantic.model and "tasks" not in semantic
+  assert module.get_config("quick,tasks=semantic").to_dict() == semantic.to_dict()
+
+
+def test_dilation_depth_normals_describe():
+  """describe() for the depth + normals variant: the same receptive field (183 px, before the
+  up-sampler) and a train step compiled with the depth and normals tasks' batch."""
+  module = _module("dilation")
+  config = module.get_config("quick,tasks=depth+normals,output_stride=16,width=0.25")
+  columns = module.describe(config)
+  assert columns["rf"] == 183
+  assert columns["params"] > 0 and columns["gflops"] > 0 and columns["train_mb"] > 0
+
+
+def test_abstract_batch_follows_the_data_contract():
+  batch = ablation_common.abstract_batch(("image", "depth", "normals", "has_depth", "semantic"), 4, (8, 6))
+  assert {k: (v.shape, str(v.dtype)) for k, v in batch.items()} == {
+      "image": ((4, 8, 6, 3), "float32"), "depth": ((4, 8, 6), "float32"), "normals": ((4, 8, 6, 3), "float32"),
+      "has_depth": ((4,), "bool"), "semantic": ((4, 8, 6), "int32")}
+  with pytest.raises(ValueError, match="keys: expected batch keys among .* got 'boxes'"):
+    ablation_common.abstract_batch(("image", "boxes"), 4, (8, 6))
+
+
 def test_unknown_arguments_are_errors():
   with pytest.raises(ValueError, match="schedule"):
     _module("rf").get_config("quick,schedule=fibonacci")
@@ -124,3 +168,5 @@ def test_unknown_arguments_are_errors():
     _module("upsampling").get_config("quick,up=pixelshuffle")
   with pytest.raises(ValueError, match="unknown option"):
     _module("dilation").get_config("quick,stride=8")
+  with pytest.raises(ValueError, match="'tasks': expected a '\\+'-separated subset of \\['semantic', 'depth', 'normals'\\]"):
+    _module("dilation").get_config("quick,tasks=depth+colorization")
