@@ -19,6 +19,7 @@ Quick (minutes on a 2-core CPU; the narrow net, 64×64 scenes):
 The study (each task alone, all together, all together with partial labels):
 
     python -m experiments.sweep experiments/multitask_dense_shapes.py --root runs/multitask_study
+    python -m experiments.multitask_report runs/multitask_study --plot docs/results/multitask_study.png
 
 Partial labels: `partial` trains on `<dataset>+one_label` (`dense_jax.data.partial_labels`), where each
 training example keeps only one randomly chosen label type (semantic, depth, normals or colour, fixed

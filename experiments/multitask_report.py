@@ -1,0 +1,178 @@
+"""Report of the multi-task study (experiments/multitask_dense_shapes.py's sweep): one table, one plot.
+
+    python -m experiments.multitask_report runs/multitask_study --plot docs/results/multitask_study.png
+
+Reads, per run directory under the root (those holding the launcher's `sweep_run.json`), the final
+validation metrics (the last value of each key of `metrics.jsonl`, `experiments.report.final_metrics`)
+and the run's tasks and label regime from its `config.json` (`experiment.tasks`,
+`experiment.partial_labels`). Nothing is written under the root.
+
+Prints a Markdown table, one row per run (single-task runs first, in the study's task order): the
+task metrics of `COLUMNS` (blank where the run lacks the task), Δ_MTL for each multi-task run against
+the single-task runs (`multitask_dense_shapes.delta_mtl`: the mean over its tasks of
+±(M_mtl − M_single) / M_single on each task's primary metric — mIoU, depth abs_rel, normals mean
+angle, colorization AuC — + where higher is better), the median of the run's logged `steps_per_sec`
+(robust to the load spikes of a shared machine), its wall-clock minutes and status.
+
+`--plot PATH`: grouped bars of the per-task relative change (the terms of Δ_MTL, in %, positive =
+better than the task alone) for every multi-task run, Δ_MTL in the legend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import statistics
+import sys
+
+from experiments import report as report_lib
+from experiments import sweep as sweep_lib
+from experiments.multitask_dense_shapes import PRIMARY_METRICS, TASKS, delta_mtl
+
+# (metrics.jsonl key, column header) of the table, grouped by task.
+COLUMNS = (("val/miou", "mIoU ↑"), ("val/depth/abs_rel", "depth abs rel ↓"), ("val/depth/rmse", "depth RMSE ↓"),
+           ("val/depth/delta1", "depth δ1 ↑"), ("val/normals/mean", "normals mean° ↓"),
+           ("val/normals/median", "normals median° ↓"), ("val/normals/within_11_25", "normals <11.25° ↑"),
+           ("val/colorization/auc", "color AuC ↑"), ("val/colorization/auc_rebalanced", "color AuC rebal. ↑"))
+
+
+def _median_steps_per_sec(workdir: pathlib.Path) -> float:
+  values = []
+  path = workdir / report_lib.METRICS_FILE
+  for line in path.read_text().splitlines() if path.exists() else ():
+    try:
+      value = json.loads(line).get("steps_per_sec")
+    except json.JSONDecodeError:
+      continue   # a line cut short by a preemption
+    if isinstance(value, (int, float)) and math.isfinite(value):
+      values.append(float(value))
+  return statistics.median(values) if values else float("nan")
+
+
+def load_run(workdir: pathlib.Path) -> dict:
+  """`{run, status, tasks, partial, seconds, steps_per_sec, metrics}` of one run directory."""
+  record = json.loads((workdir / sweep_lib.RUN_RECORD).read_text())
+  config_path = workdir / report_lib.CONFIG_FILE
+  if not config_path.exists():
+    raise ValueError(f"workdir: expected {config_path} (written by the trainer when the run starts), not found")
+  experiment = json.loads(config_path.read_text()).get("experiment", {})
+  if not experiment.get("tasks"):
+    raise ValueError(f"workdir: expected config.experiment.tasks in {config_path} (a multitask_dense_shapes run), "
+                     f"got {experiment!r}")
+  return {"run": record.get("name", workdir.name), "status": record.get("status", "?"),
+          "tasks": tuple(experiment["tasks"]), "partial": bool(experiment.get("partial_labels", False)),
+          "seconds": record.get("seconds"), "steps_per_sec": _median_steps_per_sec(workdir),
+          "metrics": report_lib.final_metrics(workdir)}
+
+
+def load_study(root: pathlib.Path) -> list[dict]:
+  """Every run under `root`, single-task runs first (in `TASKS` order), then the multi-task runs."""
+  runs = [load_run(p.parent) for p in sorted(root.glob(f"*/{sweep_lib.RUN_RECORD}"))]
+  if not runs:
+    raise ValueError(f"root: expected a sweep root with runs (*/{sweep_lib.RUN_RECORD}), found none in {root}")
+  order = lambda r: (len(r["tasks"]) > 1, TASKS.index(r["tasks"][0]) if r["tasks"][0] in TASKS else len(TASKS),
+                     r["partial"], r["run"])
+  return sorted(runs, key=order)
+
+
+def single_task_metrics(runs: list[dict]) -> dict[str, dict]:
+  """`{task: final metrics}` of the single-task runs trained on full labels."""
+  return {r["tasks"][0]: r["metrics"] for r in runs if len(r["tasks"]) == 1 and not r["partial"]}
+
+
+def _has(metrics: dict, task: str) -> bool:
+  value = metrics.get(PRIMARY_METRICS[task][0])
+  return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def relative_changes(run: dict, single: dict[str, dict]) -> dict[str, float]:
+  """Per task of a multi-task run that has a finished single-task baseline: the signed relative change
+  of its primary metric (the Δ_MTL term, positive = better than alone)."""
+  return {t: delta_mtl(run["metrics"], single, tasks=(t,)) for t in run["tasks"]
+          if t in single and _has(single[t], t) and _has(run["metrics"], t)}
+
+
+def run_delta_mtl(run: dict, single: dict[str, dict]) -> float | None:
+  """Δ_MTL of a multi-task run over all its tasks (None for a single-task run, or while a baseline or
+  one of its own metrics is missing)."""
+  if len(run["tasks"]) < 2:
+    return None
+  if len(relative_changes(run, single)) < len(run["tasks"]):
+    return None
+  return delta_mtl(run["metrics"], single, tasks=run["tasks"])
+
+
+def _fmt(value, digits: int = 3) -> str:
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return ""
+  return f"{value:.{digits}f}"
+
+
+def markdown_table(runs: list[dict]) -> str:
+  single = single_task_metrics(runs)
+  header = ["run", "tasks", "labels", *(h for _, h in COLUMNS), "Δ_MTL", "steps/s (median)", "min", "status"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for r in runs:
+    cells = [r["run"], "+".join(r["tasks"]), "one per example" if r["partial"] else "full"]
+    for key, _ in COLUMNS:
+      value = r["metrics"].get(key)
+      cells.append(_fmt(value, 2 if key in ("val/depth/rmse", "val/normals/mean", "val/normals/median") else 3))
+    dm = run_delta_mtl(r, single)
+    cells += ["" if dm is None else f"{100 * dm:+.1f}%", _fmt(r["steps_per_sec"], 2),
+              _fmt(r["seconds"] / 60 if r["seconds"] else None, 0), r["status"]]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def plot_relative_changes(runs: list[dict], path: pathlib.Path) -> pathlib.Path:
+  """Grouped bars: per task, each multi-task run's relative change against the task alone (%)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  single = single_task_metrics(runs)
+  multi = [r for r in runs if len(r["tasks"]) > 1]
+  changes = [relative_changes(r, single) for r in multi]
+  tasks = [t for t in TASKS if any(t in c for c in changes)]
+  if not tasks:
+    raise ValueError("runs: expected a multi-task run and its single-task baselines with final metrics, got none")
+  fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(tasks), 3.2))
+  width = 0.8 / len(multi)
+  for i, (r, c) in enumerate(zip(multi, changes)):
+    xs = [j + (i - (len(multi) - 1) / 2) * width for j in range(len(tasks))]
+    dm = run_delta_mtl(r, single)
+    label = f"{r['run']} (Δ_MTL {100 * dm:+.1f}%)" if dm is not None else r["run"]
+    bars = ax.bar(xs, [100 * c.get(t, float("nan")) for t in tasks], width, label=label)
+    ax.bar_label(bars, fmt="%+.1f", fontsize=7, padding=2)
+  metric_names = {"semantic": "mIoU", "depth": "abs rel", "normals": "mean angle", "colorization": "AuC",
+                  "boundaries": "F1"}
+  ax.set_xticks(range(len(tasks)), [f"{t}\n({metric_names.get(t, '')})" for t in tasks], fontsize=8)
+  ax.axhline(0, color="black", linewidth=0.8)
+  ax.set_ylabel("change vs. task alone (%, + = better)", fontsize=8)
+  ax.grid(axis="y", alpha=0.3)
+  ax.legend(fontsize=7, frameon=False)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("root", type=pathlib.Path)
+  parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG of the per-task relative changes")
+  args = parser.parse_args(argv)
+  runs = load_study(args.root)
+  print(markdown_table(runs))
+  unfinished = [r["run"] for r in runs if r["status"] != "done"]
+  if unfinished:
+    print(f"\n[multitask_report] not finished: {', '.join(unfinished)} (their numbers are their latest)")
+  if args.plot is not None:
+    print(f"[multitask_report] wrote {plot_relative_changes(runs, args.plot)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
