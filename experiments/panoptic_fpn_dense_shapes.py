@@ -12,10 +12,13 @@ Full (the narrow model on `dense_shapes/medium_128`, the issue's PQ target):
 `val/pq/<class>`) from the `panoptic` task, and the train losses `loss/panoptic` (semantic head) and
 the Mask R-CNN terms.
 
-Tasks: `panoptic` (weight 1: the semantic head, `semantic_weight=`) and the instance branch's losses.
-Where the `instances` task (mask AP) is registered it is listed with weight 1; otherwise the panoptic
-task adds Mask R-CNN's losses itself (`instance_weight=1`), so the config trains the whole network either
-way.
+Tasks: `panoptic` (the semantic head, weight `semantic_weight=`, the paper's λ) and `instances` (Mask R-CNN's
+losses and mask AP, weight `instance_weight=`). Does the shared network cost either task? `branches=semantic`
+trains the semantic head alone (instance weight 0) and `branches=instances` the instance branch alone (semantic
+weight 0); every run reports PQ, mask AP and the semantic head's mIoU (`val/semantic_miou`, stuff + "thing"
+channels), so the three runs of the sweep compare on the same metrics:
+
+    python -m experiments.sweep experiments/panoptic_fpn_dense_shapes.py:quick --root runs/panoptic_branches
 
 Merge thresholds are model fields (`config.model.score_threshold`, `overlap_threshold`,
 `stuff_area_fraction`); quick mode lowers the score threshold to 0.3 because a model trained for a few
@@ -27,7 +30,8 @@ COCO panoptic output of a checkpoint (PNG + JSON next to evaluate's results):
         --config.tasks.panoptic.write_pngs=true --workdir /tmp/dense_jax_panoptic
 
 Arguments (`:quick,steps=400`): quick, steps (0 = the mode's default), depth (50 | 101),
-semantic_weight (the panoptic task's loss weight, the paper's λ), score (merge score threshold, 0 = the
+semantic_weight (the panoptic task's loss weight, the paper's λ), instance_weight (the instances task's),
+branches ('both' | 'semantic' | 'instances': which branch trains, the other's weight set to 0), score (merge score threshold, 0 = the
 mode's default). Any key can be overridden on the command line, e.g. `--config.model.overlap_threshold=0.6`.
 """
 
@@ -38,11 +42,15 @@ import ml_collections
 from dense_jax.train.config import default_config
 from experiments.configs_common import parse_arg
 
+BRANCHES = ("both", "semantic", "instances")   # which branches train (the others' loss weight is 0)
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = parse_arg(arg, quick=False, steps=0, depth=50, semantic_weight=1.0, score=0.0)
+  arg = parse_arg(arg, quick=False, steps=0, depth=50, semantic_weight=1.0, instance_weight=1.0, branches="both",
+                  score=0.0)
+  if arg.branches not in BRANCHES:
+    raise ValueError(f"branches: expected one of {BRANCHES}, got {arg.branches!r}")
   from dense_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from dense_jax.tasks import available_tasks  # pylint: disable=g-import-not-at-top
 
   config = default_config()
   config.seed = 0
@@ -61,12 +69,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     model.update(anchor_sizes=(16, 32, 64, 128, 256), box_detections_per_img=32)
   config.model = ml_collections.ConfigDict(model)
 
-  if "instances" in available_tasks():
-    config.tasks = ml_collections.ConfigDict({"instances": {"weight": 1.0},
-                                              "panoptic": {"weight": arg.semantic_weight, "write_pngs": False}})
-  else:
-    config.tasks = ml_collections.ConfigDict({"panoptic": {"weight": arg.semantic_weight, "instance_weight": 1.0,
-                                                           "write_pngs": False}})
+  semantic_weight = 0.0 if arg.branches == "instances" else arg.semantic_weight
+  instance_weight = 0.0 if arg.branches == "semantic" else arg.instance_weight
+  config.tasks = ml_collections.ConfigDict({"instances": {"weight": instance_weight},
+                                            "panoptic": {"weight": semantic_weight, "write_pngs": False}})
 
   config.total_steps = arg.steps or (400 if arg.quick else 20_000)
   config.batch_size = 8 if arg.quick else 16
@@ -83,7 +89,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def sweep(add, arg=None):
-  """The semantic loss weight (the paper's λ)."""
-  del arg
-  for weight in (0.5, 1.0, 2.0):
-    add(**{"tasks.panoptic.weight": weight})
+  """Both branches (Panoptic FPN) against each branch trained alone on the same backbone."""
+  mode = "quick," if arg and "quick" in arg.split(",") else ""
+  for branches in BRANCHES:
+    add(name={"both": "panoptic_fpn", "semantic": "semantic_only", "instances": "instance_only"}[branches],
+        arg=f"{mode}branches={branches}")

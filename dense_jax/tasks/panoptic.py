@@ -21,7 +21,9 @@ Train metrics: `panoptic/train_pixel_accuracy` (of the stuff+thing labels).
 Evaluation: per-category TP / FP / FN / IoU sums (`dense_jax.metrics.panoptic.pq_stats`, COCO's rules,
 no crowd regions) accumulated over the split; padded examples are all void (they count for nothing).
 Results: `pq`, `sq`, `rq` (over all categories that appear), `pq_things`, `sq_things`, `rq_things`,
-`pq_stuff`, `sq_stuff`, `rq_stuff`, `pq/<class>` (the engine prefixes `val/`).
+`pq_stuff`, `sq_stuff`, `rq_stuff`, `pq/<class>`, and `semantic_miou`: the semantic head's mIoU over its
+n_stuff + 1 channels (stuff classes + "thing", the loss's targets; one confusion matrix over the split),
+which compares the head trained alone with the head trained next to Mask R-CNN (the engine prefixes `val/`).
 Prediction (figures, writers): `(B, H, W, 2)` int32, channel 0 the segment id, channel 1 its class.
 Output: with `write_pngs=True` (`--config.tasks.panoptic.write_pngs=true`), `python -m dense_jax.evaluate`
 writes the split's predictions in the COCO panoptic format (`<results stem>_panoptic.json` + PNG folder,
@@ -41,6 +43,7 @@ import numpy as np
 
 from dense_jax import losses
 from dense_jax.metrics import panoptic as pq_lib
+from dense_jax.metrics import segmentation as seg_metrics
 from dense_jax.tasks.base import Task, example_mask, host_accumulator
 from dense_jax.tasks.registry import register_task
 
@@ -130,9 +133,9 @@ class PanopticTask(Task):
 
   # ---- evaluation -----------------------------------------------------------------------------
   def init(self):
-    k = self.num_classes
+    k, c = self.num_classes, len(self.stuff_classes) + 1
     return {"tp": jnp.zeros((k,), jnp.int32), "fp": jnp.zeros((k,), jnp.int32), "fn": jnp.zeros((k,), jnp.int32),
-            "iou": jnp.zeros((k,), jnp.float32)}
+            "iou": jnp.zeros((k,), jnp.float32), "confusion": jnp.zeros((c, c), jnp.int32)}
 
   def update(self, acc, outputs, batch):
     out = outputs[self.name]
@@ -142,6 +145,9 @@ class PanopticTask(Task):
     pred_classes = jnp.where(out["segment_valid"], out["segment_classes"], -1)
     stats = pq_lib.pq_stats(gt_ids, batch["segment_classes"], pred_ids, pred_classes, self.num_classes)
     new = {k: acc[k] + stats[k] for k in pq_lib.STAT_KEYS}
+    semantic = jnp.argmax(outputs[f"{self.name}_semantic"], -1)
+    new["confusion"] = seg_metrics.update_confusion(acc["confusion"], self.semantic_targets(batch), semantic,
+                                                    self.ignore_label)
     if self.write_pngs:   # this batch's predictions, for write_outputs (to_host compresses them)
       new["predictions"] = {"prediction": self.predict(out), "real": real[:, 0, 0]}
     return new
@@ -165,7 +171,7 @@ class PanopticTask(Task):
     return out
 
   def combine(self, a, b):
-    out = {k: a[k] + b[k] for k in pq_lib.STAT_KEYS}
+    out = {k: a[k] + b[k] for k in pq_lib.STAT_KEYS + ("confusion",)}
     if "pngs" in a or "pngs" in b:
       out["pngs"] = list(a.get("pngs", [])) + list(b.get("pngs", []))
     return out
@@ -190,6 +196,7 @@ class PanopticTask(Task):
     for part in ("things", "stuff"):
       out.update({f"{m}_{part}": pq[part][m] for m in ("pq", "sq", "rq")})
     out.update({f"pq/{self.class_names[c]}": v["pq"] for c, v in pq["per_class"].items()})
+    out["semantic_miou"] = float(np.nanmean(seg_metrics.per_class_iou(acc["confusion"])))
     return out
 
   def summary_keys(self):

@@ -9,7 +9,7 @@ import pytest
 from dense_jax import data, tasks as tasks_lib
 from experiments import panoptic_fpn_dense_shapes as experiment
 
-PQ_KEYS = ("val/pq", "val/pq_things", "val/pq_stuff", "val/sq", "val/rq")
+PQ_KEYS = ("val/pq", "val/pq_things", "val/pq_stuff", "val/sq", "val/rq", "val/semantic_miou")
 
 
 @pytest.mark.parametrize("arg", ["quick", "", "quick,semantic_weight=0.5,score=0.4,depth=101"])
@@ -21,6 +21,20 @@ def test_configs_build_their_tasks(arg):
   assert config.model.name.startswith("panoptic_fpn_resnet") and config.model.name.endswith("_narrow")
   if "score=0.4" in arg:
     assert config.model.score_threshold == 0.4 and tasks["panoptic"].weight == 0.5
+
+
+def test_branch_sweep_trains_each_branch_alone_and_both():
+  runs = []
+  experiment.sweep(lambda name, arg: runs.append((name, arg)), "quick")
+  assert [name for name, _ in runs] == ["panoptic_fpn", "semantic_only", "instance_only"]
+  weights = {}
+  for name, arg in runs:
+    config = experiment.get_config(arg)
+    assert config.dataset.name == "dense_shapes/small_64"
+    weights[name] = (config.tasks.panoptic.weight, config.tasks.instances.weight)
+  assert weights == {"panoptic_fpn": (1.0, 1.0), "semantic_only": (1.0, 0.0), "instance_only": (0.0, 1.0)}
+  with pytest.raises(ValueError, match="branches: expected one of"):
+    experiment.get_config("quick,branches=stuff")
 
 
 @pytest.mark.slow
@@ -38,9 +52,7 @@ def test_tiny_panoptic_fpn_trains_and_logs_pq(tmp_path, monkeypatch):
       return _original(self, *args)
     monkeypatch.setattr(PanopticTask, name, counted)
 
-  tasks = {"panoptic": {"weight": 1.0, "instance_weight": 1.0}}
-  if "instances" in tasks_lib.available_tasks():
-    tasks = {"instances": {"weight": 1.0}, "panoptic": {"weight": 1.0}}
+  tasks = {"instances": {"weight": 1.0}, "panoptic": {"weight": 1.0}}
   config = tiny_config(num_devices=1, mesh_shape=(1, 1), total_steps=4, eval_every=2, checkpoint_every=4,
                        batch_size=4, eval_batch_size=8, num_figures=1)
   with config.unlocked():

@@ -68,11 +68,17 @@ def test_accumulator_equals_pq_compute_and_ignores_padding():
   pr_cls1 = np.array([0, 1, 2, 0, 0])
   gt = np.stack([gt0, gt1, gt1])
   pred = np.stack([pr0, pr1, pr0])   # the third example is padding: it must not count
+  semantic = np.stack([np.where(g > 0, c[g], 255) for g, c in ((gt0, gt_cls0), (gt1, gt_cls1), (gt1, gt_cls1))])
   batch = {"panoptic": jnp.asarray(gt), "segment_classes": jnp.asarray(np.stack([gt_cls0, gt_cls1, gt_cls1])),
-           "batch_mask": jnp.array([1, 1, 0])}
+           "semantic": jnp.asarray(semantic), "batch_mask": jnp.array([1, 1, 0])}
   pr_cls = np.stack([pr_cls0, pr_cls1, pr_cls0])
+  # The semantic head: right everywhere (things -> channel 3, sky -> 1) except image 0's pixel (0, 0),
+  # stuff 0 taken for sky; the padding example's logits say channel 2 everywhere and must not count.
+  head = np.where(semantic >= 3, 3, np.where(semantic == 255, 0, semantic))
+  head[0, 0, 0], head[2] = 1, 2
   outputs = {"panoptic": {"panoptic": jnp.asarray(pred), "segment_classes": jnp.asarray(pr_cls),
-                          "segment_valid": jnp.asarray(np.arange(5)[None].repeat(3, 0) > 0)}}
+                          "segment_valid": jnp.asarray(np.arange(5)[None].repeat(3, 0) > 0)},
+             "panoptic_semantic": jax.nn.one_hot(head, 4)}
   update = jax.jit(chex.assert_max_traces(lambda acc, out, b: task.update(acc, out, b), n=1))
   acc = host_accumulator(update(task.init(), outputs, batch))
   result = task.result(acc)
@@ -87,6 +93,8 @@ def test_accumulator_equals_pq_compute_and_ignores_padding():
   # Hand-computed: the ground-truth disc has 4 px, the predicted disc 3 px inside it -> IoU 3/4, one TP.
   assert result["pq/disc"] == pytest.approx(0.75)
   assert result["pq/square"] == 0.0 and result["pq/ring"] == 0.0
+  # Semantic head, channels (stuff 0, sky, grass, thing): IoU 5/6, 16/17, absent, 8/8.
+  assert result["semantic_miou"] == pytest.approx((5 / 6 + 16 / 17 + 1) / 3)
   # Accumulators add: two batches equal one (the second update keeps tracing count 1).
   twice = host_accumulator(update(update(task.init(), outputs, batch), outputs, batch))
   np.testing.assert_array_equal(twice["tp"], 2 * acc["tp"])
@@ -156,9 +164,10 @@ def test_write_pngs_hook_writes_the_splits_predictions_in_coco_format(tmp_path):
   task = make_task(write_pngs=True)
   ids = np.array([[[1, 1], [2, 0]], [[1, 2], [2, 2]], [[1, 1], [1, 1]]])
   outputs = {"panoptic": {"panoptic": jnp.asarray(ids), "segment_classes": jnp.array([[0, 4, 1]] * 3),
-                          "segment_valid": jnp.array([[False, True, True]] * 3)}}
+                          "segment_valid": jnp.array([[False, True, True]] * 3)},
+             "panoptic_semantic": jnp.zeros((3, 2, 2, 4))}
   batch = {"panoptic": jnp.asarray(ids), "segment_classes": jnp.array([[0, 4, 1]] * 3),
-           "batch_mask": jnp.array([1, 1, 0])}
+           "semantic": jnp.zeros((3, 2, 2), jnp.int32), "batch_mask": jnp.array([1, 1, 0])}
   first = task.to_host(jax.jit(task.update)(task.init(), outputs, batch))
   second = task.to_host(task.update(task.init(), outputs, {**batch, "batch_mask": jnp.array([1, 0, 0])}))
   total = task.combine(task.combine(task.to_host(task.init()), first), second)
