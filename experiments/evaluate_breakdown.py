@@ -66,7 +66,10 @@ def breakdown_metrics_for_run(config, model, variables, settings: dict) -> tuple
   config = config_lib.resolve(config)
   _, info, image_size = restore.build_model(config)
   blocks = config.tasks.to_dict()
-  semantic = next(name for name, block in blocks.items() if block.get("task", name) == "semantic")
+  semantic = next((name for name, block in blocks.items() if block.get("task", name) == "semantic"), None)
+  if semantic is None:
+    raise ValueError(f"config.tasks: expected a semantic task (the breakdown regions are of semantic labels), "
+                     f"got {sorted(blocks)}")
   blocks[semantic]["breakdown"] = {"band_radius": int(settings["band_radius"]),
                                    "small_area": settings["small_area"]}
   tasks = tasks_lib.build_tasks(blocks, info)

@@ -170,3 +170,10 @@ def test_unknown_arguments_are_errors():
     _module("dilation").get_config("quick,stride=8")
   with pytest.raises(ValueError, match="'tasks': expected a '\\+'-separated subset of \\['semantic', 'depth', 'normals'\\]"):
     _module("dilation").get_config("quick,tasks=depth+colorization")
+
+
+def test_evaluate_breakdown_refuses_a_run_without_semantic_labels():
+  from experiments import evaluate_breakdown
+  config = _module("dilation").get_config("quick,tasks=depth+normals")
+  with pytest.raises(ValueError, match=r"config.tasks: expected a semantic task .* got \['depth', 'normals'\]"):
+    evaluate_breakdown.breakdown_metrics_for_run(config, None, None, {"band_radius": 2, "small_area": 100})
