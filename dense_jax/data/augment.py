@@ -1,7 +1,8 @@
 """Paired augmentations in NumPy that keep every label of an example consistent (no TF, no JAX).
 
 An example is a dict with any of the standard keys of `dense_jax.data.sources`; each function returns a
-new dict and leaves keys it does not know (and `segment_classes`, `segment_is_thing`) unchanged.
+new dict and leaves keys it does not know (and `segment_classes`, `segment_is_thing`, the per-example
+scalar `image_id`) unchanged.
 Coordinates are continuous pixel coordinates in which pixel i spans [i, i + 1) (boxes half-open,
 keypoints at pixel centres i + 0.5); a geometric map x -> a x + b is applied to boxes and keypoints
 exactly as to the pixel grid.
@@ -101,7 +102,7 @@ def drop_empty_instances(ex: dict) -> dict:
     return ex
   n = int(ex["num_instances"])
   if "masks" in ex:
-    alive = ex["masks"][:n].reshape(n, -1).any(axis=1)
+    alive = ex["masks"][:n].any(axis=(1, 2))   # (reshape(n, -1) fails for an image with no instance)
   elif "boxes" in ex:
     b = ex["boxes"][:n]
     alive = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])

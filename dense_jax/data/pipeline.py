@@ -8,7 +8,8 @@
 What a batch holds: the dataset's keys (see `dense_jax.data.sources`) stacked to fixed shapes, with
 `image` float32 in [0, 1] (NOT normalised by a mean/std: models do that), every label with its contract
 dtype, plus `batch_mask` float32 (B,): 1 for real examples, 0 for the padding that fills the last
-evaluation batches (train batches are all real).
+evaluation batches (train batches are all real). Per-example scalars (`num_instances`, `image_id`) are
+stacked to (B,); the padding holds 0 in every key but `semantic` (the ignore label).
 
 Order and randomness, all derived from `seed` (a non-negative int):
 - Sharding: process p of P reads examples p, p + P, p + 2P, ... of the split (training drops the last
@@ -174,9 +175,10 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
     num_epochs: None = forever for training, 1 for evaluation.
     augment: True = `AugmentConfig()` when training, False = none, or an AugmentConfig.
     keys: the example keys to keep (default all the dataset has); fewer keys = less work. Instance
-      keys bring `num_instances` along (and `boxes` unless `masks` is asked for: instances that
-      leave the crop are dropped by their masks, else by their boxes), `keypoints` also `classes`. A source with a
-      `with_keys(keys)` method is asked for only those keys (it may then skip decoding the rest).
+      keys bring `num_instances` along, `image_id` when the dataset has it, and `boxes` unless
+      `masks` is asked for (instances that leave the crop are dropped by their masks, else by their
+      boxes); `keypoints` also `classes`. A source with a `with_keys(keys)` method is asked for
+      only those keys (it may then skip decoding the rest).
     num_threads, prefetch: worker threads and examples buffered ahead (default 2 batches, >= 8).
     num_workers: 0 (default) runs everything in this process; > 0 moves the per-example work into
       that many worker processes (grain `mp_prefetch`), worth it only with spare cores. Workers
@@ -272,10 +274,12 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
 def _with_companions(keys: tuple[str, ...], available: tuple[str, ...]) -> tuple[str, ...]:
   """`keys` plus what they need: instance arrays need `num_instances` and, without `masks`, `boxes`
   (augmentation drops instances with no mask pixel left, or an empty box when there are no masks);
-  keypoints need their `classes` (the flip permutation is per class)."""
+  keypoints need their `classes` (the flip permutation is per class); instance arrays bring the
+  dataset's `image_id` when it has one (the detection tasks' results files name the images by it).
+  Companions the dataset lacks are left out."""
   extra = []
   if any(k in keys for k in ("masks", "boxes", "classes", "keypoints")):
-    extra += ["num_instances"] + ([] if "masks" in keys else ["boxes"])
+    extra += ["num_instances"] + ([] if "masks" in keys else ["boxes"]) + ["image_id"]
   if "keypoints" in keys:
     extra.append("classes")
   return tuple(keys) + tuple(k for k in dict.fromkeys(extra) if k not in keys and k in available)

@@ -2,7 +2,8 @@
 
 A *source* is what `get_source(name, split, data_dir=...)` returns: an object with `__len__` and
 `__getitem__(index) -> dict[str, np.ndarray]` (grain's RandomAccessDataSource protocol). Each example
-is a dict with the standard keys below; a dataset provides the keys it has and nothing else.
+is a dict with the standard keys below; a dataset provides the keys it has (listed in its
+`DatasetInfo.keys`) and nothing else.
 
   image        uint8   (H, W, 3)        RGB
   semantic     int32   (H, W)           class id, 255 = ignore
@@ -19,6 +20,13 @@ is a dict with the standard keys below; a dataset provides the keys it has and n
   panoptic     int32   (H, W)           segment id per pixel, 0 = void
   segment_classes int32 (S,)            class of each segment id (index = id), padded
   segment_is_thing uint8 (S,)           1 if the segment is a thing instance
+  image_id     int32   ()               the dataset's own id of the image (COCO's), optional
+
+`image_id` is a per-example scalar: augmentations pass it through untouched, batching stacks it to (B,),
+the evaluation padding gets 0. The pipeline brings it along with the instance keys, and the detection
+tasks write it into their results files, which then name the dataset's own images (a COCO results JSON
+read by pycocotools against the official annotation file); a dataset without it (dense_shapes) has its
+images numbered 1, 2, ... in split order there.
 
 A source may also offer `with_keys(keys) -> source` returning a view that reads only those keys; the
 pipeline calls it when asked for a subset of keys (optional: others are filtered after reading).

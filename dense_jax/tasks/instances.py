@@ -20,11 +20,16 @@ at a time, so the evaluation holds RLEs, never a split of masks) and `result` ru
 `<name>/gt_dropped`, `<name>/images_gt_capped` (ground truth beyond the cap, not counted as misses).
 Detections of classes outside `category_ids` (e.g. a stuff class: the model scores every class of the
 dataset) are dropped, as pycocotools ignores categories without ground truth.
-Images are numbered 1, 2, ... in the order of the split; category ids are the dataset's class ids
-(contiguous; COCO's sparse ids in the results JSON of a `coco2017*` dataset).
+Image ids: the batch's `image_id` (B,) when the dataset has one (the `coco2017*` loaders: COCO's own
+ids, so the results JSON reads against the official annotation file), else 1, 2, ... in the order of
+the split; category ids are the dataset's class ids (contiguous; COCO's sparse ids in the results JSON
+of a `coco2017*` dataset).
 Output: `write_outputs(acc, directory, stem)` writes the COCO-format results JSON.
 Figures: predicted masks (score >= `draw_threshold`) with their boxes, class and score next to the
 ground-truth masks and boxes (`dense_jax.viz`).
+Mask pasting (`mask_paste`, `dense_jax.metrics.paste`): 'exact' (default) inverts the model's aligned
+mask targets (`MaskRCNN.mask_target_aligned=True`, the default); 'torchvision' is torchvision's
+paste_masks_in_image, for weights trained with its aligned=False targets (torchvision's recipe).
 """
 
 from __future__ import annotations
@@ -63,8 +68,12 @@ class DetectionTask(Task):
   def __init__(self, *, info=None, name: str | None = None, weight: float = 1.0,
                category_ids: Sequence[int] | None = None, class_names=None,
                max_gt_instances: int | None = None, oks_sigmas: Sequence[float] | None = None,
-               draw_threshold: float = 0.5):
+               draw_threshold: float = 0.5, mask_paste: str = "exact"):
     super().__init__(info=info, name=name, weight=weight)
+    from dense_jax.metrics.paste import PASTE_MODES  # pylint: disable=g-import-not-at-top
+    if mask_paste not in PASTE_MODES:
+      raise ValueError(f"config.tasks.{self.name}.mask_paste: expected one of {PASTE_MODES}, got {mask_paste!r}")
+    self.mask_paste = mask_paste
     if category_ids is None:
       if info is None or not info.thing_classes:
         raise ValueError(f"config.tasks.{self.name}.category_ids: expected the evaluated class ids (or a dataset "
@@ -109,6 +118,8 @@ class DetectionTask(Task):
     truth = {k: batch[k] for k in self.truth_keys if k in batch}
     truth["classes"] = self.truth_classes(batch)
     truth["batch_mask"] = example_mask(batch, b).astype(jnp.int32)
+    if "image_id" in batch:   # the dataset's ids name the images in the results (else 1, 2, ...)
+      truth["image_id"] = batch["image_id"]
     if "masks" not in truth:
       truth["image_size"] = jnp.zeros(batch["image"].shape[1:3], jnp.uint8)[None]   # (1, H, W): the size only
     return {"detections": {k: out[k] for k in self.output_keys}, "truth": truth}
@@ -120,12 +131,13 @@ class DetectionTask(Task):
   def new_accumulator(self):
     from dense_jax.metrics.coco import CocoAccumulator  # pylint: disable=g-import-not-at-top
     return CocoAccumulator(self.category_ids, iou_types=self.iou_types, oks_sigmas=self.oks_sigmas,
-                           max_gt_instances=self.max_gt_instances)
+                           max_gt_instances=self.max_gt_instances, mask_paste=self.mask_paste)
 
   def _add(self, accumulator, arrays) -> None:
     if not arrays:   # the empty accumulator of `init`
       return
     truth = dict(arrays["truth"])
+    image_ids = truth.pop("image_id", None)   # the accumulator keeps those of the real examples
     size = truth.pop("image_size", None)
     if size is not None:   # CocoAccumulator takes the image size from `image` when there are no masks
       truth["image"] = np.zeros((truth["boxes"].shape[0],) + size.shape[1:] + (3,), np.uint8)
@@ -133,7 +145,7 @@ class DetectionTask(Task):
     # A model scores every class of the dataset (dense_shapes' stuff classes too); a detection of a class
     # that is not evaluated counts for nothing, as pycocotools ignores categories without ground truth.
     detections["valid"] = detections["valid"] & np.isin(detections["labels"], self.category_ids)
-    accumulator.add(detections, truth)
+    accumulator.add(detections, truth, image_ids=image_ids)
 
   def accumulator(self, acc):
     """`acc` as a `CocoAccumulator` (a batch's host arrays are added to a new one)."""
@@ -232,7 +244,7 @@ class InstancesTask(DetectionTask):
     predicted = image
     if len(keep):
       boxes = np.asarray(prediction["boxes"])[keep]
-      masks = paste_masks(np.asarray(prediction["masks"])[keep], boxes, (h, w)) > 0.5
+      masks = paste_masks(np.asarray(prediction["masks"])[keep], boxes, (h, w), mode=self.mask_paste) > 0.5
       pal = viz.id_palette(len(keep) + 1)
       ids = np.zeros((h, w), np.int64)
       for j in np.argsort(np.asarray(prediction["scores"])[keep]):   # the best on top

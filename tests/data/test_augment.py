@@ -174,6 +174,26 @@ def test_random_augment_is_consistent_and_deterministic(examples, seed):
   _check_consistent(a, box_tol=1.0, kp_tol=0.5 + 1 / 0.75)
 
 
+def test_a_per_example_scalar_passes_through_untouched(examples):
+  """`image_id` (a COCO loader's int32 scalar) leaves every transform as it came."""
+  ex = dict(examples[0], image_id=np.asarray(397133, np.int32))
+  rng = np.random.default_rng(0)
+  outs = [augment.random_augment(ex, rng, (40, 40), augment.AugmentConfig(flip_prob=1.0),
+                                 keypoint_flip_perm=FLIP_PERM),
+          augment.eval_transform(ex, (32, 32)), augment.crop(ex, 30, 30, (40, 40)), augment.scale(ex, 0.5)]
+  for out in outs:
+    assert out["image_id"] == 397133 and out["image_id"].dtype == np.int32 and out["image_id"].shape == ()
+
+
+def test_an_image_without_instances(examples):
+  """COCO keeps images without annotations (num_instances 0): cropping and augmenting them works."""
+  ex = dict(examples[0], num_instances=np.asarray(0, np.int32))
+  ex["masks"] = np.zeros_like(ex["masks"])
+  out = augment.random_augment(ex, np.random.default_rng(0), (40, 40), keypoint_flip_perm=FLIP_PERM)
+  assert out["num_instances"] == 0 and not out["masks"].any()
+  assert augment.crop(ex, 8, 8, (40, 40))["num_instances"] == 0
+
+
 def test_eval_transform_resizes_keeping_aspect_and_pads(examples):
   ex = examples[3]
   wide = augment.crop(ex, 0, 0, (24, 48))

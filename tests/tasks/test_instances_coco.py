@@ -2,18 +2,29 @@
 from small fake COCO files (tests/data/real's fixtures) go through the ordinary input pipeline into
 `maskrcnn_resnet50_fpn` / `keypointrcnn_resnet50_fpn` (torchvision's defaults: 91 / 2 classes, 17
 keypoints) and the `instances` / `keypoints` tasks' loss and evaluation update. Traced with
-`jax.eval_shape` (shapes and dtypes: the full models' compute is the parity tests' job)."""
+`jax.eval_shape` (shapes and dtypes: the full models' compute is the parity tests' job).
+
+The results JSON of an evaluation over those files names the images by their COCO ids, and pycocotools
+reads it against the fake annotation files themselves (perfect detections made from the ground truth
+stand in for the model: the file's format and ids are under test, not a model)."""
+
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 import dense_jax.data.real  # noqa: F401  (registers the real datasets)
-from dense_jax import data as data_lib, tasks as tasks_lib
+from dense_jax import data as data_lib, evaluation, tasks as tasks_lib
+from dense_jax.metrics import coco as coco_metrics
 from dense_jax.models.build import apply_model
 from dense_jax.models.registry import get_model
 from tests.data.real.conftest import Fakes
-from tests.data.real.test_coco import _write
+from tests.data.real.test_coco import COCO_IDS, H, W, _write
+from tests.tasks.test_instances import ROI_MAP
 
 SIZE = 64
 
@@ -59,3 +70,72 @@ def test_full_size_maskrcnn_and_keypointrcnn_take_coco_batches(tmp_path):
   (loss, aux), acc = _trace(get_model("keypointrcnn_resnet50_fpn"), keypoints["keypoints"], batch)
   assert loss.shape == () and "keypoints/loss_keypoint" in aux
   assert acc["detections"]["keypoints"].shape == (2, 100, 17, 3)
+
+
+def _perfect_outputs(task, batch):
+  """Detections equal to the batch's ground truth (score 0.9): boxes xyxy, classes (keypoints: the
+  persons, as class 1), RoI maps that paste to exactly the box (the fake masks are rectangles) and the
+  true keypoints."""
+  g = batch["boxes"].shape[1]
+  valid = jnp.arange(g)[None, :] < batch["num_instances"][:, None]
+  out = {"boxes": batch["boxes"][..., jnp.array([1, 0, 3, 2])], "labels": batch["classes"]}
+  if task.name == "keypoints":
+    valid = valid & (batch["classes"] == 1)   # COCO's person
+    out.update(labels=jnp.where(valid, 1, 0), keypoints=batch["keypoints"])
+  else:
+    out["masks"] = jnp.broadcast_to(jnp.asarray(ROI_MAP), valid.shape + ROI_MAP.shape)
+  return {**out, "valid": valid, "scores": jnp.where(valid, 0.9, 0.0)}
+
+
+def _evaluate(tmp_path, task_name):
+  """What `python -m dense_jax.evaluate` does after restoring the model, with `_perfect_outputs` for it:
+  the task's batch keys through the pipeline (batch 2: the last batch is padded), `evaluation.run`, the
+  task's result files. Returns (metrics, results rows)."""
+  tasks = tasks_lib.build_tasks({task_name: {"weight": 1.0}}, data_lib.dataset_info("coco2017_instances"))
+  task = tasks[task_name]
+  it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=2, seed=0, train=False,
+                                image_size=(H, W), data_dir=str(tmp_path), keys=tasks_lib.build.batch_keys(tasks),
+                                process_index=0, process_count=1, num_threads=1)
+
+  def eval_step(variables, batch):
+    del variables
+    return {task_name: task.update(task.init(), {task_name: _perfect_outputs(task, batch)}, batch)}, {}
+
+  try:
+    accs, examples = evaluation.run(jax.jit(eval_step), None, it, tasks,
+                                    to_device=lambda b: {k: jnp.asarray(v) for k, v in b.items()})
+  finally:
+    it.close()
+  assert examples == 3
+  files = task.write_outputs(accs[task_name], tmp_path / "eval", "validation_whole")
+  return evaluation.results(tasks, accs), json.loads(open(files[f"{task_name}_results"]).read())
+
+
+def _cocoeval(annotation_file, rows, iou_type) -> float:
+  """AP of the results `rows` against the annotation file, by pycocotools alone (loadRes checks that
+  every result's image id is one of the file's)."""
+  gt = coco_metrics._quiet(COCO, str(annotation_file))
+  ev = COCOeval(gt, coco_metrics._quiet(gt.loadRes, rows), iou_type)
+  coco_metrics._quiet(ev.evaluate)
+  coco_metrics._quiet(ev.accumulate)
+  coco_metrics._quiet(ev.summarize)
+  return float(ev.stats[0])
+
+
+@pytest.mark.parametrize("task_name", ["instances", "keypoints"])
+def test_results_json_names_images_by_their_coco_ids(tmp_path, task_name):
+  _write(tmp_path, Fakes, ids=COCO_IDS)
+  metrics, rows = _evaluate(tmp_path, task_name)
+  annotations = tmp_path / "annotations"
+  if task_name == "instances":
+    # Image 139: the person (COCO category 1) and the dog (18); image 285: a person; 632 has nothing.
+    assert sorted((r["image_id"], r["category_id"]) for r in rows) == [(139, 1), (139, 18), (285, 1)]
+    # The file, read against the annotation file, scores what the evaluation scored: boxes exactly the
+    # truth; pasted 28x28 maps grow these few-pixel boxes' masks by about a pixel (so mask AP < 1).
+    assert metrics["box_ap"] == pytest.approx(1.0) and 0 < metrics["mask_ap"] < 1
+    for iou_type, key in (("bbox", "box_ap"), ("segm", "mask_ap")):
+      assert _cocoeval(annotations / "instances_val2017.json", rows, iou_type) == pytest.approx(metrics[key])
+  else:
+    assert [(r["image_id"], r["category_id"]) for r in rows] == [(139, 1), (285, 1)]
+    assert metrics["keypoint_ap"] == pytest.approx(1.0)
+    assert _cocoeval(annotations / "person_keypoints_val2017.json", rows, "keypoints") == pytest.approx(1.0)

@@ -27,6 +27,8 @@ polygons or RLE, `boxes` float32 (N, 4) = (y, x, y + h, x + w) from the annotati
 int32 (N,) in 1..80 (0 = padding), `num_instances`. An image with more instances keeps the
 `max_instances` largest (by annotation area); the source counts such images in `num_truncated` and
 warns. Crowd regions are not instances.
+`image_id` int32 (): the image's COCO id (the json's `id`, e.g. 139 for val2017/000000000139.jpg), so a
+results file written from these examples names COCO's own images (`dense_jax.tasks.instances`).
 Keypoints: `keypoints` float32 (N, 17, 3) = (x, y, visibility) in pixels, visibility 0 = not labelled,
 1 = labelled but occluded, 2 = visible (COCO's own convention); rows of instances without keypoints
 (every non-person) are 0. `KEYPOINT_NAMES`; `KEYPOINT_FLIP` is the index permutation a horizontal flip
@@ -92,7 +94,8 @@ KEYPOINT_FLIP = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
 _SUBSETS = {"train": "train2017", "validation": "val2017"}
 _LOG = logging.getLogger(__name__)
 
-_INSTANCE_KEYS = ("image", "semantic", "masks", "boxes", "classes", "num_instances", "keypoints")
+_INSTANCE_KEYS = ("image", "semantic", "masks", "boxes", "classes", "num_instances", "keypoints",
+                  "image_id")
 INFO = DatasetInfo(
     name="coco2017", num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES,
     keys=_INSTANCE_KEYS + ("panoptic", "segment_classes", "segment_is_thing"), splits=("train", "validation"),
@@ -191,6 +194,7 @@ class CocoSource:
       keep = sorted(range(len(things)), key=lambda j: -things[j]["area"])[:self.max_instances]
       things = [things[j] for j in sorted(keep)]
     example.update(self._instances(things, h, w))
+    example["image_id"] = np.asarray(image_id, np.int32)   # COCO's id (for results files), not the index
     if self._panoptic is not None:
       example.update(self._panoptic_labels(self._panoptic.get(image_id), h, w, image_id))
     else:

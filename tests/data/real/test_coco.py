@@ -8,6 +8,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 import dense_jax.data.real  # noqa: F401  (registers the real datasets)
+from dense_jax import data as data_lib
 from dense_jax.data import sources
 from dense_jax.data.real import coco
 
@@ -23,21 +24,23 @@ def _rect(y0, x0, y1, x1):
   return mask
 
 
-def _write(root, fakes):
-  """Images 1 (person, dog, a crowd), 2 (a person as compressed RLE) and 3 (nothing), in val2017."""
-  for image_id in (2, 1, 3):
-    fakes.jpeg(root / "val2017" / f"{image_id:012d}.jpg", fakes.image(H, W, seed=image_id))
-  images = [{"id": i, "file_name": f"{i:012d}.jpg", "height": H, "width": W} for i in (2, 3, 1)]
+def _write(root, fakes, ids=(1, 2, 3)):
+  """Images 1 (person, dog, a crowd), 2 (a person as compressed RLE) and 3 (nothing), in val2017, with
+  COCO ids `ids` (increasing, so the split's order stays 1, 2, 3)."""
+  coco_id = dict(zip((1, 2, 3), ids))
+  for image in (2, 1, 3):
+    fakes.jpeg(root / "val2017" / f"{coco_id[image]:012d}.jpg", fakes.image(H, W, seed=image))
+  images = [{"id": coco_id[i], "file_name": f"{coco_id[i]:012d}.jpg", "height": H, "width": W} for i in (2, 3, 1)]
   crowd_uncompressed = {"size": [H, W], "counts": _uncompressed_counts(_rect(12, 0, 16, 20))}
   rle = mask_utils.encode(np.asfortranarray(_rect(1, 1, 5, 4)))
   rle["counts"] = rle["counts"].decode("ascii")  # as stored in json
-  person = {"id": 10, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 80.0, "bbox": [2, 3, 8, 10],
+  person = {"id": 10, "image_id": coco_id[1], "category_id": 1, "iscrowd": 0, "area": 80.0, "bbox": [2, 3, 8, 10],
             "segmentation": [[2, 3, 10, 3, 10, 13, 2, 13]]}  # x 2..10, y 3..13
-  dog = {"id": 11, "image_id": 1, "category_id": 18, "iscrowd": 0, "area": 16.0, "bbox": [12, 4, 4, 4],
+  dog = {"id": 11, "image_id": coco_id[1], "category_id": 18, "iscrowd": 0, "area": 16.0, "bbox": [12, 4, 4, 4],
          "segmentation": [[12, 4, 16, 4, 16, 8, 12, 8]]}
-  crowd_ann = {"id": 12, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 80.0, "bbox": [0, 12, 20, 4],
+  crowd_ann = {"id": 12, "image_id": coco_id[1], "category_id": 1, "iscrowd": 1, "area": 80.0, "bbox": [0, 12, 20, 4],
                "segmentation": crowd_uncompressed}
-  person2 = {"id": 13, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 12.0, "bbox": [1, 1, 3, 4],
+  person2 = {"id": 13, "image_id": coco_id[2], "category_id": 1, "iscrowd": 0, "area": 12.0, "bbox": [1, 1, 3, 4],
              "segmentation": rle}
   categories = [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]
   annotations = root / "annotations"
@@ -55,11 +58,11 @@ def _write(root, fakes):
   ids[4:8, 12:16] = 300
   ids[13:16] = 9
   rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
-  fakes.png(annotations / "panoptic_val2017" / "000000000001.png", rgb)
+  fakes.png(annotations / "panoptic_val2017" / f"{coco_id[1]:012d}.png", rgb)
   segments = [{"id": 261, "category_id": 1, "iscrowd": 0}, {"id": 300, "category_id": 18, "iscrowd": 0},
               {"id": 70000, "category_id": 187, "iscrowd": 0}, {"id": 9, "category_id": 1, "iscrowd": 1}]
   (annotations / "panoptic_val2017.json").write_text(json.dumps({"annotations": [
-      {"image_id": 1, "file_name": "000000000001.png", "segments_info": segments}]}))
+      {"image_id": coco_id[1], "file_name": f"{coco_id[1]:012d}.png", "segments_info": segments}]}))
   return ids
 
 
@@ -88,6 +91,7 @@ def test_instances_keypoints_and_panoptic(tmp_path, fakes):
   assert set(ex) == set(sources.dataset_info("coco2017").keys)
   assert ex["masks"].shape == (100, H, W) and ex["masks"].dtype == np.uint8
   assert ex["num_instances"] == 2 and ex["num_instances"].dtype == np.int32
+  assert ex["image_id"].shape == () and ex["image_id"].dtype == np.int32 and ex["image_id"] == 1
   np.testing.assert_array_equal(ex["masks"][0], _rect(3, 2, 13, 10))
   np.testing.assert_array_equal(ex["masks"][1], _rect(4, 12, 8, 16))
   assert not ex["masks"][2:].any()
@@ -125,6 +129,40 @@ def test_semantic_from_instances(tmp_path, fakes):
   expected[4:8, 12:16] = DOG
   expected[12:16] = np.where(expected[12:16] == 0, 255, expected[12:16])  # crowd pixels not under an instance
   np.testing.assert_array_equal(ex["semantic"], expected)
+
+
+COCO_IDS = (139, 285, 632)   # val2017's first three ids: not the split's positions 1, 2, 3
+
+
+def test_image_ids_are_coco_ids_through_the_pipeline(tmp_path, fakes):
+  """The loader gives each example its COCO id; the pipeline brings `image_id` along with the instance
+  keys (evaluation: in order, padding 0; training: augmentation leaves it alone), not with others."""
+  _write(tmp_path, fakes, ids=COCO_IDS)
+  (tmp_path / "annotations" / "panoptic_val2017.json").unlink()
+  source = sources.get_source("coco2017_instances", "validation", data_dir=str(tmp_path))
+  assert [int(source[i]["image_id"]) for i in range(3)] == list(COCO_IDS)
+  assert source[0]["num_instances"] == 2 and source[1]["num_instances"] == 1   # the annotations follow the ids
+
+  def batches(keys, train=False, batch_size=2):
+    it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=batch_size, seed=0,
+                                  train=train, image_size=(12, 12), data_dir=str(tmp_path), keys=keys,
+                                  process_index=0, process_count=1, num_threads=1, num_epochs=1)
+    try:
+      return list(it)
+    finally:
+      it.close()
+
+  first, last = batches(("image", "masks", "boxes", "classes"))
+  assert first["image_id"].dtype == np.int32 and first["image_id"].shape == (2,)
+  np.testing.assert_array_equal(first["image_id"], COCO_IDS[:2])
+  np.testing.assert_array_equal(last["image_id"], [COCO_IDS[2], 0])   # the padding's id is 0 ...
+  np.testing.assert_array_equal(last["batch_mask"], [1, 0])            # ... and it is no example
+  assert "image_id" in batches(("image", "keypoints"))[0]
+  assert "image_id" not in batches(("image", "semantic"))[0]           # no instance keys, no id
+  (train,) = batches(("image", "masks", "boxes", "classes"), train=True, batch_size=3)
+  assert sorted(train["image_id"].tolist()) == list(COCO_IDS)
+  for i, image_id in enumerate(train["image_id"]):   # each id still with its own example's labels
+    assert train["num_instances"][i] <= source[COCO_IDS.index(int(image_id))]["num_instances"]
 
 
 def test_truncation_keeps_largest_and_counts(tmp_path, fakes, caplog):

@@ -8,7 +8,7 @@ from dense_jax.data import sources
 NAMES = ["voc2012", "voc2012_sbd", "cityscapes", "coco2017", "coco2017_instances", "nyu_depth_v2", "ade20k",
          "oxford_iiit_pet", "coco2017_panoptic", "cityscapes_panoptic"]
 STANDARD_KEYS = {"image", "semantic", "depth", "normals", "masks", "boxes", "classes", "num_instances",
-                 "keypoints", "panoptic", "segment_classes", "segment_is_thing"}
+                 "keypoints", "panoptic", "segment_classes", "segment_is_thing", "image_id"}
 
 
 @pytest.mark.parametrize("name", NAMES)
