@@ -40,7 +40,8 @@ Reported then: `val/depth/abs_rel, rmse, delta1, ...` and `val/normals/mean, med
 Arguments (`:quick,output_stride=16,upsample=bilinear`): quick, output_stride (32 | 16 | 8),
 upsample ('learned' | 'bilinear'), backbone ('' = the mode's: 'small' quick, 'resnet50' full), width
 (0 = 1.0), steps (0 = the mode's), tasks ('semantic' | '+'-separated subset of semantic, depth,
-normals, e.g. 'depth+normals'). Report columns from `describe`: rf (backbone, before the
+normals, e.g. 'depth+normals'), seed (0; parameters, dropout and data order: a second seed of the whole
+sweep is `:quick,seed=1` with another `--root`). Report columns from `describe`: rf (backbone, before the
 up-sampler), params, gflops (inference, per image), train_mb (compiled train step); the trainer logs
 steps_per_sec; `evaluate_breakdown` adds val/band/*, val/interior/*, val/small/*, val/large/*
 (`dense_jax.metrics.breakdown`; band radius and small-object area in `config.experiment`).
@@ -60,11 +61,11 @@ OUTPUT_STRIDES = (32, 16, 8)
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = parse_arg(arg, quick=False, output_stride=32, upsample="learned", backbone="", width=0.0, steps=0,
-                  tasks="semantic")
+                  tasks="semantic", seed=0)
   quick = arg.quick
   tasks = parse_tasks(arg.tasks, STRIDE_ABLATION_TASKS)
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.seed = arg.seed
   config.mesh_shape = (-1, 1)
   config.dataset = ml_collections.ConfigDict(dict(
       name="dense_shapes/small_64" if quick else "dense_shapes/medium_128",

@@ -6,11 +6,13 @@
 Per sweep root: `<name>_miou.png` — grouped bars of mIoU overall, in the boundary band, in the
 interior, on small and on large objects, one group per run (from the root's report.csv); and, where the
 runs saved one, `<name>_erf.png` — every run's trained effective receptive field (erf.png) side by side.
-A root whose runs report depth and normals instead (`dilation_vs_downsampling.py:quick,tasks=depth+normals`)
-gets `<name>_depth_normals.png`: one panel per metric of `DEPTH_NORMALS_METRICS` against the swept
-parameter (the output stride), with an arrow for the better direction.
+Roots whose runs report depth and normals instead (`dilation_vs_downsampling.py:quick,tasks=depth+normals`)
+share one figure, `<first such root's name>_depth_normals.png`: one panel per metric of
+`DEPTH_NORMALS_METRICS` against the swept parameter (the output stride), one line per root (e.g. one
+per seed), with an arrow for the better direction.
 
-    python -m experiments.results_figures --out docs/results runs/dilation_depth_normals
+    python -m experiments.results_figures --out docs/results runs/dilation_depth_normals \
+        runs/dilation_depth_normals_seed1
 """
 
 from __future__ import annotations
@@ -31,25 +33,36 @@ DEPTH_NORMALS_METRICS = (("val/depth/abs_rel", "depth abs rel", False), ("val/de
                          ("val/normals/within_11_25", "normals within 11.25°", True))
 
 
-def depth_normals_panels(root: pathlib.Path, out: pathlib.Path, param: str = "model.output_stride") -> pathlib.Path:
-  """One small panel per depth / normals metric against `param` (a numeric swept config key; the
-  x axis is log2 and reversed, coarse to fine, when the values are powers of two)."""
+def _rows(root: pathlib.Path) -> list[dict]:
+  with open(root / "report.csv") as f:
+    return list(csv.DictReader(f))
+
+
+def depth_normals_panels(roots, out: pathlib.Path, param: str = "model.output_stride") -> pathlib.Path:
+  """One small panel per depth / normals metric against `param` (a numeric swept config key; the x axis
+  is log2 and reversed, coarse to fine, when the values are powers of two), one line per root of
+  `roots` (a root or a list of them: seeds of one sweep); the file is named after the first root."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  rows = list(csv.DictReader(open(root / "report.csv")))
-  if not rows or param not in rows[0]:
-    raise ValueError(f"param: expected a column {param!r} in {root / 'report.csv'}, got {list(rows[0]) if rows else []}")
-  metrics = [m for m in DEPTH_NORMALS_METRICS if all(row.get(m[0]) not in (None, "") for row in rows)]
+  roots = [roots] if isinstance(roots, (str, pathlib.Path)) else list(roots)
+  tables = {}
+  for root in map(pathlib.Path, roots):
+    rows = _rows(root)
+    if not rows or param not in rows[0]:
+      raise ValueError(f"param: expected a column {param!r} in {root / 'report.csv'}, got {list(rows[0]) if rows else []}")
+    tables[root] = sorted(rows, key=lambda r: -float(r[param]))
+  metrics = [m for m in DEPTH_NORMALS_METRICS
+             if all(row.get(m[0]) not in (None, "") for rows in tables.values() for row in rows)]
   if not metrics:
-    raise ValueError(f"root: expected depth / normals columns ({[m[0] for m in DEPTH_NORMALS_METRICS]}) in "
-                     f"{root / 'report.csv'}, found none")
-  rows.sort(key=lambda r: -float(r[param]))
-  xs = [float(r[param]) for r in rows]
-  fig, axes = plt.subplots(1, len(metrics), figsize=(2.1 * len(metrics), 2.4), squeeze=False)
+    raise ValueError(f"roots: expected depth / normals columns ({[m[0] for m in DEPTH_NORMALS_METRICS]}) in the "
+                     f"report.csv of {[str(r) for r in tables]}, found none")
+  fig, axes = plt.subplots(1, len(metrics), figsize=(2.1 * len(metrics), 2.5), squeeze=False)
   for ax, (key, title, higher) in zip(axes[0], metrics):
-    ax.plot(xs, [float(r[key]) for r in rows], "o-")
-    if all(x > 0 and float(x).is_integer() and (int(x) & (int(x) - 1)) == 0 for x in xs):
+    xs = sorted({float(r[param]) for rows in tables.values() for r in rows}, reverse=True)
+    for root, rows in tables.items():
+      ax.plot([float(r[param]) for r in rows], [float(r[key]) for r in rows], "o-", label=root.name, alpha=0.8)
+    if all(x > 0 and x.is_integer() and (int(x) & (int(x) - 1)) == 0 for x in xs):
       ax.set_xscale("log", base=2)
       ax.set_xticks(xs, [str(int(x)) for x in xs])
       ax.invert_xaxis()
@@ -58,7 +71,10 @@ def depth_normals_panels(root: pathlib.Path, out: pathlib.Path, param: str = "mo
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  path = out / f"{root.name}_depth_normals.png"
+  if len(tables) > 1:
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, frameon=False, ncol=len(tables),
+               loc="upper center", bbox_to_anchor=(0.5, 0.0))
+  path = out / f"{next(iter(tables)).name}_depth_normals.png"
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
   return path
@@ -109,18 +125,19 @@ def main(argv=None) -> int:
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/results"))
   args = parser.parse_args(argv)
   args.out.mkdir(parents=True, exist_ok=True)
+  depth_normals_roots = []
   for root in args.roots:
     with open(root / "report.csv") as f:
       columns = next(csv.reader(f), [])
-    figures = [erf_strip]
-    if "val/miou" in columns:
-      figures.insert(0, miou_bars)
     if any(key in columns for key, _, _ in DEPTH_NORMALS_METRICS):
-      figures.insert(0, depth_normals_panels)
+      depth_normals_roots.append(root)
+    figures = ([miou_bars] if "val/miou" in columns else []) + [erf_strip]
     for figure in figures:
       path = figure(root, args.out)
       if path is not None:
         print(f"wrote {path}")
+  if depth_normals_roots:
+    print(f"wrote {depth_normals_panels(depth_normals_roots, args.out)}")
   return 0
 
 

@@ -140,6 +140,7 @@ def test_dilation_depth_normals_config_builds_its_tasks_and_heads():
   semantic = module.get_config("quick")
   assert "tasks" not in semantic.model and "tasks" not in semantic
   assert module.get_config("quick,tasks=semantic").to_dict() == semantic.to_dict()
+  assert semantic.seed == 0 and module.get_config("quick,seed=1").seed == 1
 
 
 def test_dilation_depth_normals_describe():

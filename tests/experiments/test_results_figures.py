@@ -25,19 +25,22 @@ def _write(root, rows):
 
 def test_depth_normals_panels_and_the_figures_each_root_gets(tmp_path, capsys):
   depth_root = _write(tmp_path / "dilation_depth_normals", DEPTH_NORMALS_ROWS)
+  seed1 = _write(tmp_path / "dilation_depth_normals_seed1",
+                 [{**r, "val/depth/abs_rel": r["val/depth/abs_rel"] + 0.01} for r in DEPTH_NORMALS_ROWS])
   miou_root = _write(tmp_path / "dilation", [{"run": "os8", "model.output_stride": 8, "val/miou": 0.5}])
   out = tmp_path / "figures"
-  assert results_figures.main(["--out", str(out), str(depth_root), str(miou_root)]) == 0
+  assert results_figures.main(["--out", str(out), str(depth_root), str(miou_root), str(seed1)]) == 0
   printed = capsys.readouterr().out
-  assert (out / "dilation_depth_normals_depth_normals.png").stat().st_size > 0
+  assert (out / "dilation_depth_normals_depth_normals.png").stat().st_size > 0   # both seeds, one figure
   assert (out / "dilation_miou.png").stat().st_size > 0
   assert not (out / "dilation_depth_normals_miou.png").exists()
+  assert not (out / "dilation_depth_normals_seed1_depth_normals.png").exists()
   assert printed.count("wrote") == 2
 
 
 def test_depth_normals_panels_refuse_a_root_without_them(tmp_path):
   root = _write(tmp_path / "r", [{"run": "a", "model.output_stride": 8, "val/miou": 0.5}])
-  with pytest.raises(ValueError, match="root: expected depth / normals columns"):
+  with pytest.raises(ValueError, match="roots: expected depth / normals columns"):
     results_figures.depth_normals_panels(root, tmp_path)
   with pytest.raises(ValueError, match="param: expected a column 'model.width'"):
     results_figures.depth_normals_panels(root, tmp_path, param="model.width")
