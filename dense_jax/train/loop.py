@@ -45,6 +45,7 @@ from dense_jax.train import optimizers
 from dense_jax.train import reporting
 from dense_jax.train import sharding as sharding_lib
 from dense_jax.train.state import TrainState, init_train_state
+from dense_jax.train.step import make_train_step, output_constraint  # make_train_step: re-exported
 
 CONFIG_FILE = "config.json"
 
@@ -109,46 +110,9 @@ def _input_shards(config) -> tuple[int, list[int]]:
 # --------------------------------------------------------------------------------------------------
 # The steps.
 # --------------------------------------------------------------------------------------------------
-def _constrain(spatial: bool):
-  """Pins every NHWC output to the batch layout when spatially partitioned (identity otherwise)."""
-  return lambda x: sharding_lib.constrain_spatial(x, spatial and getattr(x, "ndim", 0) == 4)
-
-
-def make_train_step(model, tx, schedule, spatial: bool, tasks: dict | None = None):
-  """The pure train step `(state, batch) -> (state, metrics)` (not yet jitted): the tasks' weighted
-  loss (`dense_jax.tasks.build.total_loss`; default one semantic task), its gradient, one optimizer
-  update."""
-  constrain = _constrain(spatial)
-  tasks = {"semantic": tasks_lib.get_task("semantic", name="semantic")} if tasks is None else tasks
-
-  def train_step(state: TrainState, batch):
-    rng = jax.random.fold_in(state.rng, state.step)
-
-    def loss_fn(params):
-      variables = {"params": params}
-      if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-      outputs, new_vars = build_lib.apply_model(model, variables, batch["image"], train=True, batch=batch,
-                                                mutable=["batch_stats"], rngs={"dropout": rng})
-      outputs = {k: constrain(v) for k, v in outputs.items()}
-      loss, task_metrics = task_build.total_loss(tasks, outputs, batch)
-      return loss, (new_vars.get("batch_stats", state.batch_stats), task_metrics)
-
-    (loss, (batch_stats, task_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step),
-               **task_metrics}
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state)
-    return new_state, metrics
-
-  return train_step
-
-
 def make_eval_step(model, tasks: dict, spatial: bool):
   """`(state, batch) -> ({task: accumulator}, {task: prediction})` (`dense_jax.evaluation`)."""
-  step = evaluation.make_eval_step(model, tasks, constrain=_constrain(spatial))
+  step = evaluation.make_eval_step(model, tasks, constrain=output_constraint(spatial))
   return lambda state, batch: step(state.variables(), batch)
 
 
