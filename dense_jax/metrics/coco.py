@@ -33,7 +33,8 @@ found, so they are not counted as misses) and counts them: `gt_dropped` (instanc
 
 Detections become COCO results as torchvision's reference evaluation makes them, one list per type:
 box `{bbox, score}`; mask `{segmentation, score}` with the map pasted at image resolution
-(`dense_jax.metrics.paste.paste_masks`, torchvision's paste_masks_in_image), thresholded `> 0.5` and
+(`dense_jax.metrics.paste.paste_masks` in `mask_paste` mode: 'exact', detectron2's, by default, the inverse
+of the aligned mask-target crop; 'torchvision' for its paste_masks_in_image), thresholded `> 0.5` and
 RLE-encoded, so its area (for the size ranges) is the mask's; keypoint `{keypoints, score}` (area =
 the keypoints' bounding box, pycocotools' rule). pycocotools then computes, per category, precision at
 the 101 recall points 0, 0.01, ..., 1 (each the best precision at that recall or above), averaged over
@@ -66,7 +67,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from dense_jax.metrics.paste import pasted_regions
+from dense_jax.metrics.paste import PASTE_MODES, pasted_regions
 
 IOU_TYPES = ("box", "mask", "keypoint")
 _PYCOCO_TYPE = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
@@ -192,13 +193,13 @@ def _rle(binary_masks: np.ndarray) -> list[dict]:
   return rles
 
 
-def _pasted_rles(masks, boxes, size: tuple[int, int]) -> list[dict]:
-  """RLEs of `paste_masks(masks, boxes, size) > MASK_THRESHOLD`, one mask at a time (an (N, H, W) float
-  array would be 100 MB per COCO image)."""
+def _pasted_rles(masks, boxes, size: tuple[int, int], mode: str = "exact") -> list[dict]:
+  """RLEs of `paste_masks(masks, boxes, size, mode=mode) > MASK_THRESHOLD`, one mask at a time (an
+  (N, H, W) float array would be 100 MB per COCO image)."""
   canvas = np.zeros((size[0], size[1], 1), np.uint8, order="F")
   empty = _rle(np.zeros((1,) + tuple(size), bool))[0]
   rles = [dict(empty) for _ in range(len(masks))]
-  for i, (r0, r1, c0, c1), values in pasted_regions(masks, boxes, size):
+  for i, (r0, r1, c0, c1), values in pasted_regions(masks, boxes, size, mode=mode):
     canvas[r0:r1, c0:c1, 0] = values > MASK_THRESHOLD
     rle = mask_utils.encode(canvas)[0]
     rle["counts"] = rle["counts"].decode("ascii")
@@ -216,10 +217,13 @@ class CocoAccumulator:
   oks_sigmas: per-keypoint σ for "keypoint" (default: COCO's when K = 17).
   max_gt_instances: evaluate at most this many ground-truth rows per image (the rest are dropped and
     counted); None = every row below num_instances.
+  mask_paste: how RoI masks are pasted (`dense_jax.metrics.paste`): 'exact' (detectron2's; pairs with
+    aligned mask targets) or 'torchvision' (its paste_masks_in_image; pairs with its aligned=False targets).
   """
 
   def __init__(self, category_ids: Sequence[int], *, iou_types: Sequence[str] = ("box", "mask"),
-               oks_sigmas: Sequence[float] | None = None, max_gt_instances: int | None = None):
+               oks_sigmas: Sequence[float] | None = None, max_gt_instances: int | None = None,
+               mask_paste: str = "exact"):
     cats = [int(c) for c in category_ids] if isinstance(category_ids, (Sequence, np.ndarray)) else None
     if not cats or any(c < 1 for c in cats) or len(set(cats)) != len(cats):
       raise ValueError(f"category_ids: expected distinct class ids >= 1 (0 is background), got {category_ids!r}")
@@ -228,6 +232,9 @@ class CocoAccumulator:
       raise ValueError(f"iou_types: expected distinct entries of {IOU_TYPES}, got {iou_types!r}")
     if max_gt_instances is not None and (isinstance(max_gt_instances, bool) or int(max_gt_instances) < 0):
       raise ValueError(f"max_gt_instances: expected None or an int >= 0, got {max_gt_instances!r}")
+    if mask_paste not in PASTE_MODES:
+      raise ValueError(f"mask_paste: expected one of {PASTE_MODES}, got {mask_paste!r}")
+    self.mask_paste = mask_paste
     self.category_ids = tuple(sorted(cats))
     self.iou_types = iou_types
     self.max_gt_instances = max_gt_instances
@@ -400,7 +407,7 @@ class CocoAccumulator:
       self.annotations.append(ann)
 
   def _add_detections(self, image_id, size, boxes, scores, labels, masks, keypoints) -> None:
-    rles = None if masks is None else _pasted_rles(masks, boxes, size)
+    rles = None if masks is None else _pasted_rles(masks, boxes, size, self.mask_paste)
     boxes = np.asarray(boxes, np.float64)
     for j in range(len(labels)):
       record = {"image_id": image_id, "category_id": int(labels[j]), "bbox": _xywh(*boxes[j]),

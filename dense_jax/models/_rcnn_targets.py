@@ -86,8 +86,10 @@ def roi_targets(key, proposals, proposal_valid, gt: dict, *, fg_iou: float, bg_i
   return (jax.lax.stop_gradient(rois), roi_labels, roi_gt.astype(jnp.int32), jax.lax.stop_gradient(box_targets))
 
 
-def mask_targets(gt: dict, rois, roi_gt, size: int = 28, sampling_ratio: int = -1):
-  """`(B, R, size, size)` soft targets: each RoI's matched mask cropped and resized (`ops.mask_targets`)."""
+def mask_targets(gt: dict, rois, roi_gt, size: int = 28, sampling_ratio: int = -1, aligned: bool = True):
+  """`(B, R, size, size)` soft targets: each RoI's matched mask cropped and resized (`ops.mask_targets`;
+  `aligned` as there: True crops the exact box, False is torchvision's half-pixel-shifted crop)."""
   if "masks" not in gt:
     raise ValueError("targets: expected key 'masks' (B, M, H, W) for the mask branch")
-  return jax.lax.stop_gradient(_mask_targets(gt["masks"], rois, roi_gt, size, sampling_ratio=sampling_ratio))
+  targets = _mask_targets(gt["masks"], rois, roi_gt, size, sampling_ratio=sampling_ratio, aligned=aligned)
+  return jax.lax.stop_gradient(targets)

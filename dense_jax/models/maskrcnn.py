@@ -42,9 +42,14 @@ Output dict (task name → dict): Mask R-CNN `{'instances': ...}`, Keypoint R-CN
 
 Parameter counts equal torchvision 0.29's (`maskrcnn_resnet50_fpn(weights=None)` 44,454,513;
 `keypointrcnn_resnet50_fpn` 59,190,378); with `frozen_bn="buffers"` (torchvision's pretrained builds,
-FrozenBatchNorm2d in the backbone) 44,401,393 and 59,137,258. Deviation: final keypoint positions are the
-argmax of the 56×56 map mapped into the box (torchvision first resizes each map bicubically to the
-box's size in pixels, a data-dependent shape).
+FrozenBatchNorm2d in the backbone) 44,401,393 and 59,137,258. Deviations: final keypoint positions are
+the argmax of the 56×56 map mapped into the box (torchvision first resizes each map bicubically to the
+box's size in pixels, a data-dependent shape); mask targets are the ground-truth masks cropped from the
+exact box (`mask_target_aligned=True`, detectron2's `crop_and_resize`, RoIAlign aligned=True), which the
+instances task's default 'exact' paste inverts. torchvision crops with aligned=False (half a pixel off)
+and pastes with integer corners one pixel wider than the box: on dense_shapes/small_64's 5-25 px objects
+that pair caps mask AP at 0.515 even for a perfect model (`dense_jax.metrics.paste`); torchvision's
+recipe is `mask_target_aligned=False` with the task's `mask_paste='torchvision'`.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from dense_jax.models.heads.mask import MaskHead, MaskPredictor
 from dense_jax.models.heads.rpn import RPNHead
 from dense_jax.models.registry import register_model
 from dense_jax.ops import boxes as box_ops
-from dense_jax.ops.anchors import FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, fpn_anchors_per_level
+from dense_jax.ops.anchors import FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, anchors_per_location, fpn_anchors_per_level
 from dense_jax.ops.nms import batched_nms_padded
 from dense_jax.ops.roi_align import multilevel_roi_align
 
@@ -137,6 +142,9 @@ class MaskRCNN(nn.Module):
   pixel_std: Sequence[float] = IMAGENET_STD
   roi_align_backend: str = "gather"   # 'einsum' on TPU (ops.roi_align)
   mask_target_sampling_ratio: int = -1  # torchvision's adaptive grid; 2 is cheaper on large images
+  # Mask targets cropped from the exact box (detectron2's), the crop the instances task's 'exact' paste
+  # inverts; False = torchvision's half-pixel-shifted crop (its recipe; pair with mask_paste='torchvision').
+  mask_target_aligned: bool = True
   merge_classes: bool = False  # every instance is class 1 (Keypoint R-CNN: "an object with keypoints")
   dtype: Dtype = jnp.float32
 
@@ -161,7 +169,8 @@ class MaskRCNN(nn.Module):
     w = self.width
     self.backbone = ResNetFPN(depth=self.depth, width=w, channels=self.fpn_channels, frozen_bn=self.frozen_bn,
                               dtype=self.dtype)
-    self.rpn = RPNHead(num_anchors=len(self.aspect_ratios), dtype=self.dtype)
+    # Sizes per level x ratios (anchor_sizes may give several sizes per level, e.g. ((10, 16), (20, 32), ...)).
+    self.rpn = RPNHead(num_anchors=anchors_per_location(self.anchor_sizes, self.aspect_ratios), dtype=self.dtype)
     self.box_head = TwoMLPHead(scaled(self.representation, w), dtype=self.dtype)
     self.box_predictor = FastRCNNPredictor(self.num_classes, dtype=self.dtype)
     if self.masks:
@@ -300,7 +309,8 @@ class MaskRCNN(nn.Module):
       m = self.mask_branch(feats, pos_rois, image_size)
       out["mask_logits"] = jnp.take_along_axis(m, jnp.maximum(pos_labels, 0)[:, :, None, None, None],
                                                axis=-1)[..., 0]
-      out["mask_targets"] = tg.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio)
+      out["mask_targets"] = tg.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio,
+                                            self.mask_target_aligned)
       out["mask_valid"] = pos_valid
     if self.num_keypoints:
       out["keypoint_logits"] = self.keypoint_branch(feats, pos_rois, image_size)

@@ -23,9 +23,10 @@ Output dict (train and eval):
                        dataset class id of each id), segment_is_thing (B, S) bool, segment_valid (B, S)
                        bool, segment_scores (B, S) float32
 
-Deviation from detectron2: masks are pasted by a separable bilinear resampling of the 28×28 map over the
-continuous box (tent weights, zero outside the map) instead of torchvision's integer-cornered
-`paste_masks_in_image`; the two differ by at most a pixel row/column at box borders.
+Masks are pasted as detectron2 pastes them: a separable bilinear resampling of the 28×28 map over the
+continuous box (tent weights, zero outside the map; `dense_jax.metrics.paste`'s 'exact' mode, in JAX),
+the inverse of the aligned mask-target crop the model trains on. torchvision's integer-cornered
+`paste_masks_in_image` differs from it by at most a pixel row/column at box borders.
 """
 
 from __future__ import annotations

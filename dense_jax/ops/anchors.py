@@ -68,6 +68,28 @@ def _per_level(sizes, num_levels):
   return [tuple(s) if isinstance(s, Sequence) else (s,) for s in sizes]
 
 
+def _ratios_per_level(aspect_ratios, num_levels):
+  ratios = list(aspect_ratios)
+  if ratios and isinstance(ratios[0], Sequence):
+    if len(ratios) != num_levels:
+      raise ValueError(f"aspect_ratios: expected one sequence per level ({num_levels}), got {len(ratios)}")
+    return [tuple(r) for r in ratios]
+  return [tuple(ratios)] * num_levels
+
+
+def anchors_per_location(sizes=FPN_ANCHOR_SIZES, aspect_ratios=FPN_ASPECT_RATIOS) -> int:
+  """Anchors per feature-map cell, `len(sizes of a level) * len(ratios of a level)`, the output count of an
+  RPN head shared by every level (torchvision's `num_anchors_per_location()[0]`): 3 with the defaults, 6
+  with two sizes per level. ValueError when the levels differ (one shared head cannot serve them)."""
+  per_level = _per_level(tuple(sizes), len(sizes))
+  counts = [len(s) * len(r) for s, r in zip(per_level, _ratios_per_level(aspect_ratios, len(sizes)))]
+  if len(set(counts)) != 1:
+    raise ValueError(f"anchor_sizes, aspect_ratios: expected the same number of anchors per location on every "
+                     f"level (one RPN head serves all levels), got {counts} from sizes {sizes!r} and ratios "
+                     f"{aspect_ratios!r}")
+  return counts[0]
+
+
 def fpn_anchors_per_level(image_size, sizes=FPN_ANCHOR_SIZES, aspect_ratios=FPN_ASPECT_RATIOS,
                           feature_sizes=None) -> list[np.ndarray]:
   """Anchors of each level, a list of `(h_l * w_l * A_l, 4)` float32 arrays (see the module docstring).
@@ -84,12 +106,7 @@ def fpn_anchors_per_level(image_size, sizes=FPN_ANCHOR_SIZES, aspect_ratios=FPN_
     feature_sizes = fpn_feature_sizes((height, width), tuple(range(2, 2 + len(sizes))))
   if len(feature_sizes) != len(sizes):
     raise ValueError(f"feature_sizes: expected {len(sizes)} entries (one per level), got {len(feature_sizes)}")
-  ratios = list(aspect_ratios)
-  if ratios and isinstance(ratios[0], Sequence):
-    if len(ratios) != len(sizes):
-      raise ValueError(f"aspect_ratios: expected one sequence per level ({len(sizes)}), got {len(ratios)}")
-  else:
-    ratios = [tuple(ratios)] * len(sizes)
+  ratios = _ratios_per_level(aspect_ratios, len(sizes))
   out = []
   for level_sizes, level_ratios, fs in zip(per_level_sizes, ratios, feature_sizes):
     h, w = as_pair(tuple(fs), "feature_sizes")

@@ -24,6 +24,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from dense_jax.ops._checks import as_pair
@@ -42,7 +43,7 @@ def _scatter_matrix(low, high, w_low, w_high, extent: int):
 
 
 def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ratio: int = -1,
-                 max_sampling_ratio=None):
+                 max_sampling_ratio=None, aligned: bool = False):
   """Per-RoI `mask_size x mask_size` targets in [0, 1].
 
   Args:
@@ -53,6 +54,11 @@ def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ra
     mask_size: static output size m (28 for Mask R-CNN).
     sampling_ratio: as roi_align's (-1: adaptive, torchvision's default here).
     max_sampling_ratio: static bound of the adaptive grid (default `ceil(max(H, W) / m)`).
+    aligned: False = torchvision's `project_masks_on_boxes` (RoIAlign aligned=False: pixel (i, j)'s value
+      sits at the point (i, j), so the crop reads the box shifted by half a pixel); True = detectron2's
+      `BitMasks.crop_and_resize` (aligned=True: the value sits at the pixel centre (i + 0.5, j + 0.5), so
+      bin p covers exactly `[y0 + p h / m, y0 + (p + 1) h / m)` of the box). True is the crop that
+      `dense_jax.metrics.paste.paste_masks(..., mode='exact')` inverts.
 
   Returns:
     float32 `(..., R, m, m)`. Leading dimensions (images) are mapped over.
@@ -69,6 +75,8 @@ def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ra
     raise ValueError(f"sampling_ratio: expected an int (<= 0: adaptive), got {sampling_ratio!r}")
   if not isinstance(mask_size, int) or isinstance(mask_size, bool) or mask_size < 1:
     raise ValueError(f"mask_size: expected an int >= 1, got {mask_size!r}")
+  if not isinstance(aligned, (bool, np.bool_)):
+    raise ValueError(f"aligned: expected a bool, got {aligned!r}")
   g, h, w = gt_masks.shape[-3:]
   if g == 0:
     return jnp.zeros(boxes.shape[:-1] + (mask_size, mask_size), jnp.float32)
@@ -82,8 +90,8 @@ def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ra
     b = jnp.asarray(b, jnp.float32)
     idx = jnp.clip(jnp.asarray(idx, jnp.int32), 0, g - 1)
     r = b.shape[0]
-    ys, xs = _rois_to_samples(b, jnp.ones((r,), jnp.float32), (mask_size, mask_size), sampling_ratio, False,
-                              grid, jnp.full((r,), h, jnp.int32), jnp.full((r,), w, jnp.int32))
+    ys, xs = _rois_to_samples(b, jnp.ones((r,), jnp.float32), (mask_size, mask_size), sampling_ratio,
+                              bool(aligned), grid, jnp.full((r,), h, jnp.int32), jnp.full((r,), w, jnp.int32))
     ay, ax = _scatter_matrix(*ys, h), _scatter_matrix(*xs, w)  # (R, M, H), (R, M, W)
     matched = jnp.take(jnp.asarray(masks), idx, axis=0).astype(jnp.float32)  # (R, H, W)
     precision = lax.Precision.HIGHEST

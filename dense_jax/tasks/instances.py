@@ -27,6 +27,9 @@ of a `coco2017*` dataset).
 Output: `write_outputs(acc, directory, stem)` writes the COCO-format results JSON.
 Figures: predicted masks (score >= `draw_threshold`) with their boxes, class and score next to the
 ground-truth masks and boxes (`dense_jax.viz`).
+Mask pasting (`mask_paste`, `dense_jax.metrics.paste`): 'exact' (default) inverts the model's aligned
+mask targets (`MaskRCNN.mask_target_aligned=True`, the default); 'torchvision' is torchvision's
+paste_masks_in_image, for weights trained with its aligned=False targets (torchvision's recipe).
 """
 
 from __future__ import annotations
@@ -65,8 +68,12 @@ class DetectionTask(Task):
   def __init__(self, *, info=None, name: str | None = None, weight: float = 1.0,
                category_ids: Sequence[int] | None = None, class_names=None,
                max_gt_instances: int | None = None, oks_sigmas: Sequence[float] | None = None,
-               draw_threshold: float = 0.5):
+               draw_threshold: float = 0.5, mask_paste: str = "exact"):
     super().__init__(info=info, name=name, weight=weight)
+    from dense_jax.metrics.paste import PASTE_MODES  # pylint: disable=g-import-not-at-top
+    if mask_paste not in PASTE_MODES:
+      raise ValueError(f"config.tasks.{self.name}.mask_paste: expected one of {PASTE_MODES}, got {mask_paste!r}")
+    self.mask_paste = mask_paste
     if category_ids is None:
       if info is None or not info.thing_classes:
         raise ValueError(f"config.tasks.{self.name}.category_ids: expected the evaluated class ids (or a dataset "
@@ -124,7 +131,7 @@ class DetectionTask(Task):
   def new_accumulator(self):
     from dense_jax.metrics.coco import CocoAccumulator  # pylint: disable=g-import-not-at-top
     return CocoAccumulator(self.category_ids, iou_types=self.iou_types, oks_sigmas=self.oks_sigmas,
-                           max_gt_instances=self.max_gt_instances)
+                           max_gt_instances=self.max_gt_instances, mask_paste=self.mask_paste)
 
   def _add(self, accumulator, arrays) -> None:
     if not arrays:   # the empty accumulator of `init`
@@ -237,7 +244,7 @@ class InstancesTask(DetectionTask):
     predicted = image
     if len(keep):
       boxes = np.asarray(prediction["boxes"])[keep]
-      masks = paste_masks(np.asarray(prediction["masks"])[keep], boxes, (h, w)) > 0.5
+      masks = paste_masks(np.asarray(prediction["masks"])[keep], boxes, (h, w), mode=self.mask_paste) > 0.5
       pal = viz.id_palette(len(keep) + 1)
       ids = np.zeros((h, w), np.int64)
       for j in np.argsort(np.asarray(prediction["scores"])[keep]):   # the best on top

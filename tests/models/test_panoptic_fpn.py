@@ -58,17 +58,19 @@ def test_semantic_head_adds_its_layer_table_to_mask_rcnn():
   assert count(pan) == count(mrcnn) + head
 
 
-def test_paste_masks_agrees_with_torchvision_rule():
-  """Ours samples the map over the continuous box; torchvision's (`metrics.paste`, NumPy) over integer
-  corners grown by one pixel: the thresholded masks differ only along the box border."""
+def test_paste_masks_equals_the_exact_paste_and_agrees_with_torchvision_rule():
+  """The jit-able JAX paste equals `metrics.paste`'s 'exact' mode (NumPy, checked against grid_sample
+  there); torchvision's rule (integer corners grown by one pixel) differs only along the box border."""
   y, x = np.mgrid[0:28, 0:28]
   blob = np.exp(-((y - 13.5) ** 2 + (x - 11) ** 2) / (2 * 7.0 ** 2)).astype(np.float32)
   square = np.zeros((28, 28), np.float32)
   square[4:24, 6:22] = 1.0
   masks = np.stack([blob, square, blob])[None]
   boxes = np.array([[[4.0, 6.0, 40.0, 30.0], [10.5, 0.0, 63.0, 50.2], [20.0, 20.0, 28.0, 27.0]]], np.float32)
-  ours = np.asarray(paste_masks(jnp.asarray(masks), jnp.asarray(boxes), (64, 64)))[0] >= 0.5
-  ref = paste_ref.paste_masks(masks[0], boxes[0], (64, 64)) >= 0.5
+  probs = np.asarray(paste_masks(jnp.asarray(masks), jnp.asarray(boxes), (64, 64)))[0]
+  np.testing.assert_allclose(probs, paste_ref.paste_masks(masks[0], boxes[0], (64, 64), mode="exact"), atol=1e-5)
+  ours = probs >= 0.5
+  ref = paste_ref.paste_masks(masks[0], boxes[0], (64, 64), mode="torchvision") >= 0.5
   for i, (x0, y0, x1, y1) in enumerate(boxes[0]):
     differ = (ours[i] ^ ref[i]).sum()
     assert differ <= 2 * ((x1 - x0) + (y1 - y0)) / 2 + 4, (i, differ)   # about one border ring at most

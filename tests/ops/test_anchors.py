@@ -45,3 +45,9 @@ def test_multiple_sizes_per_level_and_errors():
     A.base_anchors((32,), (0.0,))
   with pytest.raises(ValueError, match="image_size"):
     A.fpn_anchors((64, 0))
+  # Anchors per location = the RPN head's output count (torchvision: num_anchors_per_location()[0]).
+  assert A.anchors_per_location() == 3
+  assert A.anchors_per_location(((10, 16), (20, 32), (40, 64)), (0.5, 1.0, 2.0)) == 6
+  assert A.anchors_per_location((32, 64), ((1.0,), (1.0,))) == 1
+  with pytest.raises(ValueError, match="same number of anchors per location"):
+    A.anchors_per_location(((8, 16), (32,)), (1.0,))

@@ -1,4 +1,5 @@
-"""mask_targets against torchvision's project_masks_on_boxes (adaptive sampling) and hand cases."""
+"""mask_targets against torchvision's project_masks_on_boxes (aligned=False, adaptive sampling), against
+torchvision.ops.roi_align(aligned=True) (detectron2's crop_and_resize), and hand cases."""
 
 import jax
 import numpy as np
@@ -30,6 +31,22 @@ def test_equal_to_torchvision_project_masks_on_boxes():
   out = mask_targets(masks, boxes, idx, 7)
   assert out.shape == (12, 7, 7) and out.dtype == np.float32
   np.testing.assert_allclose(out, ref, atol=1e-5)  # float32 rounding of the many-sample means
+
+
+def test_aligned_equals_torchvision_roi_align_aligned():
+  torch = pytest.importorskip("torch")
+  ops = pytest.importorskip("torchvision.ops")
+  rng = np.random.default_rng(2)
+  masks, boxes, idx = _masks_and_boxes(rng, 4, 40, 52, 12)
+  rois = torch.cat([torch.from_numpy(idx).double()[:, None], torch.from_numpy(boxes).double()], 1)
+  ref = ops.roi_align(torch.from_numpy(masks).double()[:, None], rois, 7, 1.0, -1, aligned=True)[:, 0].numpy()
+  out = mask_targets(masks, boxes, idx, 7, aligned=True)
+  np.testing.assert_allclose(out, ref, atol=1e-5)
+  # Box [2, 6)^2 over the mask's square 2:6: every sample inside it reads 1 (aligned: values at centres).
+  square = np.zeros((1, 8, 8), np.uint8)
+  square[0, 2:6, 2:6] = 1
+  np.testing.assert_allclose(mask_targets(square, np.array([[2, 2, 6, 6]], np.float32), np.zeros(1, np.int32),
+                                          2, aligned=True)[0], np.ones((2, 2)), atol=1e-6)
 
 
 def test_hand_case_and_batched_jit():
@@ -64,3 +81,5 @@ def test_bad_input_raises():
     mask_targets(np.zeros((2, 8, 8)), np.zeros((3, 4)), np.zeros(2, np.int32))
   with pytest.raises(ValueError, match="mask_size"):
     mask_targets(np.zeros((2, 8, 8)), np.zeros((3, 4)), np.zeros(3, np.int32), 0)
+  with pytest.raises(ValueError, match="aligned"):
+    mask_targets(np.zeros((2, 8, 8)), np.zeros((3, 4)), np.zeros(3, np.int32), aligned="yes")
