@@ -32,8 +32,11 @@ run with the single-task runs: (1/T) Σ_i (−1)^{l_i} (M_mtl,i − M_single,i) 
 where lower is better (`delta_mtl` below; `PRIMARY_METRICS` are the M_i).
 
 Arguments (`:quick,tasks=semantic+depth,partial`): quick, tasks ('+'-separated subset of semantic,
-depth, normals, colorization, boundaries; the last is not in the default set), partial (one label type per training example), steps (0 = the mode's
-default). Task weights: `--config.tasks.depth.weight=0.5`.
+depth, normals, colorization, boundaries; the last is not in the default set), partial (one label type
+per training example), steps (0 = the mode's default), seed (0; parameters and data order — each
+example's kept label type is fixed by the dataset, not the seed: a second seed of the whole study is
+`python -m experiments.sweep experiments/multitask_dense_shapes.py:seed=1 --root runs/multitask_study_seed1`).
+Task weights: `--config.tasks.depth.weight=0.5`.
 """
 
 from __future__ import annotations
@@ -53,10 +56,10 @@ PRIMARY_METRICS = {"semantic": ("val/miou", False), "depth": ("val/depth/abs_rel
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = parse_arg(arg, quick=False, tasks="+".join(TASKS), partial=False, steps=0)
+  arg = parse_arg(arg, quick=False, tasks="+".join(TASKS), partial=False, steps=0, seed=0)
   tasks = parse_tasks(arg.tasks, ALLOWED_TASKS)
   config = default_config()
-  config.seed = 0
+  config.seed = arg.seed
   config.mesh_shape = (-1, 1)
   # One CPU device: with two, XLA:CPU's collective rendezvous of this model's batch-norm all-reduces
   # (inside the rematerialised trunk) deadlocked on the loaded 2-core machine (threads waiting at
@@ -99,9 +102,11 @@ def delta_mtl(multi: dict, single: dict[str, dict], tasks=TASKS) -> float:
 
 
 def sweep(add, arg=None):
-  """Each task alone, all four together, all four with one label type per training example."""
-  del arg
+  """Each task alone, all four together, all four with one label type per training example (quick mode;
+  the file's `seed=N` argument, if given, goes to every run)."""
+  seed = parse_arg(arg, seed=0).seed
+  suffix = f",seed={seed}" if seed else ""
   for t in TASKS:
-    add(name=f"single_{t}", arg=f"quick,tasks={t}")
-  add(name="all", arg="quick")
-  add(name="all_partial", arg="quick,partial")
+    add(name=f"single_{t}", arg=f"quick,tasks={t}{suffix}")
+  add(name="all", arg=f"quick{suffix}")
+  add(name="all_partial", arg=f"quick,partial{suffix}")

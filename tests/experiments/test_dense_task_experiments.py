@@ -65,7 +65,10 @@ def test_the_multitask_study_and_delta_mtl():
       "single_semantic": "quick,tasks=semantic", "single_depth": "quick,tasks=depth",
       "single_normals": "quick,tasks=normals", "single_colorization": "quick,tasks=colorization",
       "all": "quick", "all_partial": "quick,partial"}
+  seed1 = sweep_lib.collect_runs(str(REPO_ROOT / FILES["multitask"]) + ":seed=1")
+  assert [r.arg for r in seed1] == [r.arg + ",seed=1" for r in runs]   # a second seed of the whole study
   experiment = _module("multitask")
+  assert experiment.get_config("quick,seed=1").seed == 1 and experiment.get_config("quick").seed == 0
   single = {"semantic": {"val/miou": 0.5}, "depth": {"val/depth/abs_rel": 0.2},
             "normals": {"val/normals/mean": 20.0}, "colorization": {"val/colorization/auc": 0.8}}
   multi = {"val/miou": 0.55, "val/depth/abs_rel": 0.25, "val/normals/mean": 18.0, "val/colorization/auc": 0.8}
