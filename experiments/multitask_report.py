@@ -1,6 +1,8 @@
-"""Report of the multi-task study (experiments/multitask_dense_shapes.py's sweep): one table, one plot.
+"""Report of the multi-task study (experiments/multitask_dense_shapes.py's sweep): tables and one plot.
 
     python -m experiments.multitask_report runs/multitask_study --plot docs/results/multitask_study.png
+    python -m experiments.multitask_report runs/multitask_study runs/multitask_study_seed1 \
+        --plot docs/results/multitask_study.png                # two seeds (one sweep root each)
 
 Reads, per run directory under the root (those holding the launcher's `sweep_run.json`), the final
 validation metrics (the last value of each key of `metrics.jsonl`, `experiments.report.final_metrics`)
@@ -14,8 +16,13 @@ the single-task runs (`multitask_dense_shapes.delta_mtl`: the mean over its task
 angle, colorization AuC — + where higher is better), the median of the run's logged `steps_per_sec`
 (robust to the load spikes of a shared machine), its wall-clock minutes and status.
 
+Several roots are several seeds of the same study: a table per root, then a summary with each
+multi-task run's per-task relative changes and Δ_MTL per seed (each seed's multi-task run against the
+same seed's single-task runs) and their mean.
+
 `--plot PATH`: grouped bars of the per-task relative change (the terms of Δ_MTL, in %, positive =
-better than the task alone) for every multi-task run, Δ_MTL in the legend.
+better than the task alone) for every multi-task run, Δ_MTL in the legend; with several seeds the bar is
+the mean over seeds and a dot marks each seed.
 """
 
 from __future__ import annotations
@@ -126,30 +133,72 @@ def markdown_table(runs: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def plot_relative_changes(runs: list[dict], path: pathlib.Path) -> pathlib.Path:
-  """Grouped bars: per task, each multi-task run's relative change against the task alone (%)."""
+def seed_changes(studies: list[list[dict]]) -> dict[str, list[dict[str, float]]]:
+  """`{multi-task run name: [per-seed relative changes (task -> change)]}`, each seed's run against the
+  same seed's single-task runs; a seed lacking the run or a baseline contributes what it has."""
+  out: dict[str, list[dict[str, float]]] = {}
+  for runs in studies:
+    single = single_task_metrics(runs)
+    for r in runs:
+      if len(r["tasks"]) > 1:
+        out.setdefault(r["run"], []).append(relative_changes(r, single))
+  return out
+
+
+def _mean(values) -> float:
+  values = [v for v in values if v is not None and math.isfinite(v)]
+  return sum(values) / len(values) if values else float("nan")
+
+
+def seed_summary(studies: list[list[dict]]) -> str:
+  """Markdown: per multi-task run, each task's relative change and Δ_MTL, 'seed0 / seed1 / ... (mean)'."""
+  deltas = {}
+  for runs in studies:
+    single = single_task_metrics(runs)
+    for r in runs:
+      if len(r["tasks"]) > 1:
+        deltas.setdefault(r["run"], []).append(run_delta_mtl(r, single))
+  changes = seed_changes(studies)
+  tasks = [t for t in TASKS if any(t in c for per_seed in changes.values() for c in per_seed)]
+  pct = lambda v: "–" if v is None or not math.isfinite(v) else f"{100 * v:+.1f}%"
+  cell = lambda values: " / ".join(pct(v) for v in values) + f" ({pct(_mean(values))})"
+  header = ["run", *(f"{t} vs. alone" for t in tasks), "Δ_MTL"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for name, per_seed in changes.items():
+    cells = [name, *(cell([c.get(t) for c in per_seed]) for t in tasks), cell(deltas[name])]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def plot_relative_changes(studies: list[list[dict]], path: pathlib.Path) -> pathlib.Path:
+  """Grouped bars: per task, each multi-task run's relative change against the task alone (%), the mean
+  over the studies (seeds), with a dot per seed when there are several."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  single = single_task_metrics(runs)
-  multi = [r for r in runs if len(r["tasks"]) > 1]
-  changes = [relative_changes(r, single) for r in multi]
-  tasks = [t for t in TASKS if any(t in c for c in changes)]
+  changes = seed_changes(studies)
+  tasks = [t for t in TASKS if any(t in c for per_seed in changes.values() for c in per_seed)]
   if not tasks:
     raise ValueError("runs: expected a multi-task run and its single-task baselines with final metrics, got none")
   fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(tasks), 3.2))
-  width = 0.8 / len(multi)
-  for i, (r, c) in enumerate(zip(multi, changes)):
-    xs = [j + (i - (len(multi) - 1) / 2) * width for j in range(len(tasks))]
-    dm = run_delta_mtl(r, single)
-    label = f"{r['run']} (Δ_MTL {100 * dm:+.1f}%)" if dm is not None else r["run"]
-    bars = ax.bar(xs, [100 * c.get(t, float("nan")) for t in tasks], width, label=label)
+  width = 0.8 / len(changes)
+  for i, (name, per_seed) in enumerate(changes.items()):
+    xs = [j + (i - (len(changes) - 1) / 2) * width for j in range(len(tasks))]
+    means = [100 * _mean([c.get(t) for c in per_seed]) for t in tasks]
+    complete = [c for c in per_seed if all(t in c for t in tasks)]
+    dm = _mean([_mean(c.values()) for c in complete]) if complete else None
+    label = f"{name} (Δ_MTL {100 * dm:+.1f}%)" if dm is not None else name
+    bars = ax.bar(xs, means, width, label=label)
     ax.bar_label(bars, fmt="%+.1f", fontsize=7, padding=2)
+    if len(per_seed) > 1:
+      for c in per_seed:
+        ax.plot(xs, [100 * c.get(t, float("nan")) for t in tasks], "o", color="black", markersize=2.5)
   metric_names = {"semantic": "mIoU", "depth": "abs rel", "normals": "mean angle", "colorization": "AuC",
                   "boundaries": "F1"}
   ax.set_xticks(range(len(tasks)), [f"{t}\n({metric_names.get(t, '')})" for t in tasks], fontsize=8)
   ax.axhline(0, color="black", linewidth=0.8)
-  ax.set_ylabel("change vs. task alone (%, + = better)", fontsize=8)
+  seeds = f"; mean of {len(studies)} seeds, dots: each seed" if len(studies) > 1 else ""
+  ax.set_ylabel(f"change vs. task alone (%, + = better{seeds})", fontsize=8)
   ax.grid(axis="y", alpha=0.3)
   ax.legend(fontsize=7, frameon=False)
   fig.tight_layout()
@@ -161,16 +210,22 @@ def plot_relative_changes(runs: list[dict], path: pathlib.Path) -> pathlib.Path:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("root", type=pathlib.Path)
+  parser.add_argument("roots", type=pathlib.Path, nargs="+", help="sweep roots, one per seed")
   parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG of the per-task relative changes")
   args = parser.parse_args(argv)
-  runs = load_study(args.root)
-  print(markdown_table(runs))
-  unfinished = [r["run"] for r in runs if r["status"] != "done"]
-  if unfinished:
-    print(f"\n[multitask_report] not finished: {', '.join(unfinished)} (their numbers are their latest)")
+  studies = [load_study(root) for root in args.roots]
+  for root, runs in zip(args.roots, studies):
+    if len(studies) > 1:
+      print(f"\n### {root}\n")
+    print(markdown_table(runs))
+    unfinished = [r["run"] for r in runs if r["status"] != "done"]
+    if unfinished:
+      print(f"\n[multitask_report] not finished: {', '.join(unfinished)} (their numbers are their latest)")
+  if len(studies) > 1:
+    print(f"\n### relative change vs. the task alone, per seed ({' / '.join(map(str, args.roots))}) and mean\n")
+    print(seed_summary(studies))
   if args.plot is not None:
-    print(f"[multitask_report] wrote {plot_relative_changes(runs, args.plot)}")
+    print(f"[multitask_report] wrote {plot_relative_changes(studies, args.plot)}")
   return 0
 
 

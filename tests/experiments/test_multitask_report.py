@@ -1,5 +1,5 @@
 """experiments/multitask_report.py on a fake study root: final metrics, the row order, Δ_MTL computed by
-hand, the median steps/s, the plot, unfinished runs and bad roots."""
+hand, the median steps/s, the plot, two seeds' summary, unfinished runs and bad roots."""
 
 import json
 
@@ -72,6 +72,24 @@ def test_plot_and_main(study, tmp_path, capsys):
   assert not (study / "report.md").exists()     # nothing written under the study's root
 
 
+def test_two_seeds_summary_and_plot(study, tmp_path, capsys):
+  # Seed 1: the same single-task runs; all = +20%, +20%, +20%, +20% (Δ_MTL +20%); no all_partial run.
+  seed1 = tmp_path / "seed1"
+  for task, final in SINGLE.items():
+    _run(seed1, f"single_{task}", [task], final)
+  _run(seed1, "all", ALL_TASKS, {"val/miou": 0.6, "val/depth/abs_rel": 0.16, "val/normals/mean": 16.0,
+                                 "val/colorization/auc": 0.96})
+  studies = [multitask_report.load_study(study), multitask_report.load_study(seed1)]
+  rows = {line.split(" | ")[0].strip("| "): line for line in multitask_report.seed_summary(studies).splitlines()[2:]}
+  # all: semantic +10% / +20% (mean +15%); Δ_MTL +6.0% / +20.0% (mean +13.0%)
+  assert "| +10.0% / +20.0% (+15.0%) |" in rows["all"] and rows["all"].endswith("| +6.0% / +20.0% (+13.0%) |")
+  assert rows["all_partial"].endswith("| -5.0% (-5.0%) |")   # one seed only
+  path = tmp_path / "two_seeds.png"
+  assert multitask_report.main([str(study), str(seed1), "--plot", str(path)]) == 0
+  out = capsys.readouterr().out
+  assert path.stat().st_size > 0 and f"### {seed1}" in out and "per seed" in out
+
+
 def test_unfinished_runs_have_no_delta_and_are_named(tmp_path, capsys):
   root = tmp_path / "study"
   _run(root, "single_semantic", ["semantic"], SINGLE["semantic"])
@@ -80,7 +98,7 @@ def test_unfinished_runs_have_no_delta_and_are_named(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "not finished: all" in out and "%" not in out
   with pytest.raises(ValueError, match="expected a multi-task run and its single-task baselines"):
-    multitask_report.plot_relative_changes(multitask_report.load_study(root), tmp_path / "x.png")
+    multitask_report.plot_relative_changes([multitask_report.load_study(root)], tmp_path / "x.png")
 
 
 def test_bad_roots(tmp_path):
