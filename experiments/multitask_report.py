@@ -197,8 +197,9 @@ def plot_relative_changes(studies: list[list[dict]], path: pathlib.Path) -> path
                   "boundaries": "F1"}
   ax.set_xticks(range(len(tasks)), [f"{t}\n({metric_names.get(t, '')})" for t in tasks], fontsize=8)
   ax.axhline(0, color="black", linewidth=0.8)
-  seeds = f"; mean of {len(studies)} seeds, dots: each seed" if len(studies) > 1 else ""
-  ax.set_ylabel(f"change vs. task alone (%, + = better{seeds})", fontsize=8)
+  ax.set_ylabel("change vs. task alone (%, + = better)", fontsize=8)
+  if len(studies) > 1:
+    ax.set_title(f"bars: mean of {len(studies)} seeds; dots: each seed", fontsize=8)
   ax.grid(axis="y", alpha=0.3)
   ax.legend(fontsize=7, frameon=False)
   fig.tight_layout()
