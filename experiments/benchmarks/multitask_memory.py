@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +32,7 @@ import numpy as np
 from dense_jax.models._dense_tasks import ALL_TASKS
 from dense_jax.models._random import random_variables
 from dense_jax.models.registry import get_model
+from experiments.benchmarks import gpu_suite
 
 
 def simple_loss(outputs):
@@ -95,14 +94,7 @@ def time_steps(models: dict, shape, repeats: int) -> dict[str, dict]:
     stats = jax.devices()[0].memory_stats() or {}
     result[label] = {**memory_figures(compiled), "allocator_peak": stats.get("peak_bytes_in_use")}
     runs[label] = run
-  times = {label: [] for label in runs}
-  for _ in range(repeats):
-    for label, run in runs.items():
-      t0 = time.perf_counter()
-      run()
-      times[label].append(time.perf_counter() - t0)
-  for label, ts in times.items():
-    ms = 1e3 * statistics.median(ts)
+  for label, ms in gpu_suite._median_ms(runs, repeats).items():   # pylint: disable=protected-access
     result[label].update(step_ms=ms, images_per_s=shape[0] / ms * 1e3)
   return result
 
