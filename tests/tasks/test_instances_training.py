@@ -6,9 +6,11 @@ Tolerance of the 1-vs-8 comparison: the same numbers summed in another order (pe
 batch-norm statistics, losses and gradients, ~1 ulp each) and the same sampled anchors and RoIs (the
 sampling keys do not depend on the sharding): the first two steps agree to 2e-5 (measured 4e-7). After
 them the ulp-sized weight differences can flip a discrete decision (top-k of the RPN's objectness, NMS,
-IoU matching at 0.5 / 0.7) and the loss moves by that RoI's share: measured 0.26 % at step 3 and 0.014 %
-at step 4 with SGD (with AdamW, whose update is ~lr · sign(gradient) where the gradient is ~0, 0.3 % and
-8 %), hence 1e-2 for steps 3-4 and SGD."""
+IoU matching at 0.5 / 0.7) and the loss moves by that RoI's share: measured with SGD 0.26 % at step 3 and
+0.014 % at step 4 with torchvision's mask-target crop, 3.1 % and 0.7 % with the aligned crop (which
+changes the trajectory, not the sharding); with AdamW, whose update is ~lr · sign(gradient) where the
+gradient is ~0, 0.3 % and 8 %. Hence SGD and 5e-2 for steps 3-4: a sharding bug (a missing or doubled
+all-reduce) shows at step 1 already, where the tolerance is 2e-5."""
 
 import math
 
@@ -70,7 +72,7 @@ def test_one_vs_eight_devices_same_losses(one_device, tmp_path):
   ref, got = losses_by_step(workdir), losses_by_step(tmp_path)
   assert list(got) == list(ref) == [1, 2, 3, 4]
   np.testing.assert_allclose([got[1], got[2]], [ref[1], ref[2]], rtol=2e-5)
-  np.testing.assert_allclose([got[3], got[4]], [ref[3], ref[4]], rtol=1e-2)
+  np.testing.assert_allclose([got[3], got[4]], [ref[3], ref[4]], rtol=5e-2)
   assert final["train_step_compilations"] == 1
 
 
