@@ -21,15 +21,15 @@ channels), so the three runs of the sweep compare on the same metrics:
     python -m experiments.sweep experiments/panoptic_fpn_dense_shapes.py:quick --root runs/panoptic_branches
 
 Merge thresholds are model fields (`config.model.score_threshold`, `overlap_threshold`,
-`stuff_area_fraction`); quick mode lowers the score threshold to 0.3 because a model trained for a few
-hundred steps is rarely confident; full mode keeps the paper's 0.5.
+`stuff_area_fraction`); quick mode lowers the score threshold to 0.3 because a model trained for a
+couple of thousand steps is rarely confident; full mode keeps the paper's 0.5.
 
 COCO panoptic output of a checkpoint (PNG + JSON next to evaluate's results):
 
     python -m dense_jax.evaluate --config experiments/panoptic_fpn_dense_shapes.py:quick \
         --config.tasks.panoptic.write_pngs=true --workdir /tmp/dense_jax_panoptic
 
-Arguments (`:quick,steps=400`): quick, steps (0 = the mode's default), depth (50 | 101),
+Arguments (`:quick,steps=1600`): quick, steps (0 = the mode's default), depth (50 | 101),
 semantic_weight (the panoptic task's loss weight, the paper's λ), instance_weight (the instances task's),
 branches ('both' | 'semantic' | 'instances': which branch trains, the other's weight set to 0), score (merge score threshold, 0 = the
 mode's default). Any key can be overridden on the command line, e.g. `--config.model.overlap_threshold=0.6`.
@@ -41,6 +41,7 @@ import ml_collections
 
 from dense_jax.train.config import default_config
 from experiments.configs_common import parse_arg
+from experiments.maskrcnn_dense_shapes import QUICK_LR, QUICK_MODEL, QUICK_STEPS
 
 BRANCHES = ("both", "semantic", "instances")   # which branches train (the others' loss weight is 0)
 
@@ -61,10 +62,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   model = dict(name=f"panoptic_fpn_resnet{arg.depth}_narrow", thing_classes=tuple(info.thing_classes),
                score_threshold=arg.score or (0.3 if arg.quick else 0.5))
-  if arg.quick:   # 64 px scenes: small anchors, few proposals and RoIs (every count stays static)
-    model.update(anchor_sizes=(8, 16, 32, 64, 128), rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100,
-                 rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100, rpn_batch_size_per_image=128,
-                 box_batch_size_per_image=64, box_detections_per_img=16, box_candidates_per_img=200)
+  if arg.quick:   # Mask R-CNN's quick settings: small anchors, few proposals and RoIs (every count static)
+    model.update(QUICK_MODEL)
   else:
     model.update(anchor_sizes=(16, 32, 64, 128, 256), box_detections_per_img=32)
   config.model = ml_collections.ConfigDict(model)
@@ -74,12 +73,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.tasks = ml_collections.ConfigDict({"instances": {"weight": instance_weight},
                                             "panoptic": {"weight": semantic_weight, "write_pngs": False}})
 
-  config.total_steps = arg.steps or (400 if arg.quick else 20_000)
+  # Quick: Mask R-CNN's schedule (its instance branch needs ~1000 steps from scratch before box AP moves).
+  config.total_steps = arg.steps or (QUICK_STEPS if arg.quick else 20_000)
   config.batch_size = 8 if arg.quick else 16
   config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, schedule="cosine", warmup_steps=25 if arg.quick else 500,
+      name="adamw", learning_rate=QUICK_LR if arg.quick else 1e-3, schedule="cosine",
+      warmup_steps=50 if arg.quick else 500,
       weight_decay=1e-4, grad_clip_norm=5.0))
-  config.log_every = 25 if arg.quick else 100
+  config.log_every = 50 if arg.quick else 100
   config.eval_every = config.total_steps if arg.quick else 2000
   config.checkpoint_every = config.total_steps if arg.quick else 2000
   config.keep_checkpoints = 2
