@@ -23,7 +23,9 @@ output holds the raw head outputs and their targets; `dense_jax.losses_detection
 torchvision's losses. Eval (`train=False`): detections padded to `box_detections_per_img` with `valid`.
 
 Static sizes: every count is a config number (pre/post-NMS top-k, sampled anchors and RoIs, positive RoIs
-`box_batch_size_per_image · box_positive_fraction` for the mask/keypoint heads, candidates before the
+`box_batch_size_per_image · box_positive_fraction` for the mask/keypoint heads — or fewer, `num_sampled_masks`
+(TF Model Garden's name): the heads then train on at most that many of an image's positives, a uniformly
+random subset when there are more, since positives come first in random order — candidates before the
 final class-wise NMS `box_candidates_per_img`, detections per image) or the targets' padded `M`; an
 image without instances trains with finite losses (only negatives are sampled). All images of a batch
 share one (H, W), divisible by 32 (torchvision pads to 32 too); boxes are clipped to it.
@@ -145,10 +147,22 @@ class MaskRCNN(nn.Module):
   # Mask targets cropped from the exact box (detectron2's), the crop the instances task's 'exact' paste
   # inverts; False = torchvision's half-pixel-shifted crop (its recipe; pair with mask_paste='torchvision').
   mask_target_aligned: bool = True
+  # Positive RoI slots per image for the mask / keypoint heads in training; 0 = all
+  # box_batch_size_per_image * box_positive_fraction (128: torchvision's bound, its heads see the actual
+  # positives, ~10-20 per image on COCO-like data). Static shapes make the heads pay for every slot, so a
+  # smaller K (e.g. 32) trains them on <= K positives, a random subset only where an image has more.
+  num_sampled_masks: int = 0
   merge_classes: bool = False  # every instance is class 1 (Keypoint R-CNN: "an object with keypoints")
   dtype: Dtype = jnp.float32
 
   needs_targets = True  # The engine passes the batch as `targets=` when training.
+
+  @property
+  def head_slots(self) -> int:
+    """Positive RoI slots per image that the mask / keypoint heads train on (static): every positive the
+    RoI sample can hold, `box_batch_size_per_image · box_positive_fraction`, or `num_sampled_masks` if fewer."""
+    slots = max(1, int(self.box_batch_size_per_image * self.box_positive_fraction))
+    return min(slots, self.num_sampled_masks) if self.num_sampled_masks else slots
 
   @property
   def task(self) -> str:
@@ -161,6 +175,9 @@ class MaskRCNN(nn.Module):
       value = getattr(self, name)
       if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    k = self.num_sampled_masks
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
+      raise ValueError(f"num_sampled_masks: expected an int >= 0 (0: every positive slot), got {k!r}")
     if self.num_classes < 2:
       raise ValueError(f"num_classes: expected >= 2 (background + at least one class), got {self.num_classes!r}")
     if not self.masks and self.num_keypoints < 1:
@@ -293,7 +310,7 @@ class MaskRCNN(nn.Module):
     rpn_labels, rpn_box_targets = tg.rpn_targets(
         key_rpn, anchors_all, gt, fg_iou=self.rpn_fg_iou_thresh, bg_iou=self.rpn_bg_iou_thresh,
         num_samples=self.rpn_batch_size_per_image, positive_fraction=self.rpn_positive_fraction)
-    num_pos = max(1, int(self.box_batch_size_per_image * self.box_positive_fraction))
+    num_pos = self.head_slots
     rois, roi_labels, roi_gt, roi_box_targets = tg.roi_targets(
         key_roi, proposals, proposal_valid, gt, fg_iou=self.box_fg_iou_thresh, bg_iou=self.box_bg_iou_thresh,
         num_samples=self.box_batch_size_per_image, positive_fraction=self.box_positive_fraction)
@@ -302,7 +319,8 @@ class MaskRCNN(nn.Module):
            "rpn_labels": rpn_labels, "rpn_box_targets": rpn_box_targets,
            "roi_class_logits": cls_logits, "roi_box_deltas": box_deltas, "roi_labels": roi_labels,
            "roi_box_targets": roi_box_targets}
-    # Positives come first among the sampled RoIs, so the first `num_pos` slots hold all of them.
+    # Positives come first among the sampled RoIs (in random order), so the first `num_pos` slots hold all
+    # of them, or a uniformly random `num_sampled_masks` of them.
     pos_rois, pos_labels, pos_gt = rois[:, :num_pos], roi_labels[:, :num_pos], roi_gt[:, :num_pos]
     pos_valid = pos_labels > 0
     if self.masks:

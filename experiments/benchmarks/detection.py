@@ -160,11 +160,14 @@ def synthetic_batch(batch: int, size: tuple[int, int], thing_classes, stuff_clas
   return out
 
 
-def build(name: str, smoke: bool, dtype=jnp.float32):
-  """Our registered model `name` (`_narrow` and small counts with `smoke`), compute dtype `dtype`."""
+def build(name: str, smoke: bool, dtype=jnp.float32, num_sampled_masks: int = 0):
+  """Our registered model `name` (`_narrow` and small counts with `smoke`), compute dtype `dtype`, mask-head
+  positive slots `num_sampled_masks` (0: all of box_batch_size x positive_fraction)."""
   kwargs = dict(SMOKE_COUNTS) if smoke else {}
   if dtype != jnp.float32:
     kwargs["dtype"] = dtype
+  if num_sampled_masks:
+    kwargs["num_sampled_masks"] = num_sampled_masks
   return get_model(f"{name}_narrow" if smoke else name, **kwargs)
 
 
@@ -341,7 +344,7 @@ def jax_parts(model, variables, batch: dict, size) -> tuple[dict, dict]:
       k, p, pv, gt, fg_iou=model.box_fg_iou_thresh, bg_iou=model.box_bg_iou_thresh,
       num_samples=model.box_batch_size_per_image, positive_fraction=model.box_positive_fraction),
       (proposals, proposal_valid, gt, key_roi), backward=False)
-  num_pos = max(1, int(model.box_batch_size_per_image * model.box_positive_fraction))
+  num_pos = model.head_slots
   pos_rois, pos_labels, pos_gt = rois[:, :num_pos], roi_labels[:, :num_pos], roi_gt[:, :num_pos]
   mask_targets = part("mask_targets", lambda gt, r, g: tg.mask_targets(gt, r, g, 28, model.mask_target_sampling_ratio),
                       (gt, pos_rois, pos_gt), backward=False)
@@ -438,7 +441,7 @@ def print_parts(ms: dict, step_ms: dict) -> None:
 # --------------------------------------------------------------------------------------------------
 def cpu_mode(args, size) -> None:
   dtype = DTYPES[args.dtype or "float32"]
-  model = build("maskrcnn_resnet50_fpn", args.smoke, dtype)
+  model = build("maskrcnn_resnet50_fpn", args.smoke, dtype, args.num_sampled_masks)
   tv = None if args.skip_torch else torch_module()
   shape = (args.batch, *size, 3)
   np_batch = batch_for(model, args.batch, size)
@@ -507,7 +510,7 @@ def cpu_mode(args, size) -> None:
 # --------------------------------------------------------------------------------------------------
 def device_row(name: str, args, size, dtype, peak: float, tv) -> float:
   """Prints table 3's row(s) for model `name` (and torchvision's beside Mask R-CNN); returns our img/s."""
-  model = build(name, args.smoke, dtype)
+  model = build(name, args.smoke, dtype, args.num_sampled_masks)
   label = f"{name}_narrow" if args.smoke else name
   np_batch = batch_for(model, args.batch, size)
   batch = jax.tree.map(jnp.asarray, np_batch)
@@ -588,6 +591,8 @@ def main(argv=None):
   parser.add_argument("--models", default="maskrcnn_resnet50_fpn,panoptic_fpn_resnet50", help="device mode")
   parser.add_argument("--skip-parts", action="store_true", help="CPU mode: leave out table 2")
   parser.add_argument("--skip-torch", action="store_true", help="leave out torchvision")
+  parser.add_argument("--num-sampled-masks", type=int, default=0,
+                      help="our mask head's positive RoI slots per image in training (0: all 128; MaskRCNN field)")
   args = parser.parse_args(argv)
   size = parse_size(args.size or (SMOKE_SIZE if args.smoke else 512))
   args.batch = args.batch or (8 if args.device_mode and not args.smoke else 2)

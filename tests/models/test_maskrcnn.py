@@ -175,6 +175,28 @@ def test_train_step_finite_losses_and_one_compilation(name, kwargs):
   assert len(traces) == 1
 
 
+@pytest.mark.slow
+def test_num_sampled_masks_trains_the_heads_on_the_first_positive_slots():
+  """K = num_sampled_masks: the mask head's slots are the first K of the unbounded run's (same sampling key),
+  which hold min(K, #positives) positives, a uniformly random subset (positives come first, in random order)."""
+  batch = _batch()
+  outs = {}
+  for k in (0, 2):
+    model = get_model("maskrcnn_resnet50_fpn_narrow", num_classes=3, num_sampled_masks=k, **SMALL)
+    variables = random_variables(model, batch["image"].shape)
+    outs[k], _ = build_lib.apply_model(model, variables, batch["image"], train=True, batch=batch,
+                                       mutable=["batch_stats"], rngs={"dropout": jax.random.key(3)})
+  full, bounded = outs[0]["instances"], outs[2]["instances"]
+  assert full["mask_logits"].shape == (2, 8, 28, 28) and bounded["mask_logits"].shape == (2, 2, 28, 28)
+  assert int(full["mask_valid"][0].sum()) > 2   # more positives than slots: the bound is what is tested
+  for key in ("mask_logits", "mask_targets", "mask_valid"):
+    np.testing.assert_allclose(bounded[key], full[key][:, :2], atol=1e-5, err_msg=key)
+  np.testing.assert_array_equal(bounded["roi_labels"], full["roi_labels"])   # the box branch is unchanged
+  with pytest.raises(ValueError, match="num_sampled_masks"):
+    get_model("maskrcnn_resnet50_fpn_narrow", num_sampled_masks=-1).init(
+        jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+
+
 def test_bfloat16_train_outputs_trace():
   model = get_model("maskrcnn_resnet50_fpn_narrow", num_classes=3, dtype=jnp.bfloat16, **SMALL)
   batch = _batch()
