@@ -37,8 +37,8 @@ for strided convs; im2col / per-tap matmuls and row-im2col for 3x3 convs; space-
 dilated convs, whose cost XLA already keeps flat in the rate.
 
 `method='auto'` picks per backend (`jax.default_backend()`) and shape, see `_auto` and `_conv_auto`:
-the fast forms on CPU, XLA's own gradients on GPU/TPU until measured there
-(experiments/benchmarks/gpu_suite.py). Every form is tested equal to the reference form (values,
+the fast forms on CPU; on GPU XLA's own gradients except the blocked weight gradient of dilated convs
+(measured there, experiments/benchmarks/gpu_suite.py); XLA's on TPU (not measured). Every form is tested equal to the reference form (values,
 gradients, dtypes, NaN/Inf) in tests/ops/test_conv.py.
 """
 
@@ -266,7 +266,7 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
                        f"{d * (k - 1) + 1} (kernel {k}, dilation {d}, padding {(lo, hi)})")
   if w.shape[:2] == (1, 1) and g == 1 and pads == ((0, 0), (0, 0)):
     return _conv1x1(x, w, stride)
-  if _conv_auto(method, x, w.shape, g) == "blocked":
+  if _conv_auto(method, x, w.shape, g, dilation) == "blocked":
     return _conv_blocked(x, w, _CConf(stride, pads, dilation))
   return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_DN,
                                   feature_group_count=g)
@@ -292,17 +292,24 @@ def _loops_ok() -> bool:
   return jax.device_count() == 1
 
 
-def _conv_auto(method: str, x, w_shape, groups: int) -> str:
-  """'auto' -> 'blocked' on CPU for ungrouped convs with >= `_BLOCKED_MIN_CHANNELS` channels in and
-  out on a single-device JAX (`_loops_ok`), else 'reference'. On GPU/TPU XLA's weight gradient
-  (cuDNN's backward-filter conv, the TPU conv emitter) is a native kernel, kept until a measurement says otherwise
-  (experiments/benchmarks/gpu_suite.py). Also 'reference' when `x` is explicitly sharded along
-  H, W or C (spatial partitioning): the blocks slice rows, which would gather a sharded H."""
+def _conv_auto(method: str, x, w_shape, groups: int, dilation=(1, 1)) -> str:
+  """'auto' -> 'blocked' for ungrouped convs with >= `_BLOCKED_MIN_CHANNELS` channels in and out on a
+  single-device JAX (`_loops_ok`): on CPU always, on GPU only when dilated; else 'reference'.
+  On GPU, XLA's weight gradient (cuDNN's backward-filter conv) beats the blocked one 1.6-7x on undilated
+  3x3 convs, but not on dilated ones: H200, 2x64x128 512->512 at rate 12, fwd+bwd 4.55 ms (XLA; its
+  weight gradient at 18.5 TFLOP/s) vs 1.29 ms blocked in bfloat16, 2.81 vs 2.11 ms in float32
+  (experiments/benchmarks/gpu_suite.py, 2026-11-30); whole training steps (float32, 512x512, batch 2,
+  experiments/benchmarks/zoo.py --ab-conv-vjp): FCN-ResNet50 101.4 vs 78.8 img/s with XLA's gradients
+  (x1.29), DeepLabV3-ResNet50 76.0 vs 54.6 (x1.39). TPU keeps XLA's (not measured). Also 'reference'
+  when `x` is explicitly sharded along H, W or C (spatial partitioning): the blocks slice rows, which
+  would gather a sharded H."""
   if method != "auto":
     return method
+  backend = jax.default_backend()
+  wanted = backend == "cpu" or (backend == "gpu" and max(dilation) > 1)
   spec = tuple(getattr(getattr(jax.typeof(x), "sharding", None), "spec", ()) or ())
-  if (jax.default_backend() == "cpu" and groups == 1 and _loops_ok()
-      and not any(p is not None for p in spec[1:]) and min(x.shape[-1], w_shape[-1]) >= _BLOCKED_MIN_CHANNELS):
+  if (wanted and groups == 1 and _loops_ok() and not any(p is not None for p in spec[1:])
+      and min(x.shape[-1], w_shape[-1]) >= _BLOCKED_MIN_CHANNELS):
     return "blocked"
   return "reference"
 

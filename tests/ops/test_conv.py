@@ -545,6 +545,18 @@ def test_auto_picks_blocked_on_cpu_for_wide_ungrouped_convs(single_device):
   assert not grad_jaxpr(wide, wide, groups=2)
 
 
+@pytest.mark.parametrize("backend, undilated, dilated", [("cpu", "blocked", "blocked"), ("gpu", "reference", "blocked"),
+                                                         ("tpu", "reference", "reference")])
+def test_auto_per_backend_and_dilation(monkeypatch, single_device, backend, undilated, dilated):
+  """The rule of `_conv_auto` (measured on CPU and on an H200; TPU not measured: XLA's)."""
+  monkeypatch.setattr(conv_lib.jax, "default_backend", lambda: backend)
+  x, wide = jnp.ones((1, 8, 8, conv_lib._BLOCKED_MIN_CHANNELS)), conv_lib._BLOCKED_MIN_CHANNELS
+  assert conv_lib._conv_auto("auto", x, (3, 3, wide, wide), 1, (1, 1)) == undilated
+  assert conv_lib._conv_auto("auto", x, (3, 3, wide, wide), 1, (2, 2)) == dilated
+  assert conv_lib._conv_auto("auto", x, (3, 3, wide, wide - 1), 1, (2, 2)) == "reference"
+  assert conv_lib._conv_auto("reference", x, (3, 3, wide, wide), 1, (2, 2)) == "reference"
+
+
 def test_blocked_weight_gradient_block_rows():
   # Whole rows of every image, up to the block size, at least one row.
   for n, oh, ow in [(4, 64, 64), (3, 88, 72), (6, 8, 8), (5, 7, 9), (1, 3, 1000), (7, 23, 23)]:
