@@ -13,6 +13,12 @@ recall) from the `keypoints` task; figures draw the predicted keypoints next to 
 Quick mode: Mask R-CNN's quick settings (anchors, counts, AdamW peak 2e-3) but 800 steps, not 1600: the
 keypoint head (eight 3x3 convs, then 56x56 maps) makes a step about twice as slow (1.0 step/s on the quiet
 2-core CPU, against ~2 for Mask R-CNN's quick step under load), and 800 steps keep the run within ~15 min.
+Measured 2026-11-30 (quiet, load ~2, 10 min 57 s): it does NOT learn keypoints yet — val keypoint AP 0.000,
+the keypoint cross-entropy over the 56x56 = 3136 positions only 7.2 -> 6.9 (ln 3136 = 8.05) while the box
+losses fall as in Mask R-CNN. The corners of 5-25 px objects are a few pixels apart, visible keypoints are
+few per object, and 800 steps from scratch are far too short (the box branch alone needs ~1000, see
+experiments/maskrcnn_dense_shapes.py). Open: a longer schedule, a keypoint loss weight, or larger scenes
+(`dense_shapes/medium_128`).
 
 Arguments (`:quick,steps=800`): quick, steps, depth, lr, as in experiments/maskrcnn_dense_shapes.py.
 """
