@@ -196,7 +196,7 @@ class PanopticTask(Task):
     for part in ("things", "stuff"):
       out.update({f"{m}_{part}": pq[part][m] for m in ("pq", "sq", "rq")})
     out.update({f"pq/{self.class_names[c]}": v["pq"] for c, v in pq["per_class"].items()})
-    out["semantic_miou"] = float(np.nanmean(seg_metrics.per_class_iou(acc["confusion"])))
+    out["semantic_miou"] = seg_metrics.segmentation_metrics(acc["confusion"])["miou"]
     return out
 
   def summary_keys(self):

@@ -112,7 +112,8 @@ from dense_jax.models.registry import get_model
 from dense_jax.ops.anchors import fpn_anchors_per_level
 from dense_jax.train.state import TrainState
 from dense_jax.train.step import make_train_step
-from experiments.benchmarks.gpu_suite import DTYPES, _median_ms, _peak_bytes, matmul_peak
+from experiments.benchmarks.gpu_suite import (DTYPES, _median_ms, allocator_peak_bytes, flops_of, matmul_peak,
+                                             xla_peak_bytes)
 from experiments.benchmarks.zoo import interleaved_images_per_s
 
 LR = 1e-4
@@ -241,21 +242,6 @@ def jax_inference(model, variables, images):
   compiled = fn.lower(variables, images).compile()
   compile_s = time.perf_counter() - t0
   return (lambda: jax.block_until_ready(compiled(variables, images))), compile_s
-
-
-def flops_of(compiled) -> float:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", float("nan")))
-
-
-def xla_peak_bytes(compiled) -> float:
-  """XLA's memory estimate of a compiled program: arguments + outputs + temporaries - donated aliases."""
-  mem = compiled.memory_analysis()
-  if mem is None:
-    return float("nan")
-  return float(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-               - mem.alias_size_in_bytes)
 
 
 def torch_module():
@@ -538,7 +524,7 @@ def device_row(name: str, args, size, dtype, peak: float, tv) -> float:
     tv.torch.cuda.reset_peak_memory_stats()
     fns["torchvision"] = tv.train_step(tm, images, targets, LR, autocast_dtype=tv.torch.bfloat16, device="cuda")
   ms = _median_ms(fns, args.repeats)
-  alloc = _peak_bytes()
+  alloc = allocator_peak_bytes()
   achieved = flops / ms["ours"] * 1e3
   img_s = args.batch / ms["ours"] * 1e3
   alloc_s = f"{alloc / 1e9:.2f}" if alloc else "n/a"

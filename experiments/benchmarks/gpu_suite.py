@@ -124,9 +124,28 @@ def conv_table(dtype_name: str, peak: float, smoke: bool, repeats: int) -> list:
   return verdicts
 
 
-def _peak_bytes() -> float | None:
+def allocator_peak_bytes() -> float | None:
+  """The device allocator's peak (`memory_stats()['peak_bytes_in_use']`, cumulative over the process);
+  None where the backend keeps no statistics (CPU)."""
   stats = jax.devices()[0].memory_stats() or {}
   return stats.get("peak_bytes_in_use")
+
+
+def flops_of(compiled) -> float:
+  """XLA's FLOP count of a compiled program (`cost_analysis()['flops']`; NaN where it gives none). On GPU
+  it leaves out the cuDNN / cuBLAS calls, so it undercounts there."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", float("nan")))
+
+
+def xla_peak_bytes(compiled) -> float:
+  """XLA's memory estimate of a compiled program: arguments + outputs + temporaries - donated aliases."""
+  mem = compiled.memory_analysis()
+  if mem is None:
+    return float("nan")
+  return float(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+               - mem.alias_size_in_bytes)
 
 
 def model_table(dtype_name: str, peak: float, smoke: bool, repeats: int) -> None:
@@ -141,14 +160,9 @@ def model_table(dtype_name: str, peak: float, smoke: bool, repeats: int) -> None
   for name in names:
     step, args = jax_train_parts(name, batch, hw, dtype, num_classes=19)
     compiled = step.lower(*args).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan")))
-    mem = compiled.memory_analysis()
-    xla_peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-                - mem.alias_size_in_bytes) / 1e9 if mem is not None else float("nan")
+    flops, xla_peak = flops_of(compiled), xla_peak_bytes(compiled) / 1e9
     ms = _median_ms({"step": lambda: jax.block_until_ready(compiled(*args))}, repeats)["step"]
-    alloc = _peak_bytes()
+    alloc = allocator_peak_bytes()
     alloc_s = f"{alloc / 1e9:.2f}" if alloc else "n/a"
     ref = MMSEG_GB.get(name.replace("_narrow", ""))
     ref_s = f"{ref} ({ref / 2:.2f})" if ref and not smoke else "-"

@@ -91,8 +91,7 @@ def time_steps(models: dict, shape, repeats: int) -> dict[str, dict]:
     args = (variables["params"], variables.get("batch_stats", {}), images)
     run = lambda compiled=compiled, args=args: jax.block_until_ready(compiled(*args))
     run()   # warm-up; the allocator's peak now includes this step
-    stats = jax.devices()[0].memory_stats() or {}
-    result[label] = {**memory_figures(compiled), "allocator_peak": stats.get("peak_bytes_in_use")}
+    result[label] = {**memory_figures(compiled), "allocator_peak": gpu_suite.allocator_peak_bytes()}
     runs[label] = run
   for label, ms in gpu_suite._median_ms(runs, repeats).items():   # pylint: disable=protected-access
     result[label].update(step_ms=ms, images_per_s=shape[0] / ms * 1e3)
