@@ -84,7 +84,7 @@ def miou_bars(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  rows = list(csv.DictReader(open(root / "report.csv")))
+  rows = _rows(root)
   metrics = [(k, label) for k, label in METRICS if all(row.get(k) not in (None, "") for row in rows)]
   fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.2))
   width = 0.8 / len(metrics)
@@ -105,7 +105,7 @@ def miou_bars(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
 
 def erf_strip(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path | None:
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  rows = list(csv.DictReader(open(root / "report.csv")))
+  rows = _rows(root)
   images = [Image.open(root / r["run"] / "erf.png").convert("RGB") for r in rows
             if (root / r["run"] / "erf.png").exists()]
   if not images:
