@@ -188,6 +188,8 @@ def test_bad_arguments(info):
     InstancesTask(category_ids=(0, 1))
   with pytest.raises(ValueError, match="draw_threshold"):
     InstancesTask(info=info, draw_threshold=2.0)
+  with pytest.raises(ValueError, match=r"config.tasks.instances.mask_paste: expected one of .*'exact'.*got 'bilinear'"):
+    InstancesTask(info=info, mask_paste="bilinear")
   with pytest.raises(ValueError, match="instances"):
     tasks_lib.build_tasks({"instances": {"weight": 1.0}}, data.dataset_info("voc2012"))
   with pytest.raises(ValueError, match="mode='whole'"):
