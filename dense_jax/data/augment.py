@@ -357,9 +357,27 @@ def random_augment(ex: dict, rng: np.random.Generator, size: tuple[int, int],
   return ex
 
 
+def eval_resized_size(hw: tuple[int, int], size: tuple[int, int] | None) -> tuple[int, int]:
+  """`(new_h, new_w)` of an `hw = (h, w)` image in `eval_transform` to `size = (H, W)`: scaled by
+  `f = min(H / h, W / w)` (it fits inside `size`, aspect ratio kept), `(round(h f), round(w f))`
+  clamped to [1, H] x [1, W]; `hw` itself when `size` is None or equal to it. The resize maps
+  continuous pixel coordinates by `y -> y * new_h / h`, `x -> x * new_w / w` (the one rule that
+  `dense_jax.metrics.coco` inverts to write results in the original image's pixels)."""
+  h, w = (int(v) for v in hw)
+  if h < 1 or w < 1:
+    raise ValueError(f"hw: expected a positive (h, w), got {tuple(hw)!r}")
+  if size is None:
+    return h, w
+  th, tw = (int(v) for v in size)
+  if (h, w) == (th, tw):
+    return h, w
+  f = min(th / h, tw / w)
+  return max(1, min(th, int(round(h * f)))), max(1, min(tw, int(round(w * f))))
+
+
 def eval_transform(ex: dict, size: tuple[int, int] | None, ignore_label: int = 255) -> dict:
   """Evaluation transform: float image; if `size` differs, resize so the image fits inside `size`
-  keeping its aspect ratio, then pad bottom/right (padding as in `crop`)."""
+  keeping its aspect ratio (`eval_resized_size`), then pad bottom/right (padding as in `crop`)."""
   ex = to_float_image(ex)
   if size is None:
     return ex
@@ -367,6 +385,5 @@ def eval_transform(ex: dict, size: tuple[int, int] | None, ignore_label: int = 2
   th, tw = size
   if (h, w) == (th, tw):
     return ex
-  f = min(th / h, tw / w)
-  ex = resize(ex, (max(1, min(th, int(round(h * f)))), max(1, min(tw, int(round(w * f))))))
+  ex = resize(ex, eval_resized_size((h, w), (th, tw)))
   return crop(ex, 0, 0, (th, tw), ignore_label)

@@ -9,7 +9,10 @@ What a batch holds: the dataset's keys (see `dense_jax.data.sources`) stacked to
 `image` float32 in [0, 1] (NOT normalised by a mean/std: models do that), every label with its contract
 dtype, plus `batch_mask` float32 (B,): 1 for real examples, 0 for the padding that fills the last
 evaluation batches (train batches are all real). Per-example scalars (`num_instances`, `image_id`) are
-stacked to (B,); the padding holds 0 in every key but `semantic` (the ignore label).
+stacked to (B,); the padding holds 0 in every key but `semantic` (the ignore label). Evaluation batches
+of examples with an `image_id` also carry `original_size` int32 (B, 2): each source image's (h, w) before
+`augment.eval_transform` resized it (`augment.eval_resized_size` gives the resized size; padding 0, 0),
+so the detection tasks can write their results in the original image's pixels.
 
 Order and randomness, all derived from `seed` (a non-negative int):
 - Sharding: process p of P reads examples p, p + P, p + 2P, ... of the split (training drops the last
@@ -93,7 +96,15 @@ class _ExampleFn:
                                       keypoint_flip_perm=self.keypoint_flip_perm,
                                       ignore_label=self.ignore_label)
     else:
+      # The source image's size (before the resize to `size`), for results files in its own pixels: only
+      # in evaluation, where they name the dataset's images (`image_id`); dense_shapes' batches stay as
+      # they were (and training without augmentation, which also comes here).
+      original = None
+      if not self.train and "image_id" in ex:
+        original = augment_lib._hw(ex)   # pylint: disable=protected-access
       ex = augment_lib.eval_transform(ex, self.size, self.ignore_label)
+      if original is not None:
+        ex["original_size"] = np.asarray(original, np.int32)
     ex = {k: np.asarray(v) for k, v in ex.items()}
     ex["batch_mask"] = np.float32(1.0)
     return ex

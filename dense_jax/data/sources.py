@@ -28,6 +28,12 @@ tasks write it into their results files, which then name the dataset's own image
 read by pycocotools against the official annotation file); a dataset without it (dense_shapes) has its
 images numbered 1, 2, ... in split order there.
 
+`original_size` int32 (2,) (h, w) is not a source key but one the pipeline adds: to evaluation examples
+that have an `image_id`, the source image's size before `augment.eval_transform` resized it to the
+evaluated size (`augment.eval_resized_size`); batches stack it to (B, 2), the padding gets (0, 0). The
+detection tasks' results files map their boxes, keypoints and masks back to those pixels by it. Training
+batches and datasets without `image_id` (dense_shapes) do not have it.
+
 A source may also offer `with_keys(keys) -> source` returning a view that reads only those keys; the
 pipeline calls it when asked for a subset of keys (optional: others are filtered after reading).
 

@@ -205,6 +205,18 @@ def test_eval_transform_resizes_keeping_aspect_and_pads(examples):
   np.testing.assert_allclose(same["image"], ex["image"] / 255.0)
 
 
+def test_eval_resized_size_is_the_eval_transforms_content_and_point_map():
+  """A (40, 60) image at (80, 80): f = 4/3, content (53, 80) (by hand), the rest padding; a keypoint maps by
+  (sy, sx) = (53 / 40, 80 / 60), the factors the COCO results JSON divides by."""
+  assert augment.eval_resized_size((40, 60), (80, 80)) == (53, 80)
+  ex = {"image": np.full((40, 60, 3), 255, np.uint8), "semantic": np.ones((40, 60), np.int32),
+        "keypoints": np.array([[[30.0, 20.0, 2.0]]], np.float32), "classes": np.array([1], np.int32),
+        "num_instances": np.asarray(1, np.int32)}
+  out = augment.eval_transform(ex, (80, 80))
+  assert np.all(out["semantic"][:53] == 1) and np.all(out["semantic"][53:] == 255)
+  np.testing.assert_allclose(out["keypoints"][0, 0], [30.0 * 80 / 60, 20.0 * 53 / 40, 2.0], rtol=1e-6)
+
+
 def test_bilinear_resize_matches_a_float64_reference():
   rng = np.random.default_rng(0)
   img = rng.uniform(size=(5, 7, 2))

@@ -69,6 +69,38 @@ def test_image_size_and_keys_options():
   assert np.all(ev["semantic"][:, :, 40:] == 255)        # eval pads bottom/right with the ignore label
 
 
+class _WithIds:
+  """Example i: an image of size SIZES[i] with image_id 100 + i (a dataset that names its images)."""
+  SIZES = ((4, 6), (8, 4), (6, 6))
+
+  def __len__(self):
+    return len(self.SIZES)
+
+  def __getitem__(self, i):
+    return {"image": np.zeros(self.SIZES[i] + (3,), np.uint8), "image_id": np.asarray(100 + i, np.int32)}
+
+
+WITH_IDS = "pipeline_test_with_ids"
+sources.register_source(
+    sources.DatasetInfo(name=WITH_IDS, num_classes=1, class_names=("a",), keys=("image", "image_id"),
+                        splits=("train", "validation")),
+    lambda split, data_dir: _WithIds())
+
+
+def test_original_size_only_in_evaluation_batches_of_datasets_with_image_ids():
+  ev = list(_it(WITH_IDS, split="validation", train=False, image_size=(6, 6), global_batch_size=2))
+  np.testing.assert_array_equal(ev[0]["original_size"], [[4, 6], [8, 4]])   # the sizes before the resize
+  np.testing.assert_array_equal(ev[1]["original_size"], [[6, 6], [0, 0]])   # the padding's: 0, 0
+  assert ev[0]["original_size"].dtype == np.int32 and ev[0]["image"].shape == (2, 6, 6, 3)
+  train = next(_it(WITH_IDS, image_size=(6, 6), global_batch_size=2, augment=False))
+  assert set(train) == {"image", "image_id", "batch_mask"}
+  # dense_shapes (no image_id): its evaluation batches keep exactly the dataset's keys, resized or not.
+  info = sources.dataset_info(LIVE_NAME)
+  for size in (None, (40, 48)):
+    ev = next(_it(split="validation", train=False, image_size=size, global_batch_size=2))
+    assert set(ev) == set(info.keys) | {"batch_mask"}
+
+
 def test_deterministic_for_a_seed_and_different_across_seeds():
   a = [next(it) for it in [_it(seed=3)] for _ in range(3)]
   b_it = _it(seed=3)

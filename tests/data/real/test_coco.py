@@ -165,6 +165,35 @@ def test_image_ids_are_coco_ids_through_the_pipeline(tmp_path, fakes):
     assert train["num_instances"][i] <= source[COCO_IDS.index(int(image_id))]["num_instances"]
 
 
+def test_evaluation_batches_carry_the_original_size(tmp_path, fakes):
+  """Evaluation batches of examples with an `image_id` carry `original_size` (B, 2) int32: the source
+  image's (h, w) before the resize to `image_size` (padding 0, 0); training batches and batches without
+  the id do not."""
+  _write(tmp_path, fakes, ids=COCO_IDS)
+  (tmp_path / "annotations" / "panoptic_val2017.json").unlink()
+  source = sources.get_source("coco2017_instances", "validation", data_dir=str(tmp_path))
+
+  def batches(keys, train=False, batch_size=2):
+    it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=batch_size, seed=0,
+                                  train=train, image_size=(12, 12), data_dir=str(tmp_path), keys=keys,
+                                  process_index=0, process_count=1, num_threads=1, num_epochs=1)
+    try:
+      return list(it)
+    finally:
+      it.close()
+
+  first, last = batches(("image", "masks", "boxes", "classes"))
+  assert first["image"].shape == (2, 12, 12, 3)   # f = min(12 / 16, 12 / 20) = 0.6 -> 10 x 12, padded
+  assert first["original_size"].dtype == np.int32 and first["original_size"].shape == (2, 2)
+  sizes = [source[i]["image"].shape[:2] for i in range(3)]
+  assert sizes == [(H, W)] * 3
+  np.testing.assert_array_equal(first["original_size"], sizes[:2])
+  np.testing.assert_array_equal(last["original_size"], [sizes[2], (0, 0)])   # the padding's is 0, 0
+  assert "original_size" not in batches(("image", "semantic"))[0]            # no image_id, no size
+  (train,) = batches(("image", "masks", "boxes", "classes"), train=True, batch_size=3)
+  assert "original_size" not in train and "image_id" in train
+
+
 def test_truncation_keeps_largest_and_counts(tmp_path, fakes, caplog):
   _write(tmp_path, fakes)
   source = coco.CocoSource("validation", str(tmp_path), max_instances=1, max_segments=2)
