@@ -6,6 +6,7 @@ keypoint AP (OKS), plus a writer of COCO-format results JSON. Host side, NumPy i
       acc.add(detections, batch)
     metrics = acc.compute()              # {'box_ap': ..., 'box_ap50': ..., 'mask_ap75': ..., ...}
     acc.write_results_json(path)         # [{image_id, category_id, bbox, score, segmentation, keypoints}]
+                                         # (in the original images' pixels when batches carry original_size)
 
 Inputs (the batch axis B first; every array may be NumPy or JAX):
   detections  boxes (B, N, 4) float **(x0, y0, x1, y1)** in pixels (the layout of `dense_jax.ops.boxes`,
@@ -16,7 +17,9 @@ Inputs (the batch axis B first; every array may be NumPy or JAX):
   batch       the data contract of `dense_jax.data.sources`: boxes (B, G, 4) **(y0, x0, y1, x1)** half-open,
               classes (B, G), num_instances (B,), masks (B, G, H, W) (for "mask"; also sets the instance
               areas), keypoints (B, G, K, 3) (x, y, visibility) (for "keypoint"), image (B, H, W, 3) (its
-              size, when there are no masks), and batch_mask (B,) (0 = padding example, skipped).
+              size, when there are no masks), and batch_mask (B,) (0 = padding example, skipped);
+              optionally original_size (B, 2) int (h, w): each source image's size before the
+              evaluation resize (`dense_jax.data.augment.eval_transform`), for the results JSON only.
 Class ids are the dataset's own (contiguous, 0 = background) and double as COCO category ids;
 `category_ids` lists those evaluated (e.g. `DatasetInfo.thing_classes`).
 
@@ -40,6 +43,17 @@ the keypoints' bounding box, pycocotools' rule). pycocotools then computes, per 
 the 101 recall points 0, 0.01, ..., 1 (each the best precision at that recall or above), averaged over
 recall, over the categories that have ground truth, and for AP over IoU (OKS) thresholds
 0.50:0.05:0.95; at most 100 detections per image (20 for keypoints), taken by score.
+
+The metrics are those of the evaluated resolution (the batch's images and ground truth as given). The
+results JSON (`results_json`, `write_results_json`) is too, unless the batch carries `original_size`:
+then each image's detections are written in its original (h, w) pixels, as COCO's own annotation files
+have them. The evaluation resize scaled the image to (new_h, new_w) = `eval_resized_size((h, w), (H, W))`
+(H, W: the evaluated size) and padded it bottom/right, so a point maps back by x -> x / sx, y -> y / sy
+with (sy, sx) = (new_h / h, new_w / w): box corners (the box is then clipped to [0, w] x [0, h], the
+image, as torchvision's and detectron2's postprocessing clip to it) and keypoint (x, y) (not clipped;
+their third value stays). Masks are pasted at (h, w) with the mapped, unclipped box (the RoI the map
+was predicted for), in `mask_paste` mode, when the detection is added (one RLE per detection is kept,
+not the RoI maps). An image whose original_size equals the evaluated size is written as it is.
 
 Results (`compute()`), AP in [0, 1]: for each type p in ("box", "mask", "keypoint") evaluated
   {p}_ap, {p}_ap50, {p}_ap75, {p}_ap_small (not for keypoints: COCO has no small keypoint range),
@@ -68,6 +82,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from dense_jax.metrics.paste import PASTE_MODES, pasted_regions
+
+_ORIGINAL = "_original"   # a detection record's fields in the original image's pixels (for the JSON)
 
 IOU_TYPES = ("box", "mask", "keypoint")
 _PYCOCO_TYPE = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
@@ -208,6 +224,31 @@ def _pasted_rles(masks, boxes, size: tuple[int, int], mode: str = "exact") -> li
   return rles
 
 
+def _to_original(boxes, masks, keypoints, size, original, mask_paste: str) -> dict[str, list]:
+  """One image's detections in its original pixels, for the results JSON: `{'bbox': [x, y, w, h] per
+  detection, 'segmentation': RLEs at `original` (if masks), 'keypoints': [x1, y1, v1, ...] (if
+  keypoints)}`. `boxes (N, 4)` xyxy, `masks (N, M, M)`, `keypoints (N, K, 3)` are in the evaluated
+  image of `size` (H, W), which `eval_resized_size` made from `original` (h, w) (module docstring)."""
+  from dense_jax.data.augment import eval_resized_size  # pylint: disable=g-import-not-at-top
+  h, w = original
+  new_h, new_w = eval_resized_size(original, size)
+  sy, sx = new_h / h, new_w / w
+  boxes = np.asarray(boxes, np.float64) / np.array([sx, sy, sx, sy])
+  out = {}
+  # The box clipped to the image (the resized image's padding is no part of it); the mask is pasted with
+  # the unclipped one, the RoI its map was predicted for.
+  clipped = np.clip(boxes, 0.0, np.array([w, h, w, h], np.float64))
+  out["bbox"] = [_xywh(*box) for box in clipped]
+  if masks is not None:
+    out["segmentation"] = _pasted_rles(masks, boxes, (h, w), mask_paste)
+  if keypoints is not None:
+    kp = np.array(keypoints, np.float64)
+    kp[..., 0] /= sx
+    kp[..., 1] /= sy
+    out["keypoints"] = [[float(v) for v in k.reshape(-1)] for k in kp]
+  return out
+
+
 class CocoAccumulator:
   """Collects COCO ground truth and results batch by batch (`add`) and evaluates them (`compute`).
 
@@ -331,6 +372,16 @@ class CocoAccumulator:
     out["example"] = np.asarray(batch["batch_mask"]) > 0 if "batch_mask" in batch else np.ones((b,), bool)
     if out["example"].shape != (b,):
       raise ValueError(f"batch['batch_mask']: expected shape ({b},), got {out['example'].shape}")
+    if "original_size" in batch:
+      what = "(B, 2) (h, w) source image sizes"
+      original = _host(batch["original_size"], "batch['original_size']", (b,), 2, what)
+      if original.shape[1] != 2 or not np.issubdtype(original.dtype, np.integer):
+        raise ValueError(f"batch['original_size']: expected {what} of ints, got shape {original.shape} "
+                         f"dtype {original.dtype}")
+      if np.any(original[out["example"]] < 1):
+        raise ValueError(f"batch['original_size']: expected sizes >= 1 for the real examples, got "
+                         f"{original[out['example']].tolist()}")
+      out["original_size"] = original.astype(np.int64)
     return out
 
   def _new_image_ids(self, image_ids, example: np.ndarray) -> list[int]:
@@ -347,6 +398,8 @@ class CocoAccumulator:
   def add(self, detections: Mapping, batch: Mapping, image_ids: Sequence[int] | None = None) -> None:
     """Adds one batch: `detections` and `batch` as in the module docstring. `image_ids (B,)`: the images'
     ids in the results (e.g. COCO's own, for the results JSON); default 1, 2, ... in order of addition.
+    `batch['original_size'] (B, 2)` (optional): the images' (h, w) before the evaluation resize; the
+    results JSON is then in those pixels (module docstring), the metrics are not affected.
     Examples with `batch_mask == 0` are skipped. Everything is checked before anything is added."""
     det = self._read_detections(detections)
     b = det["boxes"].shape[0]
@@ -384,9 +437,11 @@ class CocoAccumulator:
       rows = {key: gt[key][i, :n_gt] for key in ("boxes", "classes", "masks", "keypoints") if key in gt}
       self._add_ground_truth(image_id, rows["boxes"], rows["classes"], rows.get("masks"), rows.get("keypoints"))
       keep = det["valid"][i]
+      original = tuple(int(v) for v in gt["original_size"][i]) if "original_size" in gt else None
       self._add_detections(image_id, size, det["boxes"][i][keep], det["scores"][i][keep], det["labels"][i][keep],
                            det["masks"][i][keep] if "masks" in det else None,
-                           det["keypoints"][i][keep] if "keypoints" in det else None)
+                           det["keypoints"][i][keep] if "keypoints" in det else None,
+                           original=original)
 
   def _add_ground_truth(self, image_id, boxes, classes, masks, keypoints) -> None:
     boxes = np.asarray(boxes, np.float64)
@@ -406,9 +461,11 @@ class CocoAccumulator:
         ann["num_keypoints"] = int(np.sum(kp[:, 2] > 0))
       self.annotations.append(ann)
 
-  def _add_detections(self, image_id, size, boxes, scores, labels, masks, keypoints) -> None:
+  def _add_detections(self, image_id, size, boxes, scores, labels, masks, keypoints, original=None) -> None:
     rles = None if masks is None else _pasted_rles(masks, boxes, size, self.mask_paste)
     boxes = np.asarray(boxes, np.float64)
+    in_original = None if original is None or tuple(original) == tuple(size) else (
+        _to_original(boxes, masks, keypoints, size, original, self.mask_paste))
     for j in range(len(labels)):
       record = {"image_id": image_id, "category_id": int(labels[j]), "bbox": _xywh(*boxes[j]),
                 "score": float(scores[j])}
@@ -416,6 +473,8 @@ class CocoAccumulator:
         record["segmentation"] = rles[j]
       if keypoints is not None:
         record["keypoints"] = [float(v) for v in np.asarray(keypoints[j], np.float64).reshape(-1)]
+      if in_original is not None:
+        record[_ORIGINAL] = {field: values[j] for field, values in in_original.items()}
       self.detections.append(record)
 
   # ---- output ---------------------------------------------------------------------------------
@@ -448,11 +507,14 @@ class CocoAccumulator:
 
   def results_json(self, category_map: Mapping[int, int] | None = None) -> list[dict]:
     """COCO-format results: one dict per detection {image_id, category_id, bbox [x, y, w, h], score,
-    segmentation (RLE, str counts), keypoints [x1, y1, v1, ...]} (the fields of the accumulated types).
+    segmentation (RLE, str counts), keypoints [x1, y1, v1, ...]} (the fields of the accumulated types),
+    in pixels of the original image where the batch carried `original_size` (RLE size [h, w]), else of
+    the evaluated one (module docstring).
     `category_map` renames class ids to the dataset's category ids (e.g. COCO's sparse 1..90)."""
     out = []
     for r in self.detections:
       r = dict(r)
+      r.update(r.pop(_ORIGINAL, {}))
       if category_map is not None:
         if r["category_id"] not in category_map:
           raise ValueError(f"category_map: expected an entry for class {r['category_id']}, got keys "

@@ -24,7 +24,12 @@ Image ids: the batch's `image_id` (B,) when the dataset has one (the `coco2017*`
 ids, so the results JSON reads against the official annotation file), else 1, 2, ... in the order of
 the split; category ids are the dataset's class ids (contiguous; COCO's sparse ids in the results JSON
 of a `coco2017*` dataset).
-Output: `write_outputs(acc, directory, stem)` writes the COCO-format results JSON.
+Output: `write_outputs(acc, directory, stem)` writes the COCO-format results JSON. Its boxes, masks and
+keypoints are in the original image's pixels when the batch carries `original_size` (B, 2) (the
+pipeline adds it to evaluation batches of datasets with `image_id`: the source image's (h, w) before the
+resize to the evaluated size; `update` passes it through to the accumulator), so the file reads against
+the dataset's own annotations; the metrics stay those of the evaluated resolution. Without it (dense_shapes)
+the file is in the evaluated image's pixels.
 Figures: predicted masks (score >= `draw_threshold`) with their boxes, class and score next to the
 ground-truth masks and boxes (`dense_jax.viz`).
 Mask pasting (`mask_paste`, `dense_jax.metrics.paste`): 'exact' (default) inverts the model's aligned
@@ -120,6 +125,8 @@ class DetectionTask(Task):
     truth["batch_mask"] = example_mask(batch, b).astype(jnp.int32)
     if "image_id" in batch:   # the dataset's ids name the images in the results (else 1, 2, ...)
       truth["image_id"] = batch["image_id"]
+    if "original_size" in batch:   # the images' size before the evaluation resize: the results JSON's pixels
+      truth["original_size"] = batch["original_size"]
     if "masks" not in truth:
       truth["image_size"] = jnp.zeros(batch["image"].shape[1:3], jnp.uint8)[None]   # (1, H, W): the size only
     return {"detections": {k: out[k] for k in self.output_keys}, "truth": truth}

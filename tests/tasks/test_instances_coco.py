@@ -87,14 +87,14 @@ def _perfect_outputs(task, batch):
   return {**out, "valid": valid, "scores": jnp.where(valid, 0.9, 0.0)}
 
 
-def _evaluate(tmp_path, task_name):
+def _evaluate(tmp_path, task_name, image_size=(H, W)):
   """What `python -m dense_jax.evaluate` does after restoring the model, with `_perfect_outputs` for it:
   the task's batch keys through the pipeline (batch 2: the last batch is padded), `evaluation.run`, the
-  task's result files. Returns (metrics, results rows)."""
+  task's result files; `image_size` the evaluated size. Returns (metrics, results rows)."""
   tasks = tasks_lib.build_tasks({task_name: {"weight": 1.0}}, data_lib.dataset_info("coco2017_instances"))
   task = tasks[task_name]
   it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=2, seed=0, train=False,
-                                image_size=(H, W), data_dir=str(tmp_path), keys=tasks_lib.build.batch_keys(tasks),
+                                image_size=image_size, data_dir=str(tmp_path), keys=tasks_lib.build.batch_keys(tasks),
                                 process_index=0, process_count=1, num_threads=1)
 
   def eval_step(variables, batch):
@@ -139,4 +139,39 @@ def test_results_json_names_images_by_their_coco_ids(tmp_path, task_name):
   else:
     assert [(r["image_id"], r["category_id"]) for r in rows] == [(139, 1), (285, 1)]
     assert metrics["keypoint_ap"] == pytest.approx(1.0)
+    assert _cocoeval(annotations / "person_keypoints_val2017.json", rows, "keypoints") == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("task_name", ["instances", "keypoints"])
+def test_results_json_is_in_the_original_pixels_when_evaluated_resized(tmp_path, task_name):
+  """Evaluated at 32 x 32 (the 16 x 20 images resized by f = 1.6 to 26 x 32 and padded), the results JSON
+  is still in the annotation files' pixels: perfect detections score box / keypoint AP 1 against them,
+  with boxes equal to the file's and masks of the original size."""
+  _write(tmp_path, Fakes, ids=COCO_IDS)
+  annotations = tmp_path / "annotations"
+  if task_name == "keypoints":
+    # The fixture's keypoints reach x = 48, y = 49, outside the 16 x 20 image: the resize's crop zeroes
+    # them (augment's rule), which no results file can undo. Here they lie inside the person's box.
+    path = annotations / "person_keypoints_val2017.json"
+    data = json.loads(path.read_text())
+    k = np.arange(17)
+    kps = np.stack([2.5 + k % 8, 3.5 + k % 10, k % 3], -1)
+    data["annotations"][0]["keypoints"] = kps.ravel().tolist()
+    path.write_text(json.dumps(data))
+  metrics, rows = _evaluate(tmp_path, task_name, image_size=(32, 32))
+  if task_name == "instances":
+    truth = json.loads((annotations / "instances_val2017.json").read_text())["annotations"]
+    bbox = {(a["image_id"], a["category_id"]): a["bbox"] for a in truth if not a["iscrowd"]}
+    assert metrics["box_ap"] == pytest.approx(1.0)
+    for r in rows:
+      assert r["bbox"] == pytest.approx(bbox[r["image_id"], r["category_id"]], abs=1e-4)
+      assert r["segmentation"]["size"] == [H, W]
+    assert _cocoeval(annotations / "instances_val2017.json", rows, "bbox") == pytest.approx(1.0)
+    assert _cocoeval(annotations / "instances_val2017.json", rows, "segm") > 0
+  else:
+    assert metrics["keypoint_ap"] == pytest.approx(1.0)
+    (person,) = [r for r in rows if r["image_id"] == COCO_IDS[0]]
+    got = np.reshape(person["keypoints"], (17, 3))
+    labelled = kps[:, 2] > 0
+    np.testing.assert_allclose(got[labelled, :2], kps[labelled, :2], atol=1e-4)
     assert _cocoeval(annotations / "person_keypoints_val2017.json", rows, "keypoints") == pytest.approx(1.0)
