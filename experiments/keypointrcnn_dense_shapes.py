@@ -41,7 +41,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base_config(arg.quick, arg.steps or (QUICK_STEPS if arg.quick else 0), arg.lr)
   info = data_lib.dataset_info(config.dataset.name)
   model = model_config(arg.quick, arg.depth, keypoints=True)
-  model.update(num_keypoints=info.num_keypoints, num_classes=2)   # background + "an object"
+  # background + "an object with keypoints": the dataset's keypoint classes (squares, triangles)
+  model.update(num_keypoints=info.num_keypoints, num_classes=2, object_classes=info.keypoint_classes)
   config.model = ml_collections.ConfigDict(model)
   config.tasks = ml_collections.ConfigDict({"keypoints": {"weight": 1.0}})
   return config

@@ -72,6 +72,10 @@ class DatasetInfo:
   image_size: tuple[int, int] | None = None   # (H, W) when every example has it, else None
   # Per-keypoint OKS sigmas of the keypoint AP (COCO's per-keypoint σ); () = COCO's 17 when K = 17.
   oks_sigmas: tuple[float, ...] = ()
+  # The thing classes whose instances carry keypoint slots (COCO: person; dense_shapes: squares and
+  # triangles): Keypoint R-CNN detects these as its one class, as COCO's person-keypoint annotations hold
+  # persons only; () = every thing class.
+  keypoint_classes: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

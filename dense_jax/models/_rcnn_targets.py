@@ -47,6 +47,15 @@ def ground_truth(targets: dict, num_keypoints: int = 0) -> dict:
   return gt
 
 
+def merge_classes(gt: dict, object_classes=()) -> dict:
+  """Keypoint R-CNN's one class: instances of `object_classes` (every class if empty) become class 1, the
+  others are dropped from `gt` (valid False, class 0: background to the RPN and the box head)."""
+  keep = gt["valid"]
+  if len(object_classes):
+    keep = keep & jnp.isin(gt["classes"], jnp.asarray(tuple(object_classes), jnp.int32))
+  return {**gt, "valid": keep, "classes": jnp.where(keep, 1, 0).astype(jnp.int32)}
+
+
 def rpn_targets(key, anchors, gt: dict, *, fg_iou: float, bg_iou: float, num_samples: int,
                 positive_fraction: float):
   """`(labels (B, A) int32: 1 / 0 sampled, -1 not; box targets (B, A, 4))` for `anchors (A, 4)`.

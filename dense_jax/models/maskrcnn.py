@@ -153,6 +153,9 @@ class MaskRCNN(nn.Module):
   # smaller K (e.g. 32) trains them on <= K positives, a random subset only where an image has more.
   num_sampled_masks: int = 0
   merge_classes: bool = False  # every instance is class 1 (Keypoint R-CNN: "an object with keypoints")
+  # With merge_classes: the dataset classes that make the one class (the dataset's `keypoint_classes`, e.g.
+  # COCO's person); instances of the others are left out of the targets (background). () = every class.
+  object_classes: Sequence[int] = ()
   dtype: Dtype = jnp.float32
 
   needs_targets = True  # The engine passes the batch as `targets=` when training.
@@ -180,6 +183,11 @@ class MaskRCNN(nn.Module):
       raise ValueError(f"num_sampled_masks: expected an int >= 0 (0: every positive slot), got {k!r}")
     if self.num_classes < 2:
       raise ValueError(f"num_classes: expected >= 2 (background + at least one class), got {self.num_classes!r}")
+    objects = tuple(self.object_classes)
+    if objects and (not self.merge_classes or any(isinstance(c, bool) or not isinstance(c, (int, np.integer))
+                                                   or c < 1 for c in objects)):
+      raise ValueError(f"object_classes: expected class ids >= 1 with merge_classes=True, got {objects!r} "
+                       f"(merge_classes={self.merge_classes!r})")
     if not self.masks and self.num_keypoints < 1:
       raise ValueError(f"num_keypoints: expected >= 1 without a mask branch (Keypoint R-CNN), got "
                        f"{self.num_keypoints!r}")
@@ -304,7 +312,7 @@ class MaskRCNN(nn.Module):
   def training_outputs(self, feats, anchors, logits, deltas, proposals, proposal_valid, targets, image_size):
     gt = tg.ground_truth(targets, self.num_keypoints)
     if self.merge_classes:
-      gt["classes"] = jnp.minimum(gt["classes"], 1)
+      gt = tg.merge_classes(gt, self.object_classes)
     key_rpn, key_roi = jax.random.split(self.make_rng("dropout"))
     anchors_all = jnp.asarray(np.concatenate(anchors, 0))
     rpn_labels, rpn_box_targets = tg.rpn_targets(

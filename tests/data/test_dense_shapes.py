@@ -347,6 +347,7 @@ def test_registry_entries():
   assert info.num_classes == 9 and info.class_names[0] == "background" and info.thing_classes == (4, 5, 6, 7, 8)
   assert info.splits == ("train", "validation", "test") and info.image_size == (64, 64)
   assert info.keypoint_flip_perm[5] == (1, 0, 3, 2) and info.keypoint_flip_perm[6] == (0, 2, 1, 3)
+  assert info.keypoint_classes == (5, 6)   # squares and triangles have corners; discs, rings, bars none
   with pytest.raises(ValueError, match="dataset: expected one of"):
     sources.get_source("dense_shapes/huge_1024", "train")
   with pytest.raises(ValueError, match="split: expected one of"):

@@ -126,7 +126,8 @@ def test_keypoint_truth_is_class_one_and_perfect_keypoints_score_one(info):
   task = KeypointsTask(info=info)
   assert task.oks_sigmas == info.oks_sigmas and len(task.oks_sigmas) == info.num_keypoints
   assert {"keypoints", "boxes", "classes", "num_instances"} <= set(task.batch_keys)
-  batch = _batch(2, keypoints=True)
+  assert task.keypoint_classes == info.keypoint_classes == (5, 6)   # dense_shapes' squares and triangles
+  batch = _batch(2, classes=(5, 6), keypoints=True)
   kp = batch["keypoints"][0].copy()
   metrics = _fold(task, [(_outputs(2, [0.9, 0.8, 0.0], [1, 1, 0], keypoints=kp), batch)])
   assert metrics["keypoint_ap"] == pytest.approx(1.0)
@@ -135,6 +136,29 @@ def test_keypoint_truth_is_class_one_and_perfect_keypoints_score_one(info):
   far[..., :2] += 6.0   # 6 px off on ~16-18 px objects with σ = 0.05: OKS ~ 0
   assert _fold(task, [(_outputs(2, [0.9, 0.8, 0.0], [1, 1, 0], keypoints=far), batch)])["keypoint_ap"] == 0.0
   assert "box_ap" not in metrics   # no clash with `instances`
+
+
+def test_keypoint_truth_is_the_keypoint_classes_only(info):
+  """As COCO's person_keypoints annotations hold persons only: a disc (class 4, no keypoint slots) is not
+  ground truth, so a detection of it is a false positive, and the square alone, detected, scores AP 1."""
+  task = KeypointsTask(info=info)
+  batch = _batch(2, classes=(4, 5), keypoints=True)   # instance 0 a disc, instance 1 a square
+  kp = batch["keypoints"][0].copy()
+  truth = jax.device_get(task.update({}, {"keypoints": _outputs(2, [0.9, 0.8, 0.0], [1, 1, 0], keypoints=kp)},
+                                     batch)["truth"])
+  np.testing.assert_array_equal(truth["num_instances"], [1, 1])
+  np.testing.assert_array_equal(truth["classes"][:, 0], [1, 1])
+  np.testing.assert_array_equal(truth["boxes"][:, 0], np.repeat(BOXES_YXYX[1:2], 2, 0))   # the square, moved up
+  np.testing.assert_array_equal(truth["keypoints"][:, 0], np.repeat(kp[1:2], 2, 0))
+  np.testing.assert_array_equal(truth["masks"][:, 0], batch["masks"][:, 1])
+  only_square = _fold(task, [(_outputs(2, [0.9, 0.8, 0.0], [1, 1, 0], valid=(False, True, False), keypoints=kp),
+                              batch)])
+  assert only_square["keypoint_ap"] == pytest.approx(1.0)
+  with_disc = _fold(task, [(_outputs(2, [0.9, 0.8, 0.0], [1, 1, 0], keypoints=kp), batch)])
+  assert with_disc["keypoint_ap"] < 0.99   # the disc's detection, ranked first, is a false positive
+  every = KeypointsTask(info=info, keypoint_classes=())   # () = every instance is ground truth
+  assert _fold(every, [(_outputs(2, [0.9, 0.8, 0.0], [1, 1, 0], keypoints=kp), batch)])["keypoint_ap"] == (
+      pytest.approx(1.0))
 
 
 def test_with_semantic_in_one_config_no_key_clash(info):
@@ -179,6 +203,8 @@ def test_figures(info):
   panels = kp_task.draw(np.zeros((H, W, 3), np.float32), prediction, example)
   assert len(panels) == 2 and all(p.shape == (H, W, 3) for _, p in panels)
   assert tuple(panels[1][1][2, 20]) == (255, 255, 0)   # a predicted keypoint (x 20, y 2) drawn
+  truth = panels[0][1]   # the ground truth: the square's keypoints (x 14, y 12), not the disc's (x 4, y 2)
+  assert tuple(truth[12, 14]) == (255, 255, 0) and tuple(truth[2, 4]) != (255, 255, 0)
 
 
 def test_bad_arguments(info):
@@ -194,3 +220,5 @@ def test_bad_arguments(info):
     tasks_lib.build_tasks({"instances": {"weight": 1.0}}, data.dataset_info("voc2012"))
   with pytest.raises(ValueError, match="mode='whole'"):
     InstancesTask(info=info).merge([{}, {}])
+  with pytest.raises(ValueError, match=r"config.tasks.keypoints.keypoint_classes: expected class ids >= 1.*got \(0,\)"):
+    KeypointsTask(info=info, keypoint_classes=(0,))

@@ -66,6 +66,11 @@ class ClassTable:
         return kind
     return None
 
+  @property
+  def keypoint_class_ids(self) -> tuple[int, ...]:
+    """The thing classes whose instances carry keypoint slots (their kind has corners)."""
+    return tuple(c for c in self.thing_ids if self.kind_of(c) in KIND_NUM_CORNERS)
+
   def keypoint_flip_perm(self) -> tuple[tuple[int, ...], ...]:
     """Row c = the flip permutation of the keypoint slots of class c (identity for classes without)."""
     ident = tuple(range(NUM_KEYPOINTS))

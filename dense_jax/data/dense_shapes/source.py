@@ -158,6 +158,7 @@ def dataset_info(cfg: config_lib.SceneConfig) -> sources.DatasetInfo:
       num_keypoints=config_lib.NUM_KEYPOINTS,
       oks_sigmas=config_lib.OKS_SIGMAS,
       keypoint_flip_perm=table.keypoint_flip_perm(),
+      keypoint_classes=table.keypoint_class_ids,
       image_size=(cfg.image_size, cfg.image_size),
       description=(f"Procedural scenes generated locally ({cfg.description}) Classes: "
                    + ", ".join(f"{i} {n}" for i, n in enumerate(table.names))

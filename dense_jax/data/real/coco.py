@@ -91,6 +91,7 @@ KEYPOINT_NAMES = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
     "right_knee", "left_ankle", "right_ankle")
 KEYPOINT_FLIP = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+PERSON = 1   # the contiguous class id of COCO's person (category 1), the class with keypoints
 _SUBSETS = {"train": "train2017", "validation": "val2017"}
 _LOG = logging.getLogger(__name__)
 
@@ -99,14 +100,15 @@ _INSTANCE_KEYS = ("image", "semantic", "masks", "boxes", "classes", "num_instanc
 INFO = DatasetInfo(
     name="coco2017", num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES,
     keys=_INSTANCE_KEYS + ("panoptic", "segment_classes", "segment_is_thing"), splits=("train", "validation"),
-    thing_classes=tuple(range(1, NUM_THINGS + 1)), num_keypoints=17,
+    thing_classes=tuple(range(1, NUM_THINGS + 1)), num_keypoints=17, keypoint_flip_perm=(KEYPOINT_FLIP,),
+    keypoint_classes=(PERSON,),
     description=("COCO 2017 instances, person keypoints and panoptic (80 things + 53 stuff), 118287 train / "
                  "5000 val. Put train2017/, val2017/ and annotations/ (cocodataset.org) in "
                  "$DENSE_JAX_DATA_DIR/coco2017."))
 INSTANCES_INFO = DatasetInfo(
     name="coco2017_instances", num_classes=NUM_THINGS + 1, class_names=CLASS_NAMES[:NUM_THINGS + 1],
     keys=_INSTANCE_KEYS, splits=("train", "validation"), thing_classes=tuple(range(1, NUM_THINGS + 1)),
-    num_keypoints=17,
+    num_keypoints=17, keypoint_flip_perm=(KEYPOINT_FLIP,), keypoint_classes=(PERSON,),
     description=("COCO 2017 instances and person keypoints; semantic = background + 80 things from the "
                  "instance masks. Put train2017/, val2017/ and annotations/ in $DENSE_JAX_DATA_DIR/coco2017."))
 

@@ -81,6 +81,8 @@ def test_category_table():
   flip = np.array(coco.KEYPOINT_FLIP)
   assert [coco.KEYPOINT_NAMES[i].replace("left", "right") for i in range(1, 17, 2)] == \
       [coco.KEYPOINT_NAMES[flip[i]] for i in range(1, 17, 2)]
+  for info in (coco.INFO, coco.INSTANCES_INFO):   # a flip swaps left and right; persons carry the keypoints
+    assert info.keypoint_flip_perm == (coco.KEYPOINT_FLIP,) and info.keypoint_classes == (PERSON,) == (coco.PERSON,)
 
 
 def test_instances_keypoints_and_panoptic(tmp_path, fakes):
