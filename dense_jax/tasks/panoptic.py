@@ -26,10 +26,26 @@ n_stuff + 1 channels (stuff classes + "thing", the loss's targets; one confusion
 which compares the head trained alone with the head trained next to Mask R-CNN (the engine prefixes `val/`).
 Prediction (figures, writers): `(B, H, W, 2)` int32, channel 0 the segment id, channel 1 its class.
 Output: with `write_pngs=True` (`--config.tasks.panoptic.write_pngs=true`), `python -m dense_jax.evaluate`
-writes the split's predictions in the COCO panoptic format (`<results stem>_panoptic.json` + PNG folder,
-id = R + 256 G + 256² B; the `write_outputs` hook); the accumulator then also carries each image's PNG
-bytes (off by default, so training evaluations stay additive sums). `write_coco(writer, image_id,
-prediction)` adds one predicted image to a `dense_jax.data.panoptic_format.PanopticWriter`.
+writes the split's predictions in the COCO panoptic format (`<results stem>_panoptic.json` + the PNG
+folder `<results stem>_panoptic/`, id = R + 256 G + 256² B; the `write_outputs` hook); the accumulator
+then also carries each real image's predicted map as PNG bytes at the evaluated size, with the batch's
+`image_id` and `original_size` when it has them (off by default, so training evaluations stay additive
+sums). Which pixels and names the files have:
+  * batches with `original_size` (B, 2) (evaluation batches of datasets with `image_id`, e.g. `coco2017`:
+    the source image's (h, w) before the resize to the evaluated (H, W)): the map is cropped to the
+    resized content `augment.eval_resized_size((h, w), (H, W))` (the padding is no part of the image),
+    resized back to (h, w) by nearest neighbour (`augment.resize_nearest`; segment ids are never
+    interpolated) and written at (h, w); segments that vanish in the resize are not listed, and each
+    segment's `area` and `bbox` are those at (h, w), so the files read against the dataset's own panoptic
+    annotations. PQ (`result`) stays that of the evaluated resolution.
+  * without it (dense_shapes) the map is written as evaluated, (H, W).
+  Images are named by the batch's `image_id` (COCO's ids) when it has one, else 1, 2, ... in the
+  split's order; the JSON's `image_id` is that number and `file_name` its 12-digit form + `.png`
+  (`000000000139.png`, the convention of COCO's panoptic_val2017.json). Category ids are the dataset's
+  class ids, COCO's sparse ids for a `coco2017*` dataset (`instances.coco_category_map`; a segment of a
+  class without a COCO id, class 0, is written as void).
+`write_coco(writer, image_id, prediction)` adds one predicted image to a
+`dense_jax.data.panoptic_format.PanopticWriter` (as it is: no resize, no category mapping).
 """
 
 from __future__ import annotations
@@ -45,6 +61,7 @@ from dense_jax import losses
 from dense_jax.metrics import panoptic as pq_lib
 from dense_jax.metrics import segmentation as seg_metrics
 from dense_jax.tasks.base import Task, example_mask, host_accumulator
+from dense_jax.tasks.instances import coco_category_map
 from dense_jax.tasks.registry import register_task
 
 TARGET_KEYS = ("boxes", "classes", "num_instances", "masks")   # what the instance branch trains on
@@ -86,6 +103,8 @@ class PanopticTask(Task):
     table[list(self.stuff_classes)] = np.arange(len(self.stuff_classes))
     table[list(self.thing_classes)] = len(self.stuff_classes)
     self.channel_of_class = table
+    # Class id -> the category id of the written files (COCO's sparse ids for coco2017*; None: the same).
+    self.category_map = coco_category_map(info)
 
   @property
   def categories(self) -> dict[int, dict]:
@@ -150,11 +169,15 @@ class PanopticTask(Task):
                                                     self.ignore_label)
     if self.write_pngs:   # this batch's predictions, for write_outputs (to_host compresses them)
       new["predictions"] = {"prediction": self.predict(out), "real": real[:, 0, 0]}
+      for key in ("image_id", "original_size"):   # the files' names and pixels (module docstring)
+        if key in batch:
+          new["predictions"][key] = batch[key]
     return new
 
   def to_host(self, acc):
     """The stats in 64 bits; with `write_pngs`, each real image's prediction as COCO panoptic PNG bytes
-    and its segments (so an evaluation holds compressed maps, never a split of int32 arrays)."""
+    (at the evaluated size) with its segments, `image_id` and `original_size` (h, w) (None where the
+    batch lacks them), so an evaluation holds compressed maps, never a split of int32 arrays."""
     acc = dict(acc)
     predictions = acc.pop("predictions", None)
     out = host_accumulator(acc)
@@ -163,11 +186,23 @@ class PanopticTask(Task):
       if predictions is not None:
         from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
         from PIL import Image  # pylint: disable=g-import-not-at-top
-        for pred, real in zip(np.asarray(predictions["prediction"]), np.asarray(predictions["real"])):
-          if real:
-            buffer = io.BytesIO()
-            Image.fromarray(panoptic_format.id_to_rgb(pred[..., 0])).save(buffer, format="PNG")
-            out["pngs"].append((buffer.getvalue(), self.segments(pred)))
+        prediction, real = np.asarray(predictions["prediction"]), np.asarray(predictions["real"])
+        image_ids = predictions.get("image_id")
+        sizes = predictions.get("original_size")
+        if sizes is not None:
+          sizes = np.asarray(sizes)
+          if sizes.shape != (real.shape[0], 2):
+            raise ValueError(f"batch['original_size']: expected shape ({real.shape[0]}, 2) (h, w per "
+                             f"example), got {sizes.shape}")
+          if np.any(sizes[real.astype(bool)] < 1):
+            raise ValueError(f"batch['original_size']: expected sizes >= 1 for the real examples, got "
+                             f"{sizes[real.astype(bool)].tolist()}")
+        for i in np.flatnonzero(real):
+          buffer = io.BytesIO()
+          Image.fromarray(panoptic_format.id_to_rgb(prediction[i, ..., 0])).save(buffer, format="PNG")
+          image_id = None if image_ids is None else int(np.asarray(image_ids)[i])
+          size = None if sizes is None else (int(sizes[i, 0]), int(sizes[i, 1]))
+          out["pngs"].append((buffer.getvalue(), self.segments(prediction[i]), image_id, size))
     return out
 
   def combine(self, a, b):
@@ -178,16 +213,22 @@ class PanopticTask(Task):
 
   def write_outputs(self, acc, directory, stem: str) -> dict[str, str]:
     """With `write_pngs`: the split's predictions in the COCO panoptic format, `<stem>_panoptic.json` and
-    the PNG folder `<stem>_panoptic/` (images numbered 1, 2, ... in the split's order)."""
+    the PNG folder `<stem>_panoptic/`, in the original images' pixels and named by the dataset's image
+    ids where the batches carried them, else as evaluated and numbered 1, 2, ... (module docstring)."""
     if not self.write_pngs or "pngs" not in acc:
       return {}
     from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
     from PIL import Image  # pylint: disable=g-import-not-at-top
     json_path = pathlib.Path(directory) / f"{stem}_{self.name}.json"
-    with panoptic_format.PanopticWriter(json_path, categories=self.categories) as writer:
-      for image_id, (png, segments) in enumerate(acc["pngs"], start=1):
+    with panoptic_format.PanopticWriter(json_path, categories=self.output_categories) as writer:
+      for number, (png, segments, image_id, size) in enumerate(acc["pngs"], start=1):
         ids = panoptic_format.rgb_to_id(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
-        writer.add(image_id, ids, segments)
+        if size is not None:
+          ids = self.to_original(ids, size)
+        ids, segments = self.output_segments(ids, segments)
+        # The writer lists only the segments left in the map (a small one can vanish in the resize) and
+        # computes their area and bbox from it, i.e. at the written size.
+        writer.add(number if image_id is None else image_id, ids, segments)
     return {f"{self.name}_json": str(json_path), f"{self.name}_pngs": str(writer.png_dir)}
 
   def result(self, acc) -> dict:
@@ -240,6 +281,41 @@ class PanopticTask(Task):
       if seg_id > 0:
         out[int(seg_id)] = {"category_id": int(classes[ids == seg_id][0]), "iscrowd": 0}
     return out
+
+  @staticmethod
+  def to_original(ids, original_size) -> np.ndarray:
+    """An evaluated segment-id map `(H, W)` -> `(h, w)` = `original_size`: the resized content
+    `augment.eval_resized_size((h, w), (H, W))` cropped from the top-left (the rest is padding), resized
+    by nearest neighbour (ids are labels, never interpolated). A map already at (h, w) comes back as it is."""
+    from dense_jax.data import augment  # pylint: disable=g-import-not-at-top
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+      raise ValueError(f"ids: expected an (H, W) segment-id map, got shape {ids.shape}")
+    h, w = (int(v) for v in original_size)
+    new_h, new_w = augment.eval_resized_size((h, w), ids.shape)
+    return augment.resize_nearest(ids[:new_h, :new_w], (h, w))
+
+  @property
+  def output_categories(self) -> dict[int, dict]:
+    """`categories` keyed by the written files' category ids (COCO's for coco2017*, module docstring)."""
+    if self.category_map is None:
+      return self.categories
+    return {self.category_map[c]: info for c, info in self.categories.items() if c in self.category_map}
+
+  def output_segments(self, ids, segments: dict) -> tuple[np.ndarray, dict]:
+    """`(ids, segments)` with the written files' category ids; the pixels of a segment whose class has
+    no category id there (coco2017's unused class 0) become void."""
+    if self.category_map is None:
+      return ids, segments
+    out, dropped = {}, []
+    for seg_id, info in segments.items():
+      if info["category_id"] in self.category_map:
+        out[seg_id] = {**info, "category_id": self.category_map[info["category_id"]]}
+      else:
+        dropped.append(seg_id)
+    if dropped:
+      ids = np.where(np.isin(ids, dropped), 0, ids)
+    return ids, out
 
   def write_coco(self, writer, image_id, prediction) -> dict:
     """Adds one predicted image `(H, W, 2)` to a `panoptic_format.PanopticWriter`; its annotation."""

@@ -180,3 +180,125 @@ def test_write_pngs_hook_writes_the_splits_predictions_in_coco_format(tmp_path):
   assert {k: s["category_id"] for k, s in reader[1]["segments"].items()} == {1: 4, 2: 1}
   assert reader.categories[3] == {"isthing": 1, "name": "disc"}
   assert make_task().write_outputs(total, tmp_path, "x") == {}
+
+
+def _write_pngs_inputs(ids, classes, valid, mask, **extra):
+  """Model outputs and a batch for the `write_pngs` path: `ids (B, H, W)`, per-id `classes` and `valid`
+  `(B, S)`, `batch_mask (B,)`; `extra` batch keys (image_id, original_size) as given."""
+  b, h, w = ids.shape
+  outputs = {"panoptic": {"panoptic": jnp.asarray(ids), "segment_classes": jnp.asarray(classes),
+                          "segment_valid": jnp.asarray(valid)}, "panoptic_semantic": jnp.zeros((b, h, w, 4))}
+  batch = {"panoptic": jnp.asarray(ids), "segment_classes": jnp.asarray(classes),
+           "semantic": jnp.zeros((b, h, w), jnp.int32), "batch_mask": jnp.asarray(mask),
+           **{k: jnp.asarray(v) for k, v in extra.items()}}
+  return outputs, batch
+
+
+def _written_digest(files) -> str:
+  """sha256 of the JSON's bytes and of each PNG's name, mode, size and decoded pixels (the pixels rather
+  than the PNG bytes, so a zlib / Pillow update that re-compresses the same image does not change it)."""
+  import hashlib
+  import pathlib
+  from PIL import Image
+  digest = hashlib.sha256(pathlib.Path(files["panoptic_json"]).read_bytes())
+  for path in sorted(pathlib.Path(files["panoptic_pngs"]).iterdir()):
+    with Image.open(path) as im:
+      digest.update(f"{path.name} {im.mode} {im.size}".encode())
+      digest.update(np.asarray(im).tobytes())
+  return digest.hexdigest()
+
+
+def test_write_pngs_without_original_size_is_unchanged(tmp_path):
+  """dense_shapes' batches (no image_id, no original_size): the files as before the original-size
+  mapping, pinned by a digest computed with that earlier code (images numbered 1, 2, evaluated size)."""
+  task = make_task(write_pngs=True)
+  rng = np.random.default_rng(3)
+  ids = rng.integers(0, 4, size=(3, 6, 8)).astype(np.int32)
+  ids[1][ids[1] == 3] = 0
+  classes = np.array([[0, 3, 1, 4], [0, 5, 2, 0], [0, 1, 1, 1]], np.int32)
+  valid = np.array([[0, 1, 1, 1], [0, 1, 1, 0], [0, 1, 1, 1]], bool)
+  outputs, batch = _write_pngs_inputs(ids, classes, valid, [1, 1, 0])
+  files = task.write_outputs(task.to_host(task.update(task.init(), outputs, batch)), tmp_path, "golden")
+  assert _written_digest(files) == "78c1505b2750ac91a74c9f11661d51d704d4bb3529a11dabbad0d471b1ab7e90"
+  reader = panoptic_format.PanopticReader(files["panoptic_json"])
+  assert [(reader[i]["image_id"], reader[i]["file_name"]) for i in range(2)] == \
+      [(1, "000000000001.png"), (2, "000000000002.png")]
+  np.testing.assert_array_equal(reader[0]["ids"], ids[0])
+
+
+def test_write_pngs_maps_back_to_the_original_image_and_names_it_by_its_id(tmp_path):
+  """An image of original (40, 60) evaluated at (80, 80): f = min(80 / 40, 80 / 60) = 4/3, resized content
+  (53, 80), rows 53.. padding. Nearest back to (40, 60) with half-pixel centres: original row j reads
+  content row floor((j + .5) 53 / 40), column i reads floor((i + .5) 4 / 3)."""
+  task = make_task(write_pngs=True)
+  pred = np.zeros((3, 80, 80), np.int32)
+  pred[0, :53, :40] = 1       # sky, the content's left half
+  pred[0, 10:30, 40:] = 2     # a disc, content rows 10..29 of the right half
+  pred[0, 53:, :] = 3         # a square in the padding only: not in the image, not written
+  pred[1, 5:9, 2:7] = 2       # image 2 is evaluated at its own size: written as it is
+  pred[2] = 1                 # padding example
+  classes = np.array([[0, 1, 3, 4]] * 3, np.int32)
+  valid = np.array([[0, 1, 1, 1]] * 3, bool)
+  outputs, batch = _write_pngs_inputs(pred, classes, valid, [1, 1, 0],
+                                      image_id=np.array([139, 285, 0], np.int32),
+                                      original_size=np.array([[40, 60], [80, 80], [0, 0]], np.int32))
+  acc = task.to_host(jax.jit(task.update)(task.init(), outputs, batch))
+  assert len(acc["pngs"]) == 2
+  assert task.result(acc)["pq"] == 1.0   # PQ stays at the evaluated resolution (prediction = truth)
+  files = task.write_outputs(task.combine(task.to_host(task.init()), acc), tmp_path, "val")
+  reader = panoptic_format.PanopticReader(files["panoptic_json"])
+  assert [(reader[i]["image_id"], reader[i]["file_name"]) for i in range(2)] == \
+      [(139, "000000000139.png"), (285, "000000000285.png")]
+  written = sorted(p.name for p in (tmp_path / "val_panoptic").iterdir())
+  assert written == ["000000000139.png", "000000000285.png"]
+  first = reader[0]
+  # By hand: columns 0..29 read content columns < 40 (i + .5 < 30), 30..59 the rest. Rows: every row
+  # reads content rows <= 52 (segment 1 everywhere on the left); content rows 10..29 are read by original
+  # rows 8..22 (row 7 reads 9, row 8 reads 11, row 22 reads 29, row 23 reads 31).
+  expected = np.zeros((40, 60), np.int32)
+  expected[:, :30] = 1
+  expected[8:23, 30:] = 2
+  assert first["ids"].shape == (40, 60)
+  np.testing.assert_array_equal(first["ids"], expected)
+  assert first["segments"] == {
+      1: {"id": 1, "category_id": 1, "iscrowd": 0, "area": 40 * 30, "bbox": [0, 0, 30, 40]},
+      2: {"id": 2, "category_id": 3, "iscrowd": 0, "area": 15 * 30, "bbox": [30, 8, 30, 15]}}
+  second = reader[1]
+  np.testing.assert_array_equal(second["ids"], pred[1])
+  assert second["segments"] == {2: {"id": 2, "category_id": 3, "iscrowd": 0, "area": 4 * 5,
+                                    "bbox": [2, 5, 5, 4]}}
+  # Repeated image ids would overwrite a file: the writer refuses them.
+  twice = task.combine(acc, acc)
+  with pytest.raises(ValueError, match="000000000139.png"):
+    task.write_outputs(twice, tmp_path / "twice", "val")
+  bad = {**batch, "original_size": jnp.array([[40, 60], [0, 80], [0, 0]], jnp.int32)}
+  match = r"batch\['original_size'\]: expected sizes >= 1 .* got \[\[40, 60\], \[0, 80\]\]"
+  with pytest.raises(ValueError, match=match):
+    task.to_host(task.update(task.init(), outputs, bad))
+
+
+def test_write_pngs_of_coco2017_use_cocos_category_ids(tmp_path):
+  """coco2017's contiguous classes are written as COCO's sparse category ids (instances.coco_category_map);
+  a segment of class 0 (no COCO category) is void. PERSON 1 -> 1, DOG 17 -> 18, SKY 120 -> 187."""
+  from dense_jax.data.real import coco
+  from dense_jax.tasks.instances import coco_category_map
+  task = tasks_lib.get_task("panoptic", info=coco.INFO, write_pngs=True)
+  assert task.category_map == coco_category_map(coco.INFO)
+  person, dog, sky = coco.CONTIGUOUS[1], coco.CONTIGUOUS[18], coco.CONTIGUOUS[187]
+  assert (person, dog, sky) == (1, 17, 120)
+  ids = np.array([[[1, 1, 4], [2, 3, 3]]], np.int32)
+  classes = np.array([[0, person, dog, sky, 0]], np.int32)
+  valid = np.array([[0, 1, 1, 1, 1]], bool)
+  outputs = {"panoptic": {"panoptic": jnp.asarray(ids), "segment_classes": jnp.asarray(classes),
+                          "segment_valid": jnp.asarray(valid)},
+             "panoptic_semantic": jnp.zeros((1, 2, 3, len(task.stuff_classes) + 1))}
+  batch = {"panoptic": jnp.asarray(ids), "segment_classes": jnp.asarray(classes),
+           "batch_mask": jnp.array([1]), "semantic": jnp.zeros((1, 2, 3), jnp.int32),
+           "image_id": jnp.array([632]), "original_size": jnp.array([[2, 3]])}
+  acc = task.to_host(task.update(task.init(), outputs, batch))
+  files = task.write_outputs(acc, tmp_path, "val")
+  back = panoptic_format.PanopticReader(files["panoptic_json"])
+  np.testing.assert_array_equal(back[0]["ids"], [[1, 1, 0], [2, 3, 3]])   # class 0's segment 4 is void
+  assert {i: s["category_id"] for i, s in back[0]["segments"].items()} == {1: 1, 2: 18, 3: 187}
+  assert back.categories[187] == {"isthing": 0, "name": "sky-other-merged"} and 0 not in back.categories
+  assert back.categories[18]["isthing"] == 1 and len(back.categories) == 133
