@@ -32,17 +32,21 @@ from experiments.maskrcnn_dense_shapes import base_config, model_config
 
 
 QUICK_STEPS = 800   # half Mask R-CNN's: the keypoint head doubles the step time (module docstring)
+QUICK_HEAD_SLOTS = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = parse_arg(arg, quick=False, steps=0, depth=50, lr=0.0)
+  arg = parse_arg(arg, quick=False, steps=0, depth=50, lr=0.0, norm="")
   from dense_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 
   config = base_config(arg.quick, arg.steps or (QUICK_STEPS if arg.quick else 0), arg.lr)
   info = data_lib.dataset_info(config.dataset.name)
   model = model_config(arg.quick, arg.depth, keypoints=True)
   # background + "an object with keypoints": the dataset's keypoint classes (squares, triangles)
-  model.update(num_keypoints=info.num_keypoints, num_classes=2, object_classes=info.keypoint_classes)
+  model.update(num_keypoints=info.num_keypoints, num_classes=2, object_classes=info.keypoint_classes,
+               keypoint_head_norm=arg.norm)
+  if arg.quick:   # the keypoint head's cost is per RoI slot: 8 per image hold a quick scene's positives
+    model.update(num_sampled_masks=QUICK_HEAD_SLOTS)
   config.model = ml_collections.ConfigDict(model)
   config.tasks = ml_collections.ConfigDict({"keypoints": {"weight": 1.0}})
   return config

@@ -120,6 +120,7 @@ class MaskRCNN(nn.Module):
   representation: int = 1024
   mask_layers: Sequence[int] = (256, 256, 256, 256)
   keypoint_layers: Sequence[int] = (512,) * 8
+  keypoint_head_norm: str = ""   # 'gn': GroupNorm in the keypoint head (heads/keypoint.py says why)
   anchor_sizes: Sequence[int] = FPN_ANCHOR_SIZES
   aspect_ratios: Sequence[float] = FPN_ASPECT_RATIOS
   rpn_pre_nms_top_n_train: int = 2000
@@ -203,7 +204,8 @@ class MaskRCNN(nn.Module):
       self.mask_head = MaskHead(layers, dtype=self.dtype)
       self.mask_predictor = MaskPredictor(self.num_classes, layers[-1], dtype=self.dtype)
     if self.num_keypoints:
-      self.keypoint_head = KeypointHead(tuple(scaled(c, w) for c in self.keypoint_layers), dtype=self.dtype)
+      self.keypoint_head = KeypointHead(tuple(scaled(c, w) for c in self.keypoint_layers),
+                                        norm=self.keypoint_head_norm, dtype=self.dtype)
       self.keypoint_predictor = KeypointPredictor(self.num_keypoints, dtype=self.dtype)
 
   # ------------------------------------------------------------------------------------------ pieces
@@ -368,7 +370,8 @@ class MaskRCNN(nn.Module):
 # ---------------------------------------------------------------------------------------------- registry
 # Narrow CPU variants: a quarter of the channels everywhere, anchors 16..256 and fewer proposals / RoIs
 # (for 64-256 px images such as dense_shapes); every number stays a keyword argument. Keypoint R-CNN
-# builders merge every instance class into class 1 (torchvision's person-only setting, `merge_classes`).
+# builders merge the instance classes into class 1 (torchvision's person-only setting, `merge_classes`; the
+# configs name the dataset's keypoint classes in `object_classes`, as COCO's person).
 NARROW = dict(width=0.25, anchor_sizes=(16, 32, 64, 128, 256), rpn_pre_nms_top_n_train=1000,
               rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_train=500, rpn_post_nms_top_n_test=300,
               box_batch_size_per_image=128, box_detections_per_img=50, box_candidates_per_img=500)

@@ -66,6 +66,29 @@ def test_full_size_eval_output_contract():
   assert out["keypoints"].shape == (2, 100, 17, 3) and out["keypoint_scores"].shape == (2, 100, 17)
 
 
+def test_keypoint_head_group_norm():
+  """norm='gn': each conv loses its bias and gains a GroupNorm (scale + bias); the output is normalised per
+  group of channels before the ReLU, so with a unit-scale, zero-bias GroupNorm half of it is positive."""
+  from dense_jax.models.heads.keypoint import KeypointHead
+  x = 30.0 * jax.random.normal(jax.random.key(0), (3, 14, 14, 16)) + 5.0   # the FPN's large, offset features
+  plain, gn = KeypointHead((8, 8)), KeypointHead((8, 8), norm="gn")
+  vp, vg = plain.init(jax.random.key(1), x), gn.init(jax.random.key(1), x)
+  assert set(vp["params"]) == {"conv_fcn1", "conv_fcn2"} and "bias" in vp["params"]["conv_fcn1"]
+  assert set(vg["params"]) == {"conv_fcn1", "conv_fcn2", "gn1", "gn2"} and "bias" not in vg["params"]["conv_fcn1"]
+  # Parameter count: 2 convs of 9*16*8 + 9*8*8 weights, GroupNorm 2 x (8 + 8), no conv bias.
+  assert sum(a.size for a in jax.tree.leaves(vg["params"])) == 9 * 16 * 8 + 9 * 8 * 8 + 2 * 16
+  # Reference for the first layer: conv, then GroupNorm over groups of gcd(32, 8) = 8 channels -> 1 channel each.
+  k = vg["params"]["conv_fcn1"]["kernel"]
+  y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = (y - y.mean(axis=(1, 2), keepdims=True)) / jnp.sqrt(y.var(axis=(1, 2), keepdims=True) + 1e-5)
+  first = KeypointHead((8,), norm="gn").apply({"params": {"conv_fcn1": vg["params"]["conv_fcn1"],
+                                                          "gn1": vg["params"]["gn1"]}}, x)
+  np.testing.assert_allclose(first, jax.nn.relu(y), atol=1e-4)
+  assert 0.4 < float(jnp.mean(first > 0)) < 0.6
+  with pytest.raises(ValueError, match=r"keypoint_head_norm: expected one of \('', 'gn'\), got 'bn'"):
+    KeypointHead((8,), norm="bn").init(jax.random.key(0), x)
+
+
 def test_heatmaps_to_keypoints_hand_case():
   logits = jnp.zeros((1, 4, 4, 2)).at[0, 1, 3, 0].set(5.0).at[0, 0, 0, 1].set(2.0)
   kp, score = heatmaps_to_keypoints(logits, jnp.asarray([[10.0, 20.0, 18.0, 24.0]]))
