@@ -15,6 +15,7 @@ from experiments import keypointrcnn_dense_shapes, maskrcnn_dense_shapes
     (maskrcnn_dense_shapes, "quick,steps=50,depth=101,lr=0.003", "instances"),
     (keypointrcnn_dense_shapes, "quick", "keypoints"),
     (keypointrcnn_dense_shapes, "", "keypoints"),
+    (keypointrcnn_dense_shapes, "quick,norm=gn", "keypoints"),
 ])
 def test_configs_build_model_and_tasks(experiment, arg, task):
   config = config_lib.resolve(experiment.get_config(arg))
@@ -26,6 +27,24 @@ def test_configs_build_model_and_tasks(experiment, arg, task):
   tasks_lib.check_outputs(tasks, outputs, config.model.name)
   if task == "keypoints":
     assert outputs[task]["keypoints"].shape[2] == info.num_keypoints == len(tasks[task].oks_sigmas)
-    assert model.num_classes == 2
+    assert model.num_classes == 2 and tuple(model.object_classes) == info.keypoint_classes == (5, 6)
+    assert model.keypoint_head_norm == ("gn" if "norm=gn" in arg else "")
   if "steps=50" in arg:
     assert config.total_steps == 50 and config.optimizer.learning_rate == 0.003 and "101" in config.model.name
+
+
+def test_keypoint_head_units_at_init():
+  """experiments/keypoint_head_units.py on a freshly initialised head: every conv's channels fire (none is dead
+  before training), one fraction per layer; the RoIs are the ground truth's squares and triangles."""
+  import jax
+  import jax.numpy as jnp
+  from experiments import keypoint_head_units, maskrcnn_overfit
+  config = config_lib.resolve(keypointrcnn_dense_shapes.get_config("quick"))
+  model, _, _ = build_model(config)
+  batch = maskrcnn_overfit.fixed_batch(4, 0, "validation", maskrcnn_overfit.KEYPOINT_KEYS)
+  variables = jax.jit(lambda k, x: model.init(k, x, train=False))(jax.random.key(0), batch["image"])
+  units = keypoint_head_units.head_units(model, variables, batch)
+  expected = int(jnp.sum(jnp.isin(batch["classes"], jnp.asarray((5, 6)))
+                         & (jnp.arange(batch["classes"].shape[1]) < batch["num_instances"][:, None])))
+  assert units["num_rois"] == expected > 0
+  assert len(units["alive"]) == 8 and min(units["alive"]) > 0.9 and units["roi_std"] > 0
