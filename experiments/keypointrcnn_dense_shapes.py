@@ -3,24 +3,36 @@
     python -m dense_jax.train --config experiments/keypointrcnn_dense_shapes.py:quick --workdir /tmp/dense_jax_kprcnn
     python -m dense_jax.train --config experiments/keypointrcnn_dense_shapes.py --workdir runs/keypointrcnn_dense_shapes
 
-`dense_shapes` gives every thing 4 keypoint slots (the corners of squares and triangles; discs, rings and
-bars have none), so the model has `num_keypoints=4`; as torchvision's person-only model, every instance is
-class 1 ("an object"), and OKS uses the dataset's sigmas (`DatasetInfo.oks_sigmas`). Instances without
-labelled keypoints still train the RPN and box head, and pycocotools ignores them in the keypoint AP.
-`metrics.jsonl` gets `val/keypoint_ap`, `val/keypoint_ap50`, `val/keypoint_ap75` (and medium/large,
-recall) from the `keypoints` task; figures draw the predicted keypoints next to the ground truth.
+`dense_shapes` has 4 keypoint slots per instance: a square's 4 corners, a triangle's 3; discs, rings and bars none.
+As torchvision's person-only model on COCO's person_keypoints (which annotate persons only), the model has
+one class, "an object with keypoints": the dataset's `keypoint_classes` (squares and triangles) are class 1
+(`object_classes` in the model config), every other instance is background, and the keypoints task scores
+only those (`num_keypoints=4`; OKS with the dataset's sigmas, `DatasetInfo.oks_sigmas`). `metrics.jsonl`
+gets `val/keypoint_ap`, `val/keypoint_ap50`, `val/keypoint_ap75` (and medium/large, recall) from the
+`keypoints` task; figures draw the predicted keypoints next to the ground truth.
 
-Quick mode: Mask R-CNN's quick settings (anchors, counts, AdamW peak 2e-3) but 800 steps, not 1600: the
-keypoint head (eight 3x3 convs, then 56x56 maps) makes a step about twice as slow (1.0 step/s on the quiet
-2-core CPU, against ~2 for Mask R-CNN's quick step under load), and 800 steps keep the run within ~15 min.
-Measured 2026-11-30 (quiet, load ~2, 10 min 57 s): it does NOT learn keypoints yet — val keypoint AP 0.000,
-the keypoint cross-entropy over the 56x56 = 3136 positions only 7.2 -> 6.9 (ln 3136 = 8.05) while the box
-losses fall as in Mask R-CNN. The corners of 5-25 px objects are a few pixels apart, visible keypoints are
-few per object, and 800 steps from scratch are far too short (the box branch alone needs ~1000, see
-experiments/maskrcnn_dense_shapes.py). Open: a longer schedule, a keypoint loss weight, or larger scenes
-(`dense_shapes/medium_128`).
+Quick mode: Mask R-CNN's quick settings (anchors, counts, AdamW peak 2e-3), 8 RoI slots per image for the
+keypoint head (its eight 3x3 convs cost per slot; a 64 px scene has ~2 squares/triangles), 800 steps
+(~6 min at 2.3 steps/s on the quiet 2-core CPU).
 
-Arguments (`:quick,steps=800`): quick, steps, depth, lr, as in experiments/maskrcnn_dense_shapes.py.
+Measured 2026-11-30 (quiet 2-core CPU, load ~1.5-2.5, 18 min each), 2400 steps (`:quick,steps=2400`):
+  plain head (torchvision's):  val keypoint AP 0.0005 / AP50 0.0021; keypoint CE 6.74 -> 6.23 (mean of the
+                               first / last 400 steps)
+  `norm=gn` (GroupNorm):       val keypoint AP 0.0008 / AP50 0.0036; keypoint CE 6.82 -> 6.28
+It does NOT learn keypoints in this budget. The cross-entropy over the 56x56 = 3136 cells (ln 3136 = 8.05)
+only reaches the position prior: a fixed per-slot distribution of the target cell over ground-truth boxes
+scores 6.0 on the training split; the box losses fall as in Mask R-CNN. The corner of a 13 px object sits
+within ~3 cells of P2 (stride 4), and OKS 0.5 needs it within ~1.5 px. Keypoint R-CNN is a slow learner
+even from ImageNet weights (detectron2's COCO schedule is 90k iterations of batch 16); from scratch,
+2400 steps of batch 8 are far too few. The plain head also loses its first conv: after 2400 steps only
+3% of its channels fire on validation RoIs (`python -m experiments.keypoint_head_units --workdir ...`;
+GroupNorm keeps 99%), as Adam's per-weight steps times the FPN's unnormalised RoI features (std ~20-40)
+drive the pre-activations off (dense_jax/models/heads/keypoint.py). The same model memorises a fixed
+batch (`python -m experiments.maskrcnn_overfit --keypoints --images 8 --steps 300`: keypoint AP 0.73 on
+those images at step 200), so the losses, targets and decoding are consistent; what is missing is training.
+
+Arguments (`:quick,steps=800,norm=gn`): quick, steps, depth, lr, as in experiments/maskrcnn_dense_shapes.py;
+norm ('' torchvision's plain keypoint head, 'gn' GroupNorm after each of its convs).
 """
 
 from __future__ import annotations
