@@ -1,5 +1,6 @@
 """COCO 2017 from fake json + images + panoptic PNG: masks, boxes, classes, keypoints, panoptic, semantic."""
 
+import functools
 import json
 import logging
 
@@ -136,6 +137,17 @@ def test_semantic_from_instances(tmp_path, fakes):
 COCO_IDS = (139, 285, 632)   # val2017's first three ids: not the split's positions 1, 2, 3
 
 
+def _validation_batches(data_dir, keys, train=False, batch_size=2):
+  """Every batch of coco2017_instances' validation split in `data_dir`, evaluated (or trained) at 12 x 12."""
+  it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=batch_size, seed=0,
+                                train=train, image_size=(12, 12), data_dir=str(data_dir), keys=keys,
+                                process_index=0, process_count=1, num_threads=1, num_epochs=1)
+  try:
+    return list(it)
+  finally:
+    it.close()
+
+
 def test_image_ids_are_coco_ids_through_the_pipeline(tmp_path, fakes):
   """The loader gives each example its COCO id; the pipeline brings `image_id` along with the instance
   keys (evaluation: in order, padding 0; training: augmentation leaves it alone), not with others."""
@@ -145,14 +157,7 @@ def test_image_ids_are_coco_ids_through_the_pipeline(tmp_path, fakes):
   assert [int(source[i]["image_id"]) for i in range(3)] == list(COCO_IDS)
   assert source[0]["num_instances"] == 2 and source[1]["num_instances"] == 1   # the annotations follow the ids
 
-  def batches(keys, train=False, batch_size=2):
-    it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=batch_size, seed=0,
-                                  train=train, image_size=(12, 12), data_dir=str(tmp_path), keys=keys,
-                                  process_index=0, process_count=1, num_threads=1, num_epochs=1)
-    try:
-      return list(it)
-    finally:
-      it.close()
+  batches = functools.partial(_validation_batches, tmp_path)
 
   first, last = batches(("image", "masks", "boxes", "classes"))
   assert first["image_id"].dtype == np.int32 and first["image_id"].shape == (2,)
@@ -175,14 +180,7 @@ def test_evaluation_batches_carry_the_original_size(tmp_path, fakes):
   (tmp_path / "annotations" / "panoptic_val2017.json").unlink()
   source = sources.get_source("coco2017_instances", "validation", data_dir=str(tmp_path))
 
-  def batches(keys, train=False, batch_size=2):
-    it = data_lib.create_iterator("coco2017_instances", "validation", global_batch_size=batch_size, seed=0,
-                                  train=train, image_size=(12, 12), data_dir=str(tmp_path), keys=keys,
-                                  process_index=0, process_count=1, num_threads=1, num_epochs=1)
-    try:
-      return list(it)
-    finally:
-      it.close()
+  batches = functools.partial(_validation_batches, tmp_path)
 
   first, last = batches(("image", "masks", "boxes", "classes"))
   assert first["image"].shape == (2, 12, 12, 3)   # f = min(12 / 16, 12 / 20) = 0.6 -> 10 x 12, padded
