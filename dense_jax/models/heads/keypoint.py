@@ -20,9 +20,8 @@ only the position prior; GroupNorm re-scales each conv's output, so no unit is d
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
