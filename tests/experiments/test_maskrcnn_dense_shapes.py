@@ -16,6 +16,7 @@ from experiments import keypointrcnn_dense_shapes, maskrcnn_dense_shapes
     (keypointrcnn_dense_shapes, "quick", "keypoints"),
     (keypointrcnn_dense_shapes, "", "keypoints"),
     (keypointrcnn_dense_shapes, "quick,norm=gn", "keypoints"),
+    (keypointrcnn_dense_shapes, "slots=16", "keypoints"),
 ])
 def test_configs_build_model_and_tasks(experiment, arg, task):
   config = config_lib.resolve(experiment.get_config(arg))
@@ -29,6 +30,8 @@ def test_configs_build_model_and_tasks(experiment, arg, task):
     assert outputs[task]["keypoints"].shape[2] == info.num_keypoints == len(tasks[task].oks_sigmas)
     assert model.num_classes == 2 and tuple(model.object_classes) == info.keypoint_classes == (5, 6)
     assert model.keypoint_head_norm == ("gn" if "norm=gn" in arg else "")
+    # keypoint-head slots per image: quick 8, full every positive (0) unless slots= sets them
+    assert model.num_sampled_masks == (8 if "quick" in arg else 16 if "slots=16" in arg else 0)
   if "steps=50" in arg:
     assert config.total_steps == 50 and config.optimizer.learning_rate == 0.003 and "101" in config.model.name
 
