@@ -373,15 +373,8 @@ class CocoAccumulator:
     if out["example"].shape != (b,):
       raise ValueError(f"batch['batch_mask']: expected shape ({b},), got {out['example'].shape}")
     if "original_size" in batch:
-      what = "(B, 2) (h, w) source image sizes"
-      original = _host(batch["original_size"], "batch['original_size']", (b,), 2, what)
-      if original.shape[1] != 2 or not np.issubdtype(original.dtype, np.integer):
-        raise ValueError(f"batch['original_size']: expected {what} of ints, got shape {original.shape} "
-                         f"dtype {original.dtype}")
-      if np.any(original[out["example"]] < 1):
-        raise ValueError(f"batch['original_size']: expected sizes >= 1 for the real examples, got "
-                         f"{original[out['example']].tolist()}")
-      out["original_size"] = original.astype(np.int64)
+      from dense_jax.data.augment import check_original_sizes  # pylint: disable=g-import-not-at-top
+      out["original_size"] = check_original_sizes(batch["original_size"], out["example"])
     return out
 
   def _new_image_ids(self, image_ids, example: np.ndarray) -> list[int]:

@@ -190,13 +190,8 @@ class PanopticTask(Task):
         image_ids = predictions.get("image_id")
         sizes = predictions.get("original_size")
         if sizes is not None:
-          sizes = np.asarray(sizes)
-          if sizes.shape != (real.shape[0], 2):
-            raise ValueError(f"batch['original_size']: expected shape ({real.shape[0]}, 2) (h, w per "
-                             f"example), got {sizes.shape}")
-          if np.any(sizes[real.astype(bool)] < 1):
-            raise ValueError(f"batch['original_size']: expected sizes >= 1 for the real examples, got "
-                             f"{sizes[real.astype(bool)].tolist()}")
+          from dense_jax.data.augment import check_original_sizes  # pylint: disable=g-import-not-at-top
+          sizes = check_original_sizes(sizes, real)
         for i in np.flatnonzero(real):
           buffer = io.BytesIO()
           Image.fromarray(panoptic_format.id_to_rgb(prediction[i, ..., 0])).save(buffer, format="PNG")
