@@ -72,8 +72,6 @@ def proposal_recall(proposals, valid, batch, threshold: float) -> float:
 
 def evaluate(model, variables, batch, info) -> dict:
   out = build_lib.apply_model(model, variables, batch["image"], train=False)[model.task]
-  truth = jax.device_get(batch)
-  one = info.thing_classes[0]
   if model.task == "keypoints":   # one class, the keypoint classes' instances: box and keypoint (OKS) AP
     task = KeypointsTask(info=info)
     acc = CocoAccumulator((1,), iou_types=("box", "keypoint"), oks_sigmas=info.oks_sigmas)
@@ -85,9 +83,11 @@ def evaluate(model, variables, batch, info) -> dict:
     acc = CocoAccumulator(info.thing_classes, iou_types=("box", "mask"))
     det = {k: np.asarray(out[k]) for k in ("boxes", "scores", "labels", "valid", "masks")}
     det["valid"] = det["valid"] & np.isin(det["labels"], info.thing_classes)
+    truth = jax.device_get(batch)
     acc.add(det, truth)
     metrics = acc.compute()
     # Class-agnostic box AP50 (every class id -> the first thing class): localisation without classification.
+    one = info.thing_classes[0]
     agnostic = CocoAccumulator((one,), iou_types=("box",))
     agnostic.add({**det, "labels": np.full_like(det["labels"], one)},
                  {**truth, "classes": np.where(truth["classes"] > 0, one, 0)})
