@@ -92,3 +92,37 @@ def primary_output(outputs, name: str | None = None):
   if name is not None:
     return outputs[name]
   return outputs["semantic"] if "semantic" in outputs else next(iter(outputs.values()))
+
+
+def init_variables(model, rng: jax.Array, image_size: tuple[int, int]) -> dict:
+  """`model.init` at `(1, H, W, 3)` with `rng` for the weights and dropout (random initialisation)."""
+  return model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *image_size, 3)), train=False)
+
+
+def plan_init(config, model, image_size: tuple[int, int]):
+  """The `config.init` placement for `model` (`dense_jax.convert.init_from.Plan`), or None when the
+  config has no `init.path`; reads the file, computes no weights (ValueError for bad input)."""
+  from dense_jax.convert import init_from  # pylint: disable=g-import-not-at-top
+  init = config.get("init")
+  if not init_from.is_set(init):
+    return None
+  abstract = jax.eval_shape(functools.partial(init_variables, model, image_size=image_size),
+                            jax.random.PRNGKey(0))
+  return init_from.place(abstract, init_from.read_source(init), init)
+
+
+def initial_variables(config, rng: jax.Array) -> tuple[dict, dict | None]:
+  """`(variables, report)`: the model of `config` initialised from `rng`, with `config.init` applied.
+
+  `report` is what the trainer writes to `init_report.json` (`dense_jax.convert.init_from.report_dict`:
+  counts, loaded arrays, arrays left at init with the reason, unused file arrays), or None when the
+  config has no `init.path` (a random initialisation). The trainer, `evaluate`, colabs and tools start
+  a model here; the trainer draws `rng` as the first half of `split(PRNGKey(config.seed))`.
+  """
+  from dense_jax.convert import init_from  # pylint: disable=g-import-not-at-top
+  model, _, image_size = build_model(config)
+  plan = plan_init(config, model, image_size)
+  variables = init_variables(model, rng, image_size)
+  if plan is None:
+    return variables, None
+  return init_from.apply(variables, plan), init_from.report_dict(plan)

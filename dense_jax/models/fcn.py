@@ -181,6 +181,7 @@ class FCNResNet(nn.Module):
   output_stride: int = 8
   aux_classifier: bool = False
   frozen_bn: bool = False
+  head_dropout_rate: float = 0.1   # torchvision's FCNHead dropout; 0 = none (e.g. to compare a step)
   dtype: Dtype = jnp.float32
   input_norm: str = "imagenet"   # see dense_jax.models.inputs
 
@@ -193,10 +194,10 @@ class FCNResNet(nn.Module):
                    name="backbone")(x, train)
     out = {}
     if self.aux_classifier:
-      aux = FCNHead(self.num_classes, frozen_bn=self.frozen_bn, dtype=self.dtype, name="aux_classifier")(
+      aux = FCNHead(self.num_classes, self.head_dropout_rate, self.frozen_bn, self.dtype, name="aux_classifier")(
           feats["layer3"], train)
       out["semantic_aux"] = _resize_to(aux, size)
-    y = FCNHead(self.num_classes, frozen_bn=self.frozen_bn, dtype=self.dtype, name="classifier")(
+    y = FCNHead(self.num_classes, self.head_dropout_rate, self.frozen_bn, self.dtype, name="classifier")(
         feats["layer4"], train)
     return {"semantic": _resize_to(y, size), **out}
 

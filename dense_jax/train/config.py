@@ -13,7 +13,8 @@ Required (an experiment file must set them):
 Optional (defaults in OPTIONAL_DEFAULTS): keep_checkpoints, async_checkpoints, eval_batch_size,
 eval_max_batches, sharding.{params, spatial}, compute_dtype, num_figures, tensorboard, stop_at_step,
 num_devices, cpu_devices, experiment (a free block the trainer ignores, for experiment-specific values),
-tasks (`{name: {"weight": w, ...}}`, default one semantic task; see dense_jax.tasks.build).
+tasks (`{name: {"weight": w, ...}}`, default one semantic task; see dense_jax.tasks.build), init (start
+from a torchvision file or another run; `path=None` = random; see dense_jax.convert.init_from).
 
 `resolve(config)` returns a copy with the defaults filled in, or raises ValueError naming every unknown
 key — before anything is built or compiled, so a typo never costs a compile or a silent default.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from dense_jax.convert import init_from
 from dense_jax.train import optimizers
 
 REQUIRED = ("seed", "total_steps", "batch_size", "mesh_shape", "log_every", "eval_every",
@@ -56,6 +58,7 @@ OPTIONAL_DEFAULTS = dict(
     cpu_devices=None,        # split a CPU-only host into n JAX devices (data parallelism over cores)
     experiment={},           # free-form, ignored by the trainer
     tasks=dict(semantic=dict(weight=1.0)),   # {task name: {weight, <task arguments>}}, see dense_jax.tasks
+    init=dict(path=None, source="auto", include=None, exclude=None, strict=False),  # dense_jax.convert.init_from
 )
 
 
@@ -91,11 +94,13 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for key, default in OPTIONAL_DEFAULTS.items():
       if key not in config:
         config[key] = default
-      elif key == "sharding":
-        _unknown(config.sharding, default, "config.sharding")
+      elif key in ("sharding", "init"):
+        if config[key] is None:
+          config[key] = default
+        _unknown(config[key], default, f"config.{key}")
         for sub, value in default.items():
-          if sub not in config.sharding:
-            config.sharding[sub] = value
+          if sub not in config[key]:
+            config[key][sub] = value
     _unknown(config.dataset, DATASET_DEFAULTS, "config.dataset")
     for key, default in DATASET_DEFAULTS.items():
       if key not in config.dataset:
@@ -121,6 +126,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.cpu_devices is not None and not (isinstance(config.cpu_devices, int) and config.cpu_devices >= 1):
     raise ValueError(f"config.cpu_devices: expected None or an int >= 1, got {config.cpu_devices!r}")
   optimizers.check_optimizer_config(config.optimizer)
+  init_from.check_init_config(config.init)
   return config
 
 

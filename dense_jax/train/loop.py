@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from dense_jax import evaluation
 from dense_jax import tasks as tasks_lib
 from dense_jax import viz
+from dense_jax.convert import init_from
 from dense_jax.models import build as build_lib
 from dense_jax.tasks import build as task_build
 from dense_jax.train import checkpoint as checkpoint_lib
@@ -168,6 +169,7 @@ class _Setup:
   rules: tuple
   train_input: ShardedInput
   make_eval_input: Any           # () -> ShardedInput over the evaluation split
+  init_plan: Any = None          # dense_jax.convert.init_from.Plan for a fresh run with config.init
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
@@ -180,13 +182,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   for a diverged run. A workdir holding a run of another config is refused (ConfigError) unless
   `restart`, which sets that run aside first (see dense_jax.train.workdir).
   """
+  from dense_jax.tools import restore as restore_lib  # pylint: disable=g-import-not-at-top
   from dense_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
   workdir = pathlib.Path(workdir).absolute()
   try:
     # Before anything in the workdir is written: is it this run's (or a new) directory?
     set_aside = workdir_lib.check_workdir(workdir, config_lib.resolve(config), restart=restart)
-    setup = _prepare(config)
+    setup = _prepare(config, fresh=set_aside or restore_lib.latest_step(workdir) is None)
   except (ValueError, FileNotFoundError) as e:   # FileNotFoundError: a dataset's files are missing
     raise ConfigError(str(e)) from e
   try:
@@ -197,8 +200,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     setup.train_input.close()
 
 
-def _prepare(config) -> _Setup:
-  """Validates the config and builds everything that needs no compilation (raises ValueError)."""
+def _prepare(config, fresh: bool = True) -> _Setup:
+  """Validates the config and builds everything that needs no compilation (raises ValueError); for a
+  `fresh` run (no checkpoint to resume) also reads `config.init` and plans what loads."""
   # pylint: disable=g-import-not-at-top
   from dense_jax import data as data_lib
 
@@ -242,11 +246,22 @@ def _prepare(config) -> _Setup:
     make_eval_input().close()
     # Last, as it traces the model (nothing is compiled): every task has its model output.
     task_build.check_outputs(tasks, build_lib.output_shapes(model, image_size), config.model.name)
+    init_plan = build_lib.plan_init(config, model, image_size) if fresh else None
   except Exception:
     train_input.close()
     raise
   return _Setup(config, info, image_size, mesh, spatial, model, tasks, tx, schedule, rules, train_input,
-                make_eval_input)
+                make_eval_input, init_plan)
+
+
+def _apply_init(state: TrainState, plan, tx, state_sharding) -> TrainState:
+  """`state` with `config.init`'s arrays in its params and batch stats (placed in their shardings) and
+  the optimizer state initialised for them."""
+  variables = init_from.apply({"params": state.params, "batch_stats": state.batch_stats}, plan)
+  variables = jax.device_put(variables, {"params": state_sharding.params,
+                                         "batch_stats": state_sharding.batch_stats})
+  opt_state = jax.jit(tx.init, out_shardings=state_sharding.opt_state)(variables["params"])
+  return state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
 
 
 def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, Any]:
@@ -278,12 +293,18 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
     abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                     abstract, state_sharding)
     restored = checkpointer.restore_latest(abstract_sharded)
+    init_plan = None
     if restored is not None:
       start_step, state, data_states = restored
       train_input.set_state(data_states)
     else:
       start_step = 0
       state = jax.jit(init_fn, out_shardings=state_sharding)(rng, sample)
+      init_plan = setup.init_plan or build_lib.plan_init(config, model, image_size)
+      if init_plan is not None:
+        state = _apply_init(state, init_plan, tx, state_sharding)
+        if is_main:
+          init_from.write_report(workdir, init_plan)
     last_step = min(config.total_steps, config.stop_at_step or config.total_steps)
 
     reporter = reporting.Reporter(workdir, enabled=is_main, total_steps=config.total_steps,
@@ -295,6 +316,8 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
         f"{jax.process_count()} process(es)); writing to {workdir}")
     if restored is not None:
       reporter.message(f"Resuming from step {start_step} ({checkpointer.directory / str(start_step)}).")
+    elif init_plan is not None:
+      reporter.message(init_from.summary_line(init_plan))
     if start_step < min(config.total_steps, config.stop_at_step or config.total_steps):
       reporter.message("Compiling the train step (the first step takes a while)...")
 

@@ -46,7 +46,8 @@ FREE_KEYS = (
 
 # What a run (the trainer, `python -m dense_jax.evaluate`) writes into its workdir: what `--restart`
 # sets aside. Other files (a sweep launcher's record and log) stay where they are.
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "checkpoints_corrupt", "figures", "tensorboard")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "checkpoints_corrupt", "figures", "tensorboard",
+             "init_report.json")
 RUN_FILE_PATTERNS = ("eval_*.json", "eval_*.png")
 
 
