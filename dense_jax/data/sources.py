@@ -39,6 +39,8 @@ pipeline calls it when asked for a subset of keys (optional: others are filtered
 
 Sources are registered by name (e.g. 'dense_shapes/small_64', 'voc2012'): a factory
 `factory(split, data_dir) -> source` plus a `DatasetInfo` describing classes and available keys.
+Names 'tfds:<name>[:<version>]' are looked up in `dense_jax.data.tfds_catalog` instead (prepared TFDS
+catalog datasets read with `tfds.data_source`; `tfds_catalog.available()` lists the mapped ones).
 """
 
 from __future__ import annotations
@@ -98,7 +100,11 @@ def available() -> list[str]:
 
 def _entry(name: str) -> _Entry:
   if name not in _REGISTRY:
-    raise ValueError(f"dataset: expected one of {available()}, got {name!r}")
+    if isinstance(name, str) and name.startswith("tfds:"):   # TFDS catalog datasets, looked up by name
+      from dense_jax.data import tfds_catalog  # pylint: disable=g-import-not-at-top
+      return _Entry(*tfds_catalog.entry_factory(name))
+    raise ValueError(f"dataset: expected one of {available()}, got {name!r} (or a TFDS catalog dataset "
+                     f"'tfds:<name>[:<version>]', see dense_jax.data.tfds_catalog)")
   return _REGISTRY[name]
 
 
