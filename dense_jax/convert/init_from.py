@@ -38,7 +38,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from etils import epath
+from dense_jax import paths
 from dense_jax.convert import torchvision_files
 
 INIT_KEYS = ("path", "source", "include", "exclude", "strict")
@@ -163,7 +163,7 @@ def read_source(init) -> Source:
   """The arrays `config.init` points at (InitError for a missing, unreadable or unknown file)."""
   check_init_config(init)
   cfg = _cfg(init)
-  path = epath.Path(cfg["path"])
+  path = paths.as_path(cfg["path"])
   try:
     exists = path.exists()
   except Exception as e:  # pylint: disable=broad-except  # e.g. gs:// without credentials
@@ -312,4 +312,4 @@ def report_dict(plan: Plan) -> dict[str, Any]:
 
 
 def write_report(workdir, plan: Plan) -> None:
-  (epath.Path(workdir) / REPORT_FILE).write_text(json.dumps(report_dict(plan), indent=1) + "\n")
+  (paths.as_path(workdir) / REPORT_FILE).write_text(json.dumps(report_dict(plan), indent=1) + "\n")

@@ -42,9 +42,11 @@ def build_model(config):
 
 
 def init_variables(config, model, image_size) -> dict:
-  """The model's initial variables, drawn as the trainer draws them (from `config.seed`)."""
-  rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
-  return model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *image_size, 3)), train=False)
+  """The run's initial variables as the trainer made them: drawn from `config.seed`, with `config.init`
+  applied (`dense_jax.models.build.initial_variables`; `model` and `image_size` are `config`'s)."""
+  from dense_jax.models import build  # pylint: disable=g-import-not-at-top
+  del model, image_size   # rebuilt from config, as the trainer does
+  return build.initial_variables(config, jax.random.split(jax.random.PRNGKey(config.seed))[0])[0]
 
 
 def abstract_train_state(config, model, image_size):

@@ -25,5 +25,5 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
   client.execute()
 
 
-def test_there_are_five_colabs():
-  assert [p.stem[:2] for p in COLABS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_colabs():
+  assert [p.stem[:2] for p in COLABS] == ["01", "02", "03", "04", "05", "06"]
