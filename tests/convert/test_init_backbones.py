@@ -92,3 +92,29 @@ def test_frozen_buffers_receive_the_bn_affine_terms(resnet50_file):
   out = init_from.apply(concrete, plan)
   assert (out["batch_stats"]["backbone"]["body"]["bn1"]["scale"] ==
           resnet50_file.parts[0]["bn1/scale"]).all()
+
+
+@pytest.mark.torch
+def test_torchvision_coco_mask_rcnn_file_into_the_coco_recipe(tmp_path):
+  """torchvision's 91-output COCO heads against our 81 classes: everything else loads, those stay."""
+  torch = pytest.importorskip("torch")
+  tv = pytest.importorskip("torchvision")
+  from experiments import pretrained_recipes
+  path = tmp_path / "maskrcnn_coco.pth"
+  torch.save(tv.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                       num_classes=91).state_dict(), path)
+  config = pretrained_recipes.get_config("maskrcnn")
+  config.dataset.image_size = 128
+  config.init.path = str(path)
+  model, _, size = build.build_model(config)
+  plan = build.plan_init(config, model, size)
+  assert plan.prefixes == [""]
+  assert plan.left_at_init == {
+      "box_predictor/cls_score/kernel": "shape (1024, 91) in file vs (1024, 81) here",
+      "box_predictor/cls_score/bias": "shape (91,) in file vs (81,) here",
+      "box_predictor/bbox_pred/kernel": "shape (1024, 364) in file vs (1024, 324) here",
+      "box_predictor/bbox_pred/bias": "shape (364,) in file vs (324,) here",
+      "mask_predictor/mask_fcn_logits/kernel": "shape (1, 1, 256, 91) in file vs (1, 1, 256, 81) here",
+      "mask_predictor/mask_fcn_logits/bias": "shape (91,) in file vs (81,) here"}
+  assert plan.loaded["backbone/body/layer1_0/bn1/scale"][0] == "batch_stats"   # FrozenBatchNorm buffers
+  assert len(plan.unused) == 6
