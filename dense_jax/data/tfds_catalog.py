@@ -99,7 +99,9 @@ class NotPreparedError(DataFileError):
 
 
 # ------------------------------------------------------------------------------------------------
-# Feature mappings: `mapping(features)(record, keys) -> example` (record: tfds.data_source's numpy dict).
+# Feature mappings: `mapping(record, keys) -> example` (record: tfds.data_source's numpy dict; keys: the
+# keys wanted, the others may be skipped), or a class `mapping(features)` giving one (module-level, so a
+# source pickles for grain's worker processes).
 # ------------------------------------------------------------------------------------------------
 def instances_from_ids(ids: np.ndarray, segments: list[tuple[int, int]], max_instances: int,
                        what: str) -> dict[str, np.ndarray]:
@@ -167,44 +169,36 @@ class _CocoPanoptic:
     return out
 
 
-def _scene_parse150(features):
-  del features
-
-  def mapping(record, keys):
-    annotation = np.asarray(record["annotation"])
-    category, instance = annotation[..., 0], annotation[..., 1]
-    out = {"image": np.asarray(record["image"], np.uint8), "semantic": _ADE_TABLE[category]}
-    if keys & set(_INSTANCE_KEYS):
-      present, first = np.unique(instance.ravel(), return_index=True)   # the devkit's class: first pixel's R
-      classes = _ADE_TABLE[category.ravel()[first]]
-      present, classes = present[present > 0], classes[present > 0]
-      out.update(instances_from_ids(instance, [(int(g), int(c)) for g, c in zip(present, classes) if c != 255],
-                                    MAX_INSTANCES, "tfds:scene_parse150"))
-    return out
-  return mapping
+def _scene_parse150(record, keys):
+  annotation = np.asarray(record["annotation"])
+  category, instance = annotation[..., 0], annotation[..., 1]
+  out = {"image": np.asarray(record["image"], np.uint8), "semantic": _ADE_TABLE[category]}
+  if keys & set(_INSTANCE_KEYS):
+    present, first = np.unique(instance.ravel(), return_index=True)   # the devkit's class: first pixel's R
+    classes = _ADE_TABLE[category.ravel()[first]]
+    present, classes = present[present > 0], classes[present > 0]
+    out.update(instances_from_ids(instance, [(int(g), int(c)) for g, c in zip(present, classes) if c != 255],
+                                  MAX_INSTANCES, "tfds:scene_parse150"))
+  return out
 
 
-def _cityscapes(features):
-  del features
-  return lambda record, keys: {"image": np.asarray(record["image_left"], np.uint8),
-                               "semantic": cityscapes.to_train_ids(record["segmentation_label"][..., 0])}
+def _cityscapes(record, keys):
+  del keys
+  return {"image": np.asarray(record["image_left"], np.uint8),
+          "semantic": cityscapes.to_train_ids(record["segmentation_label"][..., 0])}
 
 
-def _nyu_depth_v2(features):
-  del features
-
-  def mapping(record, keys):
-    depth = np.asarray(record["depth"], np.float32)
-    return {"image": np.asarray(record["image"], np.uint8),
-            "depth": np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)}
-  return mapping
+def _nyu_depth_v2(record, keys):
+  del keys
+  depth = np.asarray(record["depth"], np.float32)
+  return {"image": np.asarray(record["image"], np.uint8),
+          "depth": np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)}
 
 
-def _oxford_iiit_pet(features):
-  del features
+def _oxford_iiit_pet(record, keys):
+  del keys
   table = oxford_iiit_pet._TABLE   # pylint: disable=protected-access  (the 'oxford_iiit_pet' trimap mapping)
-  return lambda record, keys: {"image": np.asarray(record["image"], np.uint8),
-                               "semantic": table[record["segmentation_mask"][..., 0]]}
+  return {"image": np.asarray(record["image"], np.uint8), "semantic": table[record["segmentation_mask"][..., 0]]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,7 +209,7 @@ class Spec:
   builder: str                     # TFDS name/config, no version
   info: sources.DatasetInfo
   splits: dict                     # our split -> TFDS split
-  mapping: Callable                # mapping(features) -> (record, keys) -> example
+  mapping: Callable                # (record, keys) -> example, or a class: mapping(features) gives one
   prepare_hint: str = ""
 
 
@@ -337,7 +331,7 @@ class TfdsCatalogSource:
     builder = prepared_builder(name, data_dir)
     self._data = tfds.data_source(tfds_name, split=spec.splits[split], data_dir=_data_dir(data_dir),
                                   download=False)
-    self._map = spec.mapping(builder.info.features)
+    self._map = spec.mapping(builder.info.features) if isinstance(spec.mapping, type) else spec.mapping
     self.keys = self.info.keys
 
   def with_keys(self, keys) -> "TfdsCatalogSource":

@@ -2,6 +2,7 @@
 files (tests/data/tfds_fakes.py), the trainer on two of them, and the errors (unknown, unsupported, not
 prepared; the CLI's exit status 2)."""
 
+import pickle
 import types
 
 import numpy as np
@@ -14,6 +15,7 @@ from dense_jax.train import loop
 from tests.data import tfds_fakes
 from tests.train.conftest import read_metrics, tiny_config, write_config_file
 from tests.train.test_cli import run_cli
+from tests.train.test_failures import count_compilations
 
 C = coco.CONTIGUOUS
 
@@ -84,6 +86,7 @@ def test_coco_panoptic_maps_segments_to_semantic_panoptic_and_instances(coco_dir
   assert ex["classes"].dtype == np.int32 and ex["classes"][:3].tolist() == [C[1], C[18], 0]
   # A key subset skips the rest.
   assert set(src.with_keys(("image", "semantic"))[0]) == {"image", "semantic"}
+  np.testing.assert_array_equal(pickle.loads(pickle.dumps(src))[0]["masks"], ex["masks"])
 
 
 def test_coco_labels_are_mapped_by_the_prepared_names_not_the_index():
@@ -126,6 +129,8 @@ def test_oxford_iiit_pet_trimap_mapping(pet_dir):
     assert ex["semantic"][9, 0] == 0 and ex["semantic"][18, 22] == 1 and ex["semantic"][8, 5] == 255
     assert set(np.unique(ex["semantic"]).tolist()) == {0, 1, 255}
   assert data.dataset_info("tfds:oxford_iiit_pet").class_names == ("background", "pet")
+  copy = pickle.loads(pickle.dumps(src))   # grain's worker processes get the source pickled
+  np.testing.assert_array_equal(copy[1]["semantic"], src[1]["semantic"])
   assert len(data.get_source("tfds:oxford_iiit_pet", "train", data_dir=str(pet_dir))) == 8
 
 
@@ -201,6 +206,16 @@ def test_not_prepared_names_the_dataset_the_dir_and_how_to_prepare(tmp_path):
                "--file_format=array_record", "download_and_prepare()"):
     assert part in message, message
   assert not (tmp_path / "oxford_iiit_pet").exists()   # nothing written while looking
+
+
+@pytest.mark.parametrize("name", ["tfds:oxford_iiit_pet", "tfds:mnist"])
+def test_the_trainer_refuses_before_compiling(tmp_path, name):
+  config = tiny_config(**{"dataset.name": name, "dataset.data_dir": str(tmp_path / "empty"),
+                          "dataset.image_size": 32})
+  with count_compilations() as compiled:
+    with pytest.raises(loop.ConfigError, match="tfds build oxford_iiit_pet" if "pet" in name else "not mapped"):
+      loop.train_and_evaluate(config, tmp_path / "run")
+  assert not compiled and not (tmp_path / "run").exists()
 
 
 def test_a_version_not_prepared_is_refused(pet_dir):
