@@ -246,6 +246,9 @@ def _prepare(config, fresh: bool = True) -> _Setup:
     make_eval_input().close()
     # Last, as it traces the model (nothing is compiled): every task has its model output.
     task_build.check_outputs(tasks, build_lib.output_shapes(model, image_size), config.model.name)
+    if optimizers.uses_partitions(config.optimizer):   # freeze / lr_multipliers must name real params
+      optimizers.check_param_patterns(config.optimizer, jax.eval_shape(functools.partial(
+          build_lib.init_variables, model, image_size=image_size), jax.random.PRNGKey(0))["params"])
     init_plan = build_lib.plan_init(config, model, image_size) if fresh else None
   except Exception:
     train_input.close()
