@@ -110,22 +110,15 @@ def _source_kind(path, source: str) -> str:
 
 
 def _read_torchvision(path) -> Source:
-  import torch  # pylint: disable=g-import-not-at-top  # only this reader needs torch
+  from dense_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
   if path.is_dir():
     raise InitError(f"config.init.path: expected a torchvision state-dict file, got the directory {path}")
   try:
     with path.open("rb") as f:
-      obj = torch.load(f, map_location="cpu", weights_only=True)
-  except Exception as e:  # pylint: disable=broad-except  # pickle, zip and torch errors alike
+      state_dict = tv.load_state_dict(f)
+  except Exception as e:  # pylint: disable=broad-except  # pickle, zip, torch and layout errors alike
     raise InitError(f"config.init.path: expected a torch state-dict file readable with "
                     f"torch.load(weights_only=True), got {path} ({type(e).__name__}: {e})") from None
-  for key in ("state_dict", "model"):
-    if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-      obj = obj[key]
-  if not isinstance(obj, Mapping) or not all(hasattr(v, "detach") for v in obj.values()):
-    raise InitError(f"config.init.path: expected a state dict (names -> tensors) in {path}, got "
-                    f"{type(obj).__name__}")
-  state_dict = {k: v.detach().cpu().float().numpy() for k, v in obj.items()}
   try:
     imported = torchvision_files.import_state_dict(state_dict)
   except torchvision_files.UnknownArchitectureError as e:

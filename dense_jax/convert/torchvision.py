@@ -32,7 +32,8 @@ Tree = dict[str, Any]
 
 
 def load_state_dict(path) -> dict[str, np.ndarray]:
-  """`torch.load(path, weights_only=True, map_location='cpu')` as numpy float32 arrays.
+  """`torch.load(path, weights_only=True, map_location='cpu')` as numpy float32 arrays; `path` may also
+  be an open binary file (e.g. `dense_jax.paths.as_path('gs://...').open('rb')`).
 
   Accepts a bare state dict or a checkpoint with a 'state_dict' / 'model' entry.
   """
@@ -41,9 +42,9 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
   for key in ("state_dict", "model"):
     if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
       obj = obj[key]
-  if not isinstance(obj, Mapping):
-    raise ValueError(f"path: expected a state dict (a mapping of names to tensors), got {type(obj)}")
-  return {k: v.detach().cpu().numpy() for k, v in obj.items()}
+  if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    raise ValueError(f"path: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
+  return {k: v.detach().cpu().float().numpy() for k, v in obj.items()}
 
 
 class _Importer:
