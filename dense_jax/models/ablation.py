@@ -45,12 +45,14 @@ Each takes images `(B, H, W, 3)` in [0, 1] (normalised here as `(x - 0.5) / 0.25
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, scaled
+from dense_jax.models._common import batch_norm as _batch_norm
 from dense_jax.models._dense_tasks import check_tasks, finalize, raw_channels
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.dilated import CONTEXT_DILATIONS, ContextModule
@@ -101,9 +103,11 @@ class BasicBlock(nn.Module):
   first_dilation: int = 1
   dilation: int = 1
   dtype: Dtype = jnp.float32
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    batch_norm = functools.partial(_batch_norm, frozen=self.frozen_bn)
     y = conv(self.features, 3, stride=self.stride, padding=self.first_dilation, dilation=self.first_dilation,
              use_bias=False, name="conv1", dtype=self.dtype)(x)
     y = nn.relu(batch_norm(train, name="bn1", dtype=self.dtype)(y))
@@ -122,9 +126,11 @@ class SmallBackbone(nn.Module):
   blocks: Sequence[int] = (1, 1, 1, 1)
   output_stride: int = 32
   dtype: Dtype = jnp.float32
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    batch_norm = functools.partial(_batch_norm, frozen=self.frozen_bn)
     plan = small_plan(len(self.blocks), self.output_stride)
     if len(self.blocks) > len(SMALL_CHANNELS):
       raise ValueError(f"blocks: expected at most {len(SMALL_CHANNELS)} stages, got {tuple(self.blocks)}")
@@ -133,7 +139,8 @@ class SmallBackbone(nn.Module):
     for s, ((stride, first, dilation), n) in enumerate(zip(plan, self.blocks)):
       for i in range(n):
         x = BasicBlock(scaled(SMALL_CHANNELS[s], self.width), stride if i == 0 else 1,
-                       first if i == 0 else dilation, dilation, self.dtype, name=f"stage{s + 1}_{i}")(x, train)
+                       first if i == 0 else dilation, dilation, self.dtype, self.frozen_bn,
+                       name=f"stage{s + 1}_{i}")(x, train)
     return x
 
 
@@ -148,6 +155,7 @@ class StrideAblationNet(nn.Module):
   tasks: Sequence[str] = ("semantic",)
   dtype: Dtype = jnp.float32
   input_norm: str = "centred"   # see dense_jax.models.inputs
+  frozen_bn: bool = False   # backbone BNs use running statistics, never updated (the ResNet's frozen_bn)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -159,9 +167,10 @@ class StrideAblationNet(nn.Module):
     check_image(x, multiple=os_, why=f"output stride {os_}")
     h = x
     if self.backbone == "small":
-      h = SmallBackbone(self.width, tuple(self.blocks), os_, self.dtype, name="backbone")(h, train)
+      h = SmallBackbone(self.width, tuple(self.blocks), os_, self.dtype, self.frozen_bn, name="backbone")(h, train)
     else:
-      h = ResNet(int(self.backbone[6:]), self.width, os_, dtype=self.dtype, name="backbone")(h, train)["layer4"]
+      h = ResNet(int(self.backbone[6:]), self.width, os_, frozen_bn=self.frozen_bn, dtype=self.dtype,
+                 name="backbone")(h, train)["layer4"]
     outputs = {}
     for task in tasks:
       # The semantic head keeps its original names, so semantic-only checkpoints are unchanged.

@@ -45,6 +45,7 @@ class DeconvNet(nn.Module):
   fc_padding: str = "valid"
   dtype: Dtype = jnp.float32
   input_norm: str = "imagenet"   # see dense_jax.models.inputs
+  frozen_bn: bool = False   # every BN (encoder, fc and decoder) uses running statistics, never updated
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -55,9 +56,9 @@ class DeconvNet(nn.Module):
     valid = self.fc_padding == "valid"
     check_image(x, min_size=224 if valid else 32,
                 why="fc6 is a 7x7 'valid' conv on pool5 = input / 32" if valid else "five poolings")
-    bn = lambda name: batch_norm(train, name=name, dtype=self.dtype)
+    bn = lambda name: batch_norm(train, name=name, frozen=self.frozen_bn, dtype=self.dtype)
     feats = VGG16(width=self.width, batch_norm=True, return_indices=True, dtype=self.dtype,
-                  name="encoder")(x, train)
+                  frozen_bn=self.frozen_bn, name="encoder")(x, train)
     pad = 0 if valid else 3
     fc = scaled(self.fc_channels, self.width)
     h = nn.relu(bn("fc6_bn")(conv(fc, 7, padding=pad, name="fc6", dtype=self.dtype)(feats["pool5"])))

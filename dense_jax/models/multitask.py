@@ -59,10 +59,12 @@ class Trunk(nn.Module):
   batch_norm: bool = False
   depths: Sequence[str] = DEPTHS
   dtype: Dtype = jnp.float32
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    feats = VGG16(width=self.width, batch_norm=self.batch_norm, dtype=self.dtype, name="vgg")(x, train)
+    feats = VGG16(width=self.width, batch_norm=self.batch_norm, dtype=self.dtype, frozen_bn=self.frozen_bn,
+                  name="vgg")(x, train)
     return tuple(feats[d] for d in self.depths)
 
 
@@ -72,11 +74,13 @@ class TaskHead(nn.Module):
   channels: int
   out_size: tuple[int, int]
   dtype: Dtype = jnp.float32
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, pyramid, train: bool = False):
     num_depths = len(pyramid[0])
-    norms = [batch_norm(train, name=f"skip{d}_bn", dtype=self.dtype) for d in range(num_depths)]
+    norms = [batch_norm(train, name=f"skip{d}_bn", frozen=self.frozen_bn, dtype=self.dtype)
+             for d in range(num_depths)]
     convs = [conv(self.channels, 1, name=f"skip{d}_conv", dtype=self.dtype) for d in range(num_depths)]
     levels = []
     for feats in pyramid:
@@ -109,6 +113,8 @@ class MultiTask(nn.Module):
     remat: rematerialise the trunk and the heads (False only to measure what it saves).
     gray_input: feed the grey image (None: iff colorization is a task).
     input_norm: how the [0, 1] (possibly grey) images are normalised first (dense_jax.models.inputs).
+    frozen_bn: every batch norm (trunk and skip layers) uses its running statistics, even in training,
+      and never updates them (`_common.batch_norm(train, frozen=True)`).
   """
   tasks: Sequence[str] = ("semantic", "depth", "normals")
   num_classes: int = 21
@@ -121,6 +127,7 @@ class MultiTask(nn.Module):
   gray_input: bool | None = None
   input_norm: str = "imagenet"   # a VGG16 trunk (torchvision weights); see dense_jax.models.inputs
   dtype: Dtype = jnp.float32
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, images, *, train: bool = False):
@@ -147,7 +154,8 @@ class MultiTask(nn.Module):
     x = normalise_images(x, self.input_norm).astype(self.dtype)
 
     trunk_cls = nn.remat(Trunk, static_argnums=(2,)) if self.remat else Trunk
-    trunk = trunk_cls(self.width, self.trunk_batch_norm, tuple(self.depths), self.dtype, name="trunk")
+    trunk = trunk_cls(self.width, self.trunk_batch_norm, tuple(self.depths), self.dtype, self.frozen_bn,
+                      name="trunk")
     pyramid = tuple(trunk(x if size == (h, w) else resize_bilinear(x, size), train) for size in sizes)
 
     head_cls = nn.remat(TaskHead, static_argnums=(2,)) if self.remat else TaskHead
@@ -156,7 +164,7 @@ class MultiTask(nn.Module):
     for t in tasks:   # one head after another; under remat each keeps only its output for backward
       out_size = (h // 4, w // 4) if t == "colorization" else (h, w)
       channels = raw_channels(t, num_classes=self.num_classes, num_bins=q)
-      y = head_cls(channels, out_size, self.dtype, name=f"{t}_head")(pyramid, train)
+      y = head_cls(channels, out_size, self.dtype, self.frozen_bn, name=f"{t}_head")(pyramid, train)
       outputs[t] = finalize(t, y)
     return outputs
 

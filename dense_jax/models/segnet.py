@@ -39,6 +39,7 @@ class SegNet(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   input_norm: str = "imagenet"   # see dense_jax.models.inputs
+  frozen_bn: bool = False   # every BN (encoder and decoder) uses running statistics, never updated
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -46,7 +47,7 @@ class SegNet(nn.Module):
     x = normalise_images(x, self.input_norm)
     check_image(x, min_size=32, why="SegNet pools 5 times")
     feats = VGG16(width=self.width, batch_norm=True, return_indices=True, dtype=self.dtype,
-                  name="encoder")(x, train)
+                  frozen_bn=self.frozen_bn, name="encoder")(x, train)
     h = feats["pool5"]
     for b, channels in SEGNET_DECODER:
       h = max_unpool(h, feats[f"indices{b}"], 2, 2, output_size=feats[f"conv{b}"].shape[1:3])
@@ -56,7 +57,7 @@ class SegNet(nn.Module):
         if c is None:
           return {"semantic": conv(self.num_classes, 3, padding=1, name=name, dtype=self.dtype)(h)}
         h = conv(scaled(c, self.width), 3, padding=1, name=name, dtype=self.dtype)(h)
-        h = nn.relu(batch_norm(train, name=name + "_bn", dtype=self.dtype)(h))
+        h = nn.relu(batch_norm(train, name=name + "_bn", frozen=self.frozen_bn, dtype=self.dtype)(h))
     raise AssertionError("unreachable: the decoder ends with the classifier")
 
 

@@ -16,6 +16,8 @@ Options used by the zoo:
   pad-100 geometry assumes); done by padding the bottom/right with -inf when H is odd.
 - `return_indices`: also return each pooling's argmax (flat `h·W + w` per (n, c) plane,
   `dense_jax.ops.max_pool_with_argmax`) for SegNet / DeconvNet unpooling.
+- `frozen_bn` (with `batch_norm=True`): normalise with the running statistics even in training and
+  never update them (`_common.batch_norm(train, frozen=...)`, as the ResNet's `frozen_bn`).
 
 Returns a dict: `conv{b}` (block b's last ReLU output, before pooling), `pool{b}` (after pooling,
 or the same map as `conv{b}` when that pooling is removed), and `indices{b}` when asked.
@@ -44,6 +46,7 @@ class VGG16(nn.Module):
   ceil_mode: bool = False
   return_indices: bool = False
   dtype: Dtype = jnp.float32
+  frozen_bn: bool = False
 
   @property
   def output_dilation(self) -> int:
@@ -70,7 +73,7 @@ class VGG16(nn.Module):
         x = conv(scaled(channels, self.width), 3, padding=self.first_padding if first else dilation,
                  dilation=dilation, name=f"conv{b}_{i}", dtype=self.dtype)(x)
         if self.batch_norm:
-          x = batch_norm(train, name=f"bn{b}_{i}", dtype=self.dtype)(x)
+          x = batch_norm(train, name=f"bn{b}_{i}", frozen=self.frozen_bn, dtype=self.dtype)(x)
         x = nn.relu(x)
       feats[f"conv{b}"] = x
       if not self.pools[b - 1]:
