@@ -321,6 +321,8 @@ def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, A
       reporter.message(f"Resuming from step {start_step} ({checkpointer.directory / str(start_step)}).")
     elif init_plan is not None:
       reporter.message(init_from.summary_line(init_plan))
+    if optimizers.uses_partitions(config.optimizer):
+      reporter.message(optimizers.partition_summary(config.optimizer, abstract.params))
     if start_step < min(config.total_steps, config.stop_at_step or config.total_steps):
       reporter.message("Compiling the train step (the first step takes a while)...")
 
