@@ -17,6 +17,7 @@ import math
 import pathlib
 import sys
 
+from dense_jax import paths
 from experiments import sweep as sweep_lib
 
 METRICS_FILE = "metrics.jsonl"
@@ -26,7 +27,7 @@ DETAIL_ONLY = ("step", "learning_rate", "grad_norm")
 DETAIL_ONLY_PARTS = ("/iou/", "/fraction")
 
 
-def final_metrics(workdir: pathlib.Path) -> dict[str, float]:
+def final_metrics(workdir: paths.Path) -> dict[str, float]:
   """The last logged value of every numeric key of `metrics.jsonl` (and the step it came from)."""
   path = workdir / METRICS_FILE
   last: dict[str, float] = {}
@@ -45,7 +46,7 @@ def final_metrics(workdir: pathlib.Path) -> dict[str, float]:
   return last
 
 
-def _describe(record: dict, workdir: pathlib.Path) -> dict:
+def _describe(record: dict, workdir: paths.Path) -> dict:
   """Extra columns from the experiment file's optional `describe(config)`."""
   config_path = workdir / CONFIG_FILE
   config_file = record.get("config", "").partition(":")[0]
@@ -59,7 +60,7 @@ def _describe(record: dict, workdir: pathlib.Path) -> dict:
   return dict(module.describe(config))
 
 
-def collect(root: pathlib.Path) -> list[dict]:
+def collect(root: paths.Path) -> list[dict]:
   """One row per run: name, status, swept overrides, described columns, final metrics."""
   rows = []
   for record_path in sorted(root.glob(f"*/{sweep_lib.RUN_RECORD}")):
@@ -92,7 +93,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
   return "\n".join(lines)
 
 
-def plot(rows: list[dict], swept: list[str], metrics: list[str], out_dir: pathlib.Path) -> list[pathlib.Path]:
+def plot(rows: list[dict], swept: list[str], metrics: list[str], out_dir: paths.Path) -> list[paths.Path]:
   """One PNG per (metric, swept parameter): the metric against the parameter, one point per run."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -118,7 +119,8 @@ def plot(rows: list[dict], swept: list[str], metrics: list[str], out_dir: pathli
       ax.grid(alpha=0.3)
       fig.tight_layout()
       path = out_dir / f"{_safe(metric)}_vs_{_safe(param)}.png"
-      fig.savefig(path, dpi=110)
+      with path.open("wb") as f:
+        fig.savefig(f, dpi=110, format="png")
       plt.close(fig)
       paths.append(path)
   return paths
@@ -128,7 +130,7 @@ def _safe(text: str) -> str:
   return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def write_report(root: pathlib.Path) -> dict[str, pathlib.Path]:
+def write_report(root: paths.Path) -> dict[str, paths.Path]:
   rows = collect(root)
   if not rows:
     raise ValueError(f"root: expected a sweep root with runs (*/{sweep_lib.RUN_RECORD}), found none in {root}")
@@ -141,7 +143,7 @@ def write_report(root: pathlib.Path) -> dict[str, pathlib.Path]:
   md_path, csv_path = root / "report.md", root / "report.csv"
   md_path.write_text(f"# Sweep report: {root}\n\n{markdown_table(rows, headline)}\n\n"
                      f"Every column, per-class IoUs included, is in {csv_path.name}.\n")
-  with open(csv_path, "w", newline="") as f:
+  with csv_path.open("w") as f:
     writer = csv.DictWriter(f, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
@@ -151,7 +153,7 @@ def write_report(root: pathlib.Path) -> dict[str, pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("root", type=pathlib.Path)
+  parser.add_argument("root", type=paths.as_path)
   args = parser.parse_args(argv)
   written = write_report(args.root)
   print((args.root / "report.md").read_text())

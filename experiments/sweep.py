@@ -40,6 +40,8 @@ import subprocess
 import sys
 import time
 
+from dense_jax import paths
+
 RUN_RECORD = "sweep_run.json"   # written by the launcher into each run's workdir
 
 
@@ -107,7 +109,7 @@ def collect_runs(spec: str) -> list[Run]:
 # Local execution.
 # ---------------------------------------------------------------------------------------------
 
-def run_status(workdir: pathlib.Path) -> str:
+def run_status(workdir: paths.Path) -> str:
   record = workdir / RUN_RECORD
   if not record.exists():
     return "new" if not workdir.exists() else "unfinished"
@@ -117,13 +119,13 @@ def run_status(workdir: pathlib.Path) -> str:
     return "unfinished"
 
 
-def _write_record(workdir: pathlib.Path, run: Run, status: str, **extra) -> None:
+def _write_record(workdir: paths.Path, run: Run, status: str, **extra) -> None:
   record = {"status": status, "name": run.name, "config": run.config_spec(),
             "overrides": run.overrides, **extra}
   (workdir / RUN_RECORD).write_text(json.dumps(record, indent=1, default=str))
 
 
-def run_locally(run: Run, root: pathlib.Path, python: str = sys.executable, quiet: bool = True) -> str:
+def run_locally(run: Run, root: paths.Path, python: str = sys.executable, quiet: bool = True) -> str:
   """Trains one run (resuming if its workdir has checkpoints); returns its final status."""
   workdir = root / run.name
   if run_status(workdir) == "done":
@@ -134,9 +136,15 @@ def run_locally(run: Run, root: pathlib.Path, python: str = sys.executable, quie
   _write_record(workdir, run, "running", command=shlex.join(command))
   print(f"[sweep] {run.name}: {shlex.join(command)}", flush=True)
   start = time.time()
-  with open(workdir / "sweep_log.txt", "ab") as log:
-    out = log if quiet else None
-    result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT if quiet else None)
+  if paths.is_remote(workdir):   # object stores have no append: the run's output goes up at its end
+    result = subprocess.run(command, stdout=subprocess.PIPE if quiet else None,
+                            stderr=subprocess.STDOUT if quiet else None)
+    if quiet:
+      (workdir / "sweep_log.txt").write_bytes(result.stdout)
+  else:
+    with (workdir / "sweep_log.txt").open("ab") as log:
+      out = log if quiet else None
+      result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT if quiet else None)
   status = "done" if result.returncode == 0 else "failed"
   _write_record(workdir, run, status, command=shlex.join(command), returncode=result.returncode,
                 seconds=round(time.time() - start, 1))
@@ -145,7 +153,7 @@ def run_locally(run: Run, root: pathlib.Path, python: str = sys.executable, quie
   return status
 
 
-def run_all_locally(runs: list[Run], root: pathlib.Path, parallel: int = 1, **kwargs) -> dict[str, str]:
+def run_all_locally(runs: list[Run], root: paths.Path, parallel: int = 1, **kwargs) -> dict[str, str]:
   if parallel < 1:
     raise ValueError(f"parallel: expected >= 1, got {parallel}")
   root.mkdir(parents=True, exist_ok=True)
@@ -217,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
   runs = collect_runs(args.experiment)
   if args.list:
     for run in runs:
-      print(f"{run_status(pathlib.Path(args.root) / run.name):>10}  {run.name}")
+      print(f"{run_status(paths.as_path(args.root) / run.name):>10}  {run.name}")
     return 0
   if args.target == "local":
-    statuses = run_all_locally(runs, pathlib.Path(args.root), parallel=args.parallel)
+    statuses = run_all_locally(runs, paths.as_path(args.root), parallel=args.parallel)
     failed = [name for name, status in statuses.items() if status == "failed"]
     print(f"[sweep] {len(runs)} runs: {len(runs) - len(failed)} finished, {len(failed)} failed"
           + (f": {failed}. Re-run the same command to resume them." if failed else ""))

@@ -10,10 +10,12 @@ a display and never touches pyplot's global backend or figure list.
 
 from __future__ import annotations
 
-import pathlib
+import os
 from typing import Sequence
 
 import numpy as np
+
+from dense_jax import paths
 
 
 def normalize_rows(confusion) -> np.ndarray:
@@ -27,8 +29,8 @@ def normalize_rows(confusion) -> np.ndarray:
   return np.divide(c, support, out=np.zeros_like(c), where=support > 0)
 
 
-def plot_confusion_matrix(confusion, path: str | pathlib.Path, *, class_names: Sequence[str] | None = None,
-                          title: str = "", annotate: bool | None = None, dpi: int = 110) -> pathlib.Path:
+def plot_confusion_matrix(confusion, path: str | os.PathLike, *, class_names: Sequence[str] | None = None,
+                          title: str = "", annotate: bool | None = None, dpi: int = 110) -> paths.Path:
   """Saves the row-normalised `confusion` (rows = true class, columns = predicted) as a PNG at `path`.
 
   Args:
@@ -75,7 +77,8 @@ def plot_confusion_matrix(confusion, path: str | pathlib.Path, *, class_names: S
           ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
                   color="white" if value > 0.6 else "black")
   fig.tight_layout()
-  path = pathlib.Path(path)
+  path = paths.as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=dpi)
+  with path.open("wb") as f:
+    fig.savefig(f, dpi=dpi, format=path.suffix[1:] or "png")
   return path

@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import functools
 import json
-import pathlib
+import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dense_jax import paths
+
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 
 
-def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+def load_run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
   """The resolved config a run wrote into its workdir."""
-  path = pathlib.Path(workdir) / CONFIG_FILE
+  path = paths.as_path(workdir) / CONFIG_FILE
   if not path.exists():
     raise ValueError(f"workdir: expected a run directory with {CONFIG_FILE}, got {workdir} (no such file)")
   return ml_collections.ConfigDict(json.loads(path.read_text()))
@@ -63,16 +65,16 @@ def abstract_train_state(config, model, image_size):
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
 
 
-def latest_step(workdir: str | pathlib.Path) -> int | None:
+def latest_step(workdir: str | os.PathLike) -> int | None:
   """The newest finished checkpoint step of a run (orbax only renames a step into place when complete)."""
-  directory = pathlib.Path(workdir) / CHECKPOINTS
+  directory = paths.as_path(workdir) / CHECKPOINTS
   if not directory.is_dir():
     return None
   steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
   return max(steps) if steps else None
 
 
-def restore_variables(config, workdir: str | pathlib.Path, step: int | None = None) -> tuple[int, dict]:
+def restore_variables(config, workdir: str | os.PathLike, step: int | None = None) -> tuple[int, dict]:
   """`(step, {'params': ..., ['batch_stats': ...]})` of the newest (or the given) checkpoint of a run.
 
   Without `step`, a newest checkpoint that fails to read (truncated or damaged files) is skipped with
@@ -85,7 +87,7 @@ def restore_variables(config, workdir: str | pathlib.Path, step: int | None = No
   import orbax.checkpoint as ocp
   from dense_jax.train import checkpoint as checkpoint_lib
   model, _, image_size = build_model(config)
-  directory = (pathlib.Path(workdir) / CHECKPOINTS).absolute()
+  directory = paths.absolute(paths.as_path(workdir) / CHECKPOINTS)
   if step is None:
     steps = sorted((int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()),
                    reverse=True) if directory.is_dir() else []

@@ -26,14 +26,15 @@ rest, e.g. a code change that renamed a layer.)
 from __future__ import annotations
 
 import json
-import pathlib
-import shutil
+import os
 import time
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from dense_jax import paths
 
 
 class CheckpointMismatchError(ValueError):
@@ -61,7 +62,7 @@ def saved_state_structure(step_dir) -> dict[str, tuple[tuple[int, ...], str]]:
   closed here: left open, its background event loop prints a traceback at interpreter exit."""
   handler = ocp.StandardCheckpointHandler()
   try:
-    return state_structure(handler.metadata(pathlib.Path(step_dir) / "state"))
+    return state_structure(handler.metadata(paths.as_path(step_dir) / "state"))
   finally:
     handler.close()
 
@@ -98,9 +99,9 @@ def _allgather_json(obj) -> list:
 class Checkpointer:
   """Saves and restores `(state, iterator position)` pairs under `directory` (see module doc)."""
 
-  def __init__(self, directory: str | pathlib.Path, *, save_every: int, keep: int = 3,
+  def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 3,
                async_save: bool = True):
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = paths.absolute(directory)
     self.corrupt_directory = self.directory.parent / (self.directory.name + "_corrupt")
     self.save_every = max(1, int(save_every))
     options = ocp.CheckpointManagerOptions(
@@ -145,7 +146,7 @@ class Checkpointer:
             f"{reason}); moved to {self.corrupt_directory}, trying the previous one.", flush=True)
       self.corrupt_directory.mkdir(parents=True, exist_ok=True)
       target = self.corrupt_directory / f"{step}_{int(time.time())}"
-      shutil.move(str(self.directory / str(step)), str(target))
+      (self.directory / str(step)).rename(target)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices(f"dense_jax_quarantine_{step}")

@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import json
 import math
-import pathlib
+import os
 import signal
 import threading
 import time
@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from dense_jax import paths
 from dense_jax import evaluation
 from dense_jax import tasks as tasks_lib
 from dense_jax import viz
@@ -172,7 +173,7 @@ class _Setup:
   init_plan: Any = None          # dense_jax.convert.init_from.Plan for a fresh run with config.init
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                        restart: bool = False) -> dict[str, Any]:
   """Trains and evaluates as `config` says, writing into `workdir`; resumes if `workdir` has checkpoints.
 
@@ -185,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   from dense_jax.tools import restore as restore_lib  # pylint: disable=g-import-not-at-top
   from dense_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = paths.absolute(workdir)
   try:
     # Before anything in the workdir is written: is it this run's (or a new) directory?
     set_aside = workdir_lib.check_workdir(workdir, config_lib.resolve(config), restart=restart)
@@ -267,7 +268,7 @@ def _apply_init(state: TrainState, plan, tx, state_sharding) -> TrainState:
   return state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
 
 
-def _run(setup: _Setup, workdir: pathlib.Path, start_time: float) -> dict[str, Any]:
+def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any]:
   """The compiled part of the run (see `train_and_evaluate`)."""
   config, info, image_size, mesh, spatial = (setup.config, setup.info, setup.image_size, setup.mesh,
                                              setup.spatial)

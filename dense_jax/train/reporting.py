@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
+import os
 import sys
 import time
 
 import numpy as np
 
+from dense_jax import paths
 from dense_jax import viz
 
 METRICS_FILE = "metrics.jsonl"
@@ -45,9 +46,10 @@ def _format_duration(seconds: float) -> str:
 class Reporter:
   """Writes the workdir's logs (process 0) and shows progress: tqdm on a terminal, lines otherwise."""
 
-  def __init__(self, workdir: pathlib.Path, *, enabled: bool, total_steps: int, start_step: int,
+  def __init__(self, workdir: str | os.PathLike, *, enabled: bool, total_steps: int, start_step: int,
                tensorboard: bool = True):
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = paths.as_path(workdir)
+    self._lines: list[str] = []   # metrics.jsonl so far, rewritten whole where a filesystem cannot append
     self.enabled = enabled
     self.total_steps = total_steps
     self._pending: dict[int, dict] = {}
@@ -87,6 +89,7 @@ class Reporter:
       if record.get("step", math.inf) <= start_step:
         kept.append(line)
     path.write_text("".join(k + "\n" for k in kept))
+    self._lines = kept
 
   def write(self, step: int, metrics: dict) -> None:
     """Records `metrics` for `step` (merged with other metrics of the same step) and flushes it."""
@@ -95,8 +98,12 @@ class Reporter:
     record = {"step": int(step)}
     record.update({k: (float(v) if isinstance(v, (np.floating, np.integer, float, int)) and not isinstance(v, bool)
                        else v) for k, v in metrics.items()})
-    with open(self.workdir / METRICS_FILE, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self._lines.append(json.dumps(record))
+    if paths.is_remote(self.workdir):   # object stores (gs://, s3://) have no append
+      (self.workdir / METRICS_FILE).write_text("".join(line + "\n" for line in self._lines))
+    else:
+      with (self.workdir / METRICS_FILE).open("a") as f:
+        f.write(self._lines[-1] + "\n")
     if self._tb is not None:
       with self._tb.as_default(step=int(step)):
         for key, value in metrics.items():
@@ -105,13 +112,14 @@ class Reporter:
                                    metadata=self._meta["scalars"])
       self._tb.flush()
 
-  def figure(self, step: int, grid: np.ndarray) -> pathlib.Path | None:
+  def figure(self, step: int, grid: np.ndarray) -> paths.Path | None:
     if not self.enabled:
       return None
     from PIL import Image  # pylint: disable=g-import-not-at-top
     out = self.workdir / "figures" / f"val_step_{step:06d}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    with out.open("wb") as f:
+      Image.fromarray(grid).save(f, format="PNG")
     if self._tb is not None:
       # The images plugin's tensor: [width, height, encoded image...] as strings.
       tensor = self._tf.constant([str(grid.shape[1]).encode(), str(grid.shape[0]).encode(), out.read_bytes()])

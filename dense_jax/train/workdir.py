@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-import shutil
 import time
 from typing import Any
+
+from dense_jax import paths
 
 CONFIG_FILE = "config.json"
 PREVIOUS_RUNS = "previous_runs"
@@ -98,8 +98,11 @@ def config_differences(saved, new) -> dict[str, tuple[Any, Any]]:
           if not _is_free(k) and old.get(k, _ABSENT) != now.get(k, _ABSENT)}
 
 
-def _check_writable(workdir: pathlib.Path) -> None:
+def _check_writable(workdir: paths.Path) -> None:
   """The workdir is (or can be created as) a writable directory."""
+  if paths.is_remote(workdir):
+    paths.check_writable(workdir, "workdir")
+    return
   if workdir.exists() and not workdir.is_dir():
     raise WorkdirError(f"workdir: expected a directory, got {workdir}, which is a file; pass a directory path "
                        f"(it is created if missing)")
@@ -129,7 +132,7 @@ def check_workdir(workdir: str | os.PathLike, config, *, restart: bool = False) 
     WorkdirError: the workdir is a file or not writable; or it holds a run with a different config
       (without `restart`), or checkpoints without a config.json; nothing was changed.
   """
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = paths.absolute(workdir)
   _check_writable(workdir)
   saved_path = workdir / CONFIG_FILE
   ways_on = (f"To keep that run, pass a new --workdir; to start over in this one, rerun with --restart "
@@ -168,12 +171,12 @@ def _short(value: Any, limit: int = 80) -> str:
   return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def set_aside_previous_run(workdir: str | os.PathLike) -> pathlib.Path:
+def set_aside_previous_run(workdir: str | os.PathLike) -> paths.Path:
   """Moves the previous run's files (RUN_FILES, RUN_FILE_PATTERNS) into
   `<workdir>/previous_runs/<UTC time>/` and returns that folder. Process 0 moves; every process of a
   multi-process run waits for it (call it on all of them)."""
   import jax  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = paths.absolute(workdir)
   stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
   target = workdir / PREVIOUS_RUNS / stamp
   if jax.process_index() == 0:
@@ -186,7 +189,7 @@ def set_aside_previous_run(workdir: str | os.PathLike) -> pathlib.Path:
                                                 for p in sorted(workdir.glob(pattern))]
     for path in names:
       if path.exists():
-        shutil.move(str(path), str(target / path.name))
+        path.rename(target / path.name)
     print(f"note: --restart: the previous run in {workdir} was moved to {target}", flush=True)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 import os
-import pathlib
 
 import numpy as np
 from PIL import Image
+
+from dense_jax import paths
 
 DATA_DIR_ENV = "DENSE_JAX_DATA_DIR"
 DEFAULT_ROOT = "~/dense_jax_data"
@@ -21,17 +22,17 @@ class MissingDataError(FileNotFoundError):
   """A dataset file or folder is not where the loader looks for it."""
 
 
-def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> pathlib.Path:
+def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> paths.Path:
   """`data_dir` if given, else `$DENSE_JAX_DATA_DIR/<name>`, else `~/dense_jax_data/<name>`."""
   if data_dir is not None:
-    return pathlib.Path(data_dir).expanduser()
+    return paths.as_path(data_dir)
   root = os.environ.get(DATA_DIR_ENV) or DEFAULT_ROOT
-  return pathlib.Path(root).expanduser() / name
+  return paths.as_path(root) / name
 
 
-def require(path: pathlib.Path, what: str, dataset: str, module: str) -> pathlib.Path:
+def require(path: paths.Path, what: str, dataset: str, module: str) -> paths.Path:
   """Returns `path`, or raises MissingDataError naming the path, what belongs there and where to read more."""
-  if not path.exists():
+  if not paths.check_readable(path, "config.dataset.data_dir"):   # remote: errors name the key
     raise MissingDataError(
         f"{dataset}: missing {path}. Put there: {what}. Where to get the files and the expected layout: "
         f"the docstring of {module}. To read them from elsewhere pass data_dir=... or set ${DATA_DIR_ENV} "
@@ -53,11 +54,18 @@ def _describe(source) -> str:
   return f"{len(source)} bytes of image data" if isinstance(source, bytes) else str(source)
 
 
+def _open_image(source: str | os.PathLike | bytes) -> Image.Image:
+  """PIL's image of bytes or of a file on any filesystem (read whole: PIL decodes lazily)."""
+  if isinstance(source, bytes):
+    return Image.open(io.BytesIO(source))
+  return Image.open(io.BytesIO(paths.as_path(source).read_bytes()))
+
+
 def read_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
   """Decodes an image file (path or bytes) to uint8 (H, W, 3) RGB; grey, CMYK and RGBA are converted.
   Raises UnreadableFileError naming the file if it cannot be decoded completely."""
   try:
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+    with _open_image(source) as im:
       return np.asarray(im.convert("RGB"), dtype=np.uint8)
   except FileNotFoundError:
     raise
@@ -69,7 +77,7 @@ def read_label_png(source: str | os.PathLike | bytes) -> np.ndarray:
   """Decodes a label PNG to its raw (H, W) values: palette indices for 'P' images, grey levels for 'L'.
   Raises UnreadableFileError naming the file if it cannot be decoded completely."""
   try:
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+    with _open_image(source) as im:
       mode = im.mode
       if mode in ("P", "L", "I", "I;16"):
         return np.asarray(im)

@@ -61,7 +61,7 @@ class CityscapesPanopticSource(_panoptic.PanopticPngSource):
     what = "the output of cityscapesScripts' createPanopticImgs run on gtFine"
     json_path = _common.require(stem.with_suffix(".json"), what, "cityscapes_panoptic", __name__)
     self._png_dir = _common.require(stem, what, "cityscapes_panoptic", __name__)
-    with open(json_path) as f:
+    with json_path.open() as f:
       data = json.load(f)
     self._class_of_category = {}
     for category in data.get("categories", []):

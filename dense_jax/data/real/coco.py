@@ -47,11 +47,11 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import pathlib
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from dense_jax import paths
 from dense_jax.data.real import _common
 from dense_jax.data.sources import DatasetInfo
 
@@ -132,8 +132,8 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
   return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
-def _load_json(path: pathlib.Path) -> dict:
-  with open(path) as f:
+def _load_json(path) -> dict:
+  with paths.as_path(path).open() as f:
     return json.load(f)
 
 

@@ -57,7 +57,7 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
 
     self._image_dir = require(sub, f"the extracted {sub}.zip")
     self._png_dir = require(f"annotations/panoptic_{sub}", what)
-    with open(require(f"annotations/panoptic_{sub}.json", what)) as f:
+    with require(f"annotations/panoptic_{sub}.json", what).open() as f:
       data = json.load(f)
     self._images = sorted(data["images"], key=lambda image: image["id"])
     self._annotations = {a["image_id"]: a for a in data["annotations"]}

@@ -26,10 +26,13 @@ mapClass[k - 1] - 1 in 0..39 (`CLASS_NAMES`, Gupta's order), unlabelled -> 255.
 
 from __future__ import annotations
 
+import io
+
 import h5py
 import numpy as np
 import scipy.io
 
+from dense_jax import paths
 from dense_jax.data.real import _common
 from dense_jax.data.sources import DatasetInfo
 
@@ -63,10 +66,10 @@ class NyuDepthV2Source:
     def require(name, what):
       return _common.require(root / name, what, "nyu_depth_v2", __name__)
 
-    self._path = str(require(LABELED, "the labelled frames nyu_depth_v2_labeled.mat (MATLAB v7.3)"))
-    splits = scipy.io.loadmat(require("splits.mat", "the official train/test split splits.mat"))
+    self._path = require(LABELED, "the labelled frames nyu_depth_v2_labeled.mat (MATLAB v7.3)")
+    splits = scipy.io.loadmat(io.BytesIO(require("splits.mat", "the official train/test split splits.mat").read_bytes()))
     self._frames = np.asarray(splits[_SPLIT_KEYS[split]]).ravel().astype(np.int64) - 1  # 1-based in MATLAB
-    mapping = scipy.io.loadmat(require("classMapping40.mat", "Gupta et al.'s classMapping40.mat"))
+    mapping = scipy.io.loadmat(io.BytesIO(require("classMapping40.mat", "Gupta et al.'s classMapping40.mat").read_bytes()))
     map_class = np.asarray(mapping["mapClass"]).ravel().astype(np.int64)
     self._table = np.full((map_class.size + 1,), 255, np.int32)
     self._table[1:] = np.where((map_class >= 1) & (map_class <= 40), map_class - 1, 255)
@@ -78,7 +81,8 @@ class NyuDepthV2Source:
 
   def _h5(self) -> h5py.File:
     if self._file is None:
-      self._file = h5py.File(self._path, "r")
+      # h5py reads a local path itself and a remote file through the path layer's file object.
+      self._file = h5py.File(self._path.open("rb") if paths.is_remote(self._path) else self._path, "r")
     return self._file
 
   def __getstate__(self):
