@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 import time
 from typing import Sequence
 
@@ -50,19 +49,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dense_jax import paths
 from dense_jax import inference
 
 MODES = ("whole", "sliding", "multiscale")
 DEFAULT_SCALES = (0.75, 1.0, 1.25)
 
 
-def result_paths(workdir: str | pathlib.Path, split: str, mode: str) -> tuple[pathlib.Path, pathlib.Path]:
+def result_paths(workdir: str | paths.Path, split: str, mode: str) -> tuple[paths.Path, paths.Path]:
   """`(json, png)` paths an evaluation of `split` in `mode` writes into `workdir`."""
-  stem = pathlib.Path(workdir) / f"eval_{split}_{mode}"
+  stem = paths.as_path(workdir) / f"eval_{split}_{mode}"
   return stem.with_suffix(".json"), stem.parent / f"{stem.name}_confusion.png"
 
 
-def _check_workdir(workdir: pathlib.Path, step: int | None) -> int:
+def _check_workdir(workdir: paths.Path, step: int | None) -> int:
   from dense_jax.tools import restore  # pylint: disable=g-import-not-at-top
   steps_dir = workdir / restore.CHECKPOINTS
   latest = restore.latest_step(workdir)
@@ -150,7 +150,7 @@ def format_table(result: dict) -> str:
   return "\n".join(lines)
 
 
-def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "whole", split: str | None = None,
+def evaluate(config=None, workdir: str | paths.Path = ".", *, mode: str = "whole", split: str | None = None,
              step: int | None = None, image_size=None, batch_size: int | None = None,
              max_batches: int | None = None, tile=None, stride=None, overlap=None, window: str = "hann",
              margin=0, tile_batch: int | None = None, scales: Sequence[float] = DEFAULT_SCALES,
@@ -193,7 +193,7 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
   from dense_jax.train import config as config_lib
 
   start = time.perf_counter()
-  workdir = pathlib.Path(workdir)
+  workdir = paths.as_path(workdir)
   check_choice(mode, MODES, "mode")
   check_choice(multiscale_base, inference.MODES, "multiscale_base")
   requested_step = step   # None: the newest checkpoint that reads (a damaged newest one is skipped)
@@ -312,7 +312,8 @@ def evaluate(config=None, workdir: str | pathlib.Path = ".", *, mode: str = "who
     if "grid" in figure:
       from PIL import Image  # pylint: disable=g-import-not-at-top
       examples_path = json_path.parent / f"{json_path.stem}_examples.png"
-      Image.fromarray(figure["grid"]).save(examples_path)
+      with examples_path.open("wb") as f:
+        Image.fromarray(figure["grid"]).save(f, format="PNG")
       result["files"]["examples"] = str(examples_path)
     json_path.write_text(json.dumps(_nan_to_none(result), indent=1) + "\n")
   if verbose:

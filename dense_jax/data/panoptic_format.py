@@ -18,13 +18,15 @@ are not written (panopticapi refuses a JSON segment that its PNG lacks).
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import pathlib
 from typing import Mapping
 
 import numpy as np
 from PIL import Image
+
+from dense_jax import paths
 
 MAX_ID = 256 ** 3 - 1
 
@@ -51,12 +53,13 @@ def rgb_to_id(rgb) -> np.ndarray:
 
 def write_png(path: str | os.PathLike, ids) -> None:
   """Writes an id map as a COCO panoptic PNG."""
-  Image.fromarray(id_to_rgb(ids)).save(path, format="PNG")
+  with paths.as_path(path).open("wb") as f:
+    Image.fromarray(id_to_rgb(ids)).save(f, format="PNG")
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
   """Reads a COCO panoptic PNG -> int32 `(H, W)` segment ids."""
-  with Image.open(path) as im:
+  with Image.open(io.BytesIO(paths.as_path(path).read_bytes())) as im:
     if im.mode != "RGB":
       raise ValueError(f"{path}: expected an RGB panoptic PNG, got mode {im.mode!r}")
     return rgb_to_id(np.asarray(im))
@@ -122,8 +125,8 @@ class PanopticWriter:
 
   def __init__(self, json_path: str | os.PathLike, png_dir: str | os.PathLike | None = None,
                categories: Mapping | None = None):
-    self.json_path = pathlib.Path(json_path)
-    self.png_dir = pathlib.Path(png_dir) if png_dir is not None else self.json_path.with_suffix("")
+    self.json_path = paths.as_path(json_path)
+    self.png_dir = paths.as_path(png_dir) if png_dir is not None else self.json_path.with_suffix("")
     self.png_dir.mkdir(parents=True, exist_ok=True)
     self._categories = _categories_json(categories)
     self._annotations: list[dict] = []
@@ -145,9 +148,9 @@ class PanopticWriter:
   def close(self) -> None:
     """Writes the JSON (atomically: a partial file never replaces a complete one)."""
     tmp = self.json_path.with_suffix(self.json_path.suffix + ".tmp")
-    with open(tmp, "w") as f:
+    with tmp.open("w") as f:
       json.dump({"annotations": self._annotations, "categories": self._categories}, f)
-    os.replace(tmp, self.json_path)
+    tmp.replace(self.json_path)
 
   def __enter__(self) -> "PanopticWriter":
     return self
@@ -166,12 +169,12 @@ class PanopticReader:
   """
 
   def __init__(self, json_path: str | os.PathLike, png_dir: str | os.PathLike | None = None):
-    json_path = pathlib.Path(json_path)
-    with open(json_path) as f:
+    json_path = paths.as_path(json_path)
+    with json_path.open() as f:
       data = json.load(f)
     if "annotations" not in data:
       raise ValueError(f"{json_path}: expected a COCO panoptic JSON with 'annotations', got keys {sorted(data)}")
-    self.png_dir = pathlib.Path(png_dir) if png_dir is not None else json_path.with_suffix("")
+    self.png_dir = paths.as_path(png_dir) if png_dir is not None else json_path.with_suffix("")
     self.annotations = data["annotations"]
     self.categories = {c["id"]: {k: v for k, v in c.items() if k != "id"} for c in data.get("categories", [])}
     self._index = {a["image_id"]: i for i, a in enumerate(self.annotations)}

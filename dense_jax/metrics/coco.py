@@ -73,7 +73,6 @@ import contextlib
 import io
 import json
 import math
-import pathlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -81,6 +80,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from dense_jax import paths
 from dense_jax.metrics.paste import PASTE_MODES, pasted_regions
 
 _ORIGINAL = "_original"   # a detection record's fields in the original image's pixels (for the JSON)
@@ -518,9 +518,9 @@ class CocoAccumulator:
       out.append(r)
     return out
 
-  def write_results_json(self, path, category_map: Mapping[int, int] | None = None) -> pathlib.Path:
+  def write_results_json(self, path, category_map: Mapping[int, int] | None = None) -> paths.Path:
     """Writes `results_json(category_map)` to `path` (a JSON list, as the COCO evaluation server reads)."""
-    path = pathlib.Path(path)
+    path = paths.as_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(self.results_json(category_map)))
     return path

@@ -39,13 +39,13 @@ paste_masks_in_image, for weights trained with its aligned=False targets (torchv
 
 from __future__ import annotations
 
-import pathlib
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dense_jax import paths
 from dense_jax.tasks.base import Task, example_mask
 from dense_jax.tasks.registry import register_task
 
@@ -175,7 +175,7 @@ class DetectionTask(Task):
     return metrics
 
   def write_outputs(self, acc, directory, stem: str) -> dict[str, str]:
-    path = pathlib.Path(directory) / f"{stem}_{self.name}_results.json"
+    path = paths.as_path(directory) / f"{stem}_{self.name}_results.json"
     self.accumulator(acc).write_results_json(path, self.category_map)
     return {f"{self.name}_results": str(path)}
 

@@ -51,12 +51,12 @@ sums). Which pixels and names the files have:
 from __future__ import annotations
 
 import io
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dense_jax import paths
 from dense_jax import losses
 from dense_jax.metrics import panoptic as pq_lib
 from dense_jax.metrics import segmentation as seg_metrics
@@ -214,7 +214,7 @@ class PanopticTask(Task):
       return {}
     from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    json_path = pathlib.Path(directory) / f"{stem}_{self.name}.json"
+    json_path = paths.as_path(directory) / f"{stem}_{self.name}.json"
     with panoptic_format.PanopticWriter(json_path, categories=self.output_categories) as writer:
       for number, (png, segments, image_id, size) in enumerate(acc["pngs"], start=1):
         ids = panoptic_format.rgb_to_id(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))

@@ -40,13 +40,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import pathlib
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from dense_jax import paths
 
 # ---------------------------------------------------------------------------------------------------
 # Recording the spatial layers of a model.
@@ -339,8 +340,8 @@ def noise_images(shape: Sequence[int], seed: int = 0) -> np.ndarray:
   return np.clip(rng.normal(0.5, 0.25, tuple(shape)), 0.0, 1.0).astype(np.float32)
 
 
-def plot_erf(erf: np.ndarray, path: str | pathlib.Path, *, rf: float | None = None, title: str = "",
-             fraction: float = 0.9) -> pathlib.Path:
+def plot_erf(erf: np.ndarray, path: str | paths.Path, *, rf: float | None = None, title: str = "",
+             fraction: float = 0.9) -> paths.Path:
   """Saves the ERF as a PNG (square-root colour scale, so the tails show), with the theoretical
   receptive field `rf` (a square of that width around the centre, clipped to the image) and the
   centred square holding `fraction` of the ERF."""
@@ -367,9 +368,10 @@ def plot_erf(erf: np.ndarray, path: str | pathlib.Path, *, rf: float | None = No
   ax.set_xticks([])
   ax.set_yticks([])
   fig.tight_layout()
-  path = pathlib.Path(path)
+  path = paths.as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110)
+  with path.open("wb") as f:
+    fig.savefig(f, dpi=110, format=path.suffix[1:] or "png")
   plt.close(fig)
   return path
 
@@ -430,7 +432,7 @@ def main(argv=None) -> int:
       config = restore.load_run_config(workdir_flag.value)
     out = out_flag.value
     if out is None and workdir_flag.value is not None:
-      out = str(pathlib.Path(workdir_flag.value) / "erf.png")
+      out = str(paths.as_path(workdir_flag.value) / "erf.png")
     result = analyse(config, workdir=workdir_flag.value, out=out, batch=batch_flag.value,
                      inputs=inputs_flag.value)
     print(format_table(result["rows"]))
