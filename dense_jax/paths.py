@@ -10,6 +10,14 @@ fsspec otherwise; `s3://`, `az://`, `hf://` likewise. Local paths behave as `pat
 code written with `as_path` runs unchanged on a laptop and on a TPU VM whose data and workdir are in
 a bucket. (Orbax writes its array files itself, through TensorStore's own `gs://` / `s3://` drivers.)
 
+So the map is: no scheme -> `os`; `gs://` -> `tf.io.gfile` (fsspec + gcsfs where TensorFlow is absent or
+`EPATH_USE_TF=false`); `s3://`, `az://`, `hf://` -> `tf.io.gfile` likewise (TensorFlow 2 serves none of
+the three itself: set `EPATH_USE_TF=false` and install s3fs / adlfs / huggingface_hub for fsspec);
+any other `scheme://` (`memory://`, `file://`, `ram://`, ...) -> no backend: epath 1.15 registers none, so
+`as_path` raises RemotePathError rather than writing a local folder named `memory:`. The tests serve
+`s3://` from fsspec's in-memory filesystem (`fsspec.register_implementation("s3", MemoryFileSystem)` with
+`EPATH_USE_TF=false`): a filesystem that is not the local one, reached through the same code as a bucket.
+
 A remote path fails on first use when credentials, bucket or network are missing; `check_writable` and
 `check_readable` make that first use happen up front and turn its error into one `RemotePathError`
 (a ValueError: the command line's `ERROR:` line and exit 2) naming the key the path came from.
@@ -18,12 +26,14 @@ A remote path fails on first use when credentials, bucket or network are missing
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 from etils import epath
 
 Path = epath.Path
 REMOTE_SCHEMES = ("gs://", "s3://", "az://", "hf://")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class RemotePathError(ValueError):
@@ -34,6 +44,9 @@ def as_path(path: str | os.PathLike) -> epath.Path:
   """`path` as an `epath.Path`: local paths (with `~` expanded) unchanged, URLs to their backend."""
   text = os.fspath(path)
   if not is_remote(text):
+    if _URL.match(text):
+      raise RemotePathError(f"expected a local path or a {', '.join(REMOTE_SCHEMES)} URL, got {text}: no "
+                            f"filesystem serves {text.split('://', 1)[0]}:// here (dense_jax.paths)")
     text = os.path.expanduser(text)
   return epath.Path(text)
 

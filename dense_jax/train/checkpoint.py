@@ -96,11 +96,34 @@ def _allgather_json(obj) -> list:
   return [json.loads(bytes(row[:int(n)]).decode()) for row, n in zip(everything, np.ravel(sizes))]
 
 
+def check_directory(directory: str | os.PathLike, key: str = "workdir") -> None:
+  """Whether orbax can keep checkpoints in `directory`, else `paths.RemotePathError` naming `key`.
+
+  Local directories and `gs://` ones can: orbax (0.12.8) hands `gs://` to TensorStore's GCS driver and
+  lists a bucket's steps through the google-cloud-storage client (`google.cloud.storage`, imported only
+  then). It hands every other URL (`s3://`, `az://`, ...) to TensorStore's local-file driver, which
+  refuses it ("Checkpoint path should be absolute"), so such a workdir is refused here, up front."""
+  text = os.fspath(directory)
+  if not paths.is_remote(text):
+    return
+  if not text.startswith("gs://"):
+    raise paths.RemotePathError(
+        f"{key}: expected a local directory or a gs:// URL for the checkpoints, got {text}: orbax writes "
+        f"checkpoint arrays through TensorStore, which it gives only local paths and gs:// buckets")
+  try:
+    import google.cloud.storage  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise paths.RemotePathError(
+        f"{key}: checkpoints in {text} need the google-cloud-storage package (orbax lists a gs:// "
+        f"bucket's checkpoints through it), which is not installed: pip install google-cloud-storage") from None
+
+
 class Checkpointer:
   """Saves and restores `(state, iterator position)` pairs under `directory` (see module doc)."""
 
   def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 3,
                async_save: bool = True):
+    check_directory(directory)
     self.directory = paths.absolute(directory)
     self.corrupt_directory = self.directory.parent / (self.directory.name + "_corrupt")
     self.save_every = max(1, int(save_every))

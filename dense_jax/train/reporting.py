@@ -70,6 +70,11 @@ class Reporter:
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=name)) for name in ("scalars", "images")}
       except ImportError:
         print("note: tensorflow is not installed; no TensorBoard events are written", flush=True)
+      except Exception as e:  # pylint: disable=broad-except  # tf.errors.UnimplementedError: s3://, az://, ...
+        self._tb = None
+        print(f"note: TensorBoard cannot write to {self.workdir / 'tensorboard'} ({type(e).__name__}: "
+              f"{str(e).strip().splitlines()[0][-200:] if str(e).strip() else ''}); no TensorBoard events "
+              f"are written (metrics.jsonl and the figures are)", flush=True)
     if sys.stdout.isatty():
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,

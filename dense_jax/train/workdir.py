@@ -102,6 +102,8 @@ def _check_writable(workdir: paths.Path) -> None:
   """The workdir is (or can be created as) a writable directory."""
   if paths.is_remote(workdir):
     paths.check_writable(workdir, "workdir")
+    from dense_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+    checkpoint.check_directory(workdir / "checkpoints", "workdir")
     return
   if workdir.exists() and not workdir.is_dir():
     raise WorkdirError(f"workdir: expected a directory, got {workdir}, which is a file; pass a directory path "

@@ -7,9 +7,16 @@ registration and the environment are per process). In it:
 - a training run writes its workdir `s3://bucket/run` (config.json, metrics.jsonl, figures), a rerun
   of the same config resumes it, a longer one continues it (metrics.jsonl rewritten whole: object
   stores do not append), and another config is refused by the workdir guard reading config.json there.
-Orbax writes its array files through TensorStore's own gs:// / s3:// drivers, which no offline test can
-serve; the subprocess gives the `Checkpointer` a local directory for them (every other path of the run
-is remote). Also: a `gs://` workdir or data_dir without credentials is one ERROR line, exit 2.
+Checkpoints are the one part that cannot be remote here. Orbax 0.12.8 writes checkpoint arrays through
+TensorStore, not epath: it gives TensorStore's GCS driver a `gs://` path and its local-file driver
+everything else, so an `s3://` checkpoint directory is refused ("Checkpoint path should be absolute"), and
+TensorStore's own `memory://` store is not fsspec's (and orbax renames its tmp directories through epath,
+which that store would not see). Checkpoints in `gs://` would need a fake GCS server for TensorStore, plus
+the google-cloud-storage client, which orbax imports to list a gs:// bucket's steps and which is not
+installed. So `checkpoint.check_directory` refuses an `s3://` workdir up front (checked here), and for the
+rest of the subprocess the `Checkpointer` gets a local directory (every other path of the run stays
+remote). TensorBoard cannot write to `s3://` through TensorFlow 2 (no s3 filesystem): the run prints one
+note and goes on. Also: a `gs://` workdir or data_dir without credentials is one ERROR line, exit 2.
 """
 
 import json
@@ -37,13 +44,21 @@ SCRIPT = textwrap.dedent('''
     from dense_jax.data import sources
     from dense_jax.train import checkpoint, train_and_evaluate
 
+    out = {}
+    try:   # orbax cannot write checkpoints to s3:// (see the test's docstring): refused before the run
+      train_and_evaluate(engine.tiny_config(num_devices=1, mesh_shape=(1, 1), total_steps=4), "s3://bucket/refused")
+    except ValueError as e:
+      out["refused"] = [type(e).__name__, str(e)]
+    out["refused_files"] = paths.as_path("s3://bucket/refused").exists() and sorted(
+        p.name for p in paths.as_path("s3://bucket/refused").iterdir())
+
     local_arrays = sys.argv[1]
+    checkpoint.check_directory = lambda directory, key="workdir": None
     init = checkpoint.Checkpointer.__init__
     def local_init(self, directory, **kw):   # TensorStore's array files: see the test's docstring
       init(self, os.path.join(local_arrays, str(directory).split("://", 1)[1]), **kw)
     checkpoint.Checkpointer.__init__ = local_init
 
-    out = {}
     pets = paths.as_path("s3://bucket/pets")
     for name, split in (("Abyssinian_1", "trainval"), ("Bombay_3", "test")):
       image = np.random.default_rng(0).integers(0, 255, (6, 8, 3), np.uint8)
@@ -59,7 +74,7 @@ SCRIPT = textwrap.dedent('''
     out["pet"] = {"image": list(example["image"].shape), "classes": sorted(np.unique(example["semantic"]).tolist())}
 
     workdir = "s3://bucket/run"
-    config = engine.tiny_config(num_devices=1, mesh_shape=(1, 1), total_steps=4, eval_every=4, tensorboard=False)
+    config = engine.tiny_config(num_devices=1, mesh_shape=(1, 1), total_steps=4, eval_every=4, tensorboard=True)
     out["first"] = train_and_evaluate(config, workdir)["step"]
     out["again"] = train_and_evaluate(config, workdir)["step"]
     config.total_steps = 6
@@ -96,6 +111,11 @@ def test_loader_and_training_run_on_a_remote_filesystem(tmp_path):
   assert out["steps"].count(4) >= 1 and 5 in out["steps"]
   assert "Differing keys" in out["guard"] and "seed" in out["guard"]
   assert out["local_names"] == ["bucket"]
+  assert out["refused"][0] == "ConfigError" and out["refused"][1].startswith("workdir: expected a local directory "
+                                                                             "or a gs:// URL for the checkpoints")
+  assert not out["refused_files"] or out["refused_files"] == [], out["refused_files"]   # nothing written there
+  notes = [line for line in proc.stdout.splitlines() if line.startswith("note: TensorBoard cannot write")]
+  assert notes and all("s3://bucket/run/tensorboard" in n for n in notes), proc.stdout[-3000:]
   assert not any(name.startswith("s3:") for name in os.listdir(tmp_path))   # nothing written as a local 's3:' dir
 
 
