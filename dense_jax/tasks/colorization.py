@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dense_jax import losses
+from dense_jax import paths
 from dense_jax.data import color
 from dense_jax.metrics import colorization as color_metrics
 from dense_jax.tasks import _labels
@@ -84,8 +84,8 @@ def resize_to(x, size: tuple[int, int]):
   return jax.image.resize(x, (b, h, w, c), "linear", antialias=False)
 
 
-def _cache_dir() -> pathlib.Path:
-  return pathlib.Path(os.environ.get("DENSE_JAX_CACHE", pathlib.Path.home() / ".cache" / "dense_jax"))
+def _cache_dir() -> paths.Path:
+  return paths.as_path(os.environ.get("DENSE_JAX_CACHE") or "~/.cache/dense_jax")
 
 
 def training_prior(dataset: str, bins: color.AbBins, *, split: str = "train", max_examples: int = 512,
@@ -96,7 +96,8 @@ def training_prior(dataset: str, bins: color.AbBins, *, split: str = "train", ma
   path = _cache_dir() / "ab_prior" / f"{dataset.replace('/', '_')}-{split}-{max_examples}-{key}.npy"
   if path.exists():
     try:
-      prior = np.load(path)
+      with path.open("rb") as f:
+        prior = np.load(f)
       if prior.shape == (bins.num_bins,):
         return prior
     except (OSError, ValueError):
@@ -105,9 +106,10 @@ def training_prior(dataset: str, bins: color.AbBins, *, split: str = "train", ma
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, prior)
-    os.replace(tmp, path)
-  except OSError:
+    with tmp.open("wb") as f:
+      np.save(f, prior)
+    tmp.replace(path)
+  except Exception:  # pylint: disable=broad-except  # OSError; a remote cache raises its backend's errors
     pass   # a read-only home: the prior is simply recomputed next time
   return prior
 

@@ -13,6 +13,7 @@ import argparse
 
 import numpy as np
 
+from dense_jax import paths
 from dense_jax import viz
 from dense_jax.data.dense_shapes import config as config_lib
 from dense_jax.data.dense_shapes import scene
@@ -73,7 +74,8 @@ def draw(examples: list[dict], cfg: config_lib.SceneConfig, out: str) -> None:
   handles = [patches.Patch(color=class_pal[i], label=f"{i} {nm}") for i, nm in enumerate(names)]
   fig.legend(handles=handles, loc="lower center", ncol=min(len(names), 9), fontsize=7, frameon=False)
   fig.tight_layout(rect=(0, 0.04, 1, 1))
-  fig.savefig(out, dpi=110)
+  with paths.as_path(out).open("wb") as f:
+    fig.savefig(f, dpi=110, format=paths.as_path(out).suffix[1:] or "png")
   plt.close(fig)
 
 

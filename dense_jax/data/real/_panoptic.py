@@ -14,11 +14,11 @@ read the files with `dense_jax.data.panoptic_format.PanopticReader` and score wi
 from __future__ import annotations
 
 import logging
-import pathlib
 from typing import Callable, Sequence
 
 import numpy as np
 
+from dense_jax import paths
 from dense_jax.data import panoptic_format
 
 _LOG = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class PanopticPngSource:
   def is_thing(self, cls: int) -> bool:
     raise NotImplementedError
 
-  def annotation_labels(self, annotation: dict | None, png_dir: pathlib.Path, image_id, image_shape) -> dict:
+  def annotation_labels(self, annotation: dict | None, png_dir: paths.Path, image_id, image_shape) -> dict:
     """The four label arrays of one image: all void without an annotation; a PNG whose shape is not the
     image's `(H, W)` raises; segments past the cap are void, counted in `num_truncated` with a warning."""
     h, w = image_shape

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import io
-import pathlib
 import tarfile
 
 import numpy as np
@@ -39,6 +38,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from dense_jax import paths
 from dense_jax.data.real import _common
 from dense_jax.data.sources import DatasetInfo
 
@@ -65,12 +65,14 @@ SBD_INFO = DatasetInfo(name="voc2012_sbd", **_COMMON, description=(
 class _VocFiles:
   """Reads VOC2012 files by relative path ('JPEGImages/x.jpg') from the tar, or from an extracted folder."""
 
-  def __init__(self, root: pathlib.Path):
+  def __init__(self, root: paths.Path):
     self._dir = root / EXTRACTED_DIR
     self._tar = self._members = None
     if not self._dir.is_dir():
       self._path = _common.require(root / TAR_NAME, f"the official {TAR_NAME}", "voc2012", _DOC)
-      self._tar = tarfile.open(self._path)
+      # A remote tar is read through a file object (random access: epath's files seek).
+      self._tar = (tarfile.open(fileobj=self._path.open("rb")) if paths.is_remote(self._path)
+                   else tarfile.open(self._path))
       # Member names look like 'VOCdevkit/VOC2012/JPEGImages/2007_000027.jpg'; index them by the part
       # after 'VOC2012/' so reads are random access (the tar is not compressed).
       self._members = {m.name.split("VOC2012/", 1)[1]: m for m in self._tar.getmembers()
@@ -95,7 +97,7 @@ class _VocFiles:
     return self.read(f"ImageSets/Segmentation/{split}.txt").decode().split()
 
 
-def _read_ids(path: pathlib.Path) -> set[str]:
+def _read_ids(path: paths.Path) -> set[str]:
   return set(_common.require(path, "the SBD image list (extract benchmark.tgz)", "voc2012_sbd",
                              _DOC).read_text().split())
 
@@ -126,7 +128,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    root = pathlib.Path(dl_manager.manual_dir)
+    root = paths.as_path(dl_manager.manual_dir)
     files = _VocFiles(root)
     train, val = files.ids("train"), files.ids("val")
     if self.builder_config.name == "train_aug":
@@ -135,7 +137,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
     return {"train": self._generate_examples(root, sorted(train)),
             "validation": self._generate_examples(root, sorted(val))}
 
-  def _generate_examples(self, root: pathlib.Path, ids: list[str]):
+  def _generate_examples(self, root: paths.Path, ids: list[str]):
     files = _VocFiles(root)
     for image_id in ids:
       if files.exists(f"SegmentationClass/{image_id}.png"):
@@ -143,7 +145,8 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
       else:
         mat_path = _common.require(root / SBD_DIR / "cls" / f"{image_id}.mat", "SBD's cls/*.mat files",
                                    "voc2012_sbd", _DOC)
-        label = scipy.io.loadmat(mat_path, squeeze_me=True, struct_as_record=False)["GTcls"].Segmentation
+        label = scipy.io.loadmat(io.BytesIO(mat_path.read_bytes()), squeeze_me=True,
+                                 struct_as_record=False)["GTcls"].Segmentation
       jpeg = files.read(f"JPEGImages/{image_id}.jpg")
       # Keep the original bytes unless it is not plain RGB, but decode it all once here: a truncated
       # JPEG is then named now, not by TensorFlow's decoder at training time.
