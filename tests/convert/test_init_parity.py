@@ -21,27 +21,10 @@ from dense_jax.data import dense_shapes
 from dense_jax.data.dense_shapes import config as shapes_config
 from dense_jax.models import build
 from dense_jax.models.inputs import INPUT_NORMS
+from tests.convert.test_torchvision import _randomize_bn, _torch
 
 DATASET = dense_shapes.register_config(dataclasses.replace(
     shapes_config.CONFIGS["small_64"], name="init_test_64", splits=(("train", 8), ("validation", 4))), live=True)
-
-
-def _torch():
-  torch = pytest.importorskip("torch")
-  tv = pytest.importorskip("torchvision")
-  torch.manual_seed(0)
-  return torch, tv
-
-
-def _randomize_bn(torch, model):
-  """Non-trivial BN statistics and affine terms, so a mix-up of mean/var/scale/offset shows."""
-  for m in model.modules():
-    if isinstance(m, torch.nn.BatchNorm2d):
-      m.running_mean.uniform_(-0.3, 0.3)
-      m.running_var.uniform_(0.5, 1.5)
-      m.weight.data.uniform_(0.5, 1.5)
-      m.bias.data.uniform_(-0.3, 0.3)
-  return model.eval()
 
 
 def _config(model, init_path, **overrides):

@@ -58,6 +58,7 @@ SCRIPT = textwrap.dedent('''
     def local_init(self, directory, **kw):   # TensorStore's array files: see the test's docstring
       init(self, os.path.join(local_arrays, str(directory).split("://", 1)[1]), **kw)
     checkpoint.Checkpointer.__init__ = local_init
+    checkpoint.check_directory = lambda directory, key="workdir": None   # refuses s3:// checkpoints otherwise
 
     pets = paths.as_path("s3://bucket/pets")
     for name, split in (("Abyssinian_1", "trainval"), ("Bombay_3", "test")):
