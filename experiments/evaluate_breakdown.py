@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
+import os
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+
+from dense_jax import paths
 
 BREAKDOWN_RECORD = "breakdown.json"
 METRICS_FILE = "metrics.jsonl"
@@ -86,7 +88,7 @@ def breakdown_metrics_for_run(config, model, variables, settings: dict) -> tuple
   return evaluation.results(tasks, accs), examples
 
 
-def erf_columns(config, model, variables, init_variables, image_size, workdir: pathlib.Path, batch: int
+def erf_columns(config, model, variables, init_variables, image_size, workdir: paths.Path, batch: int
                 ) -> dict:
   """ERF widths of the trained and the initial model; saves erf.png and erf_init.png in `workdir`."""
   from dense_jax.tools import receptive_field as rf_lib  # pylint: disable=g-import-not-at-top
@@ -102,7 +104,7 @@ def erf_columns(config, model, variables, init_variables, image_size, workdir: p
   return out
 
 
-def load_experiment(workdir: pathlib.Path, experiment: str | None = None):
+def load_experiment(workdir: paths.Path, experiment: str | None = None):
   """Imports the run's experiment file (`experiment`, else the one its `sweep_run.json` names), as the
   trainer did: a file may register what the run needs (a dataset generated on the fly, a model)."""
   if experiment is None:
@@ -110,17 +112,17 @@ def load_experiment(workdir: pathlib.Path, experiment: str | None = None):
     if not record.exists():
       return None
     experiment = json.loads(record.read_text()).get("config", "").partition(":")[0]
-    if not experiment or not pathlib.Path(experiment).is_file():
+    if not experiment or not os.path.isfile(experiment):   # a local experiment file
       return None
   from experiments import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   return sweep_lib.load_module(experiment)
 
 
-def evaluate_run(workdir: pathlib.Path, *, force: bool = False, experiment: str | None = None,
+def evaluate_run(workdir, *, force: bool = False, experiment: str | None = None,
                  **overrides) -> dict | None:
   """Evaluates one run (see the module docstring); returns the record written, or None if skipped."""
   from dense_jax.tools import restore  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(workdir)
+  workdir = paths.as_path(workdir)   # local or gs://
   config = restore.load_run_config(workdir)
   settings = _settings(config, overrides)
   step = restore.latest_step(workdir)
@@ -141,8 +143,13 @@ def evaluate_run(workdir: pathlib.Path, *, force: bool = False, experiment: str 
   metrics.update(erf_columns(config, model, variables, restore.init_variables(config, model, image_size),
                              image_size, workdir, int(settings["erf_batch"])))
   record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-  with open(workdir / METRICS_FILE, "a") as f:
-    f.write(json.dumps(record) + "\n")
+  metrics_path = workdir / METRICS_FILE
+  if paths.is_remote(workdir):   # object stores have no append: rewrite the file whole
+    old = metrics_path.read_text() if metrics_path.exists() else ""
+    metrics_path.write_text(old + ("" if not old or old.endswith("\n") else "\n") + json.dumps(record) + "\n")
+  else:
+    with metrics_path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
   marker.write_text(json.dumps({"step": step, "settings": settings, "examples": examples,
                                 "seconds": round(time.time() - start, 1)}, indent=1))
   print(f"[breakdown] {workdir.name}: step {step}, {examples} examples, band mIoU "
@@ -152,8 +159,9 @@ def evaluate_run(workdir: pathlib.Path, *, force: bool = False, experiment: str 
   return record
 
 
-def run_dirs(root: pathlib.Path) -> list[pathlib.Path]:
+def run_dirs(root) -> list[paths.Path]:
   """`root` itself if it is a run (has config.json), else its finished sweep runs."""
+  root = paths.as_path(root)
   if (root / "config.json").exists():
     return [root]
   dirs = []
@@ -168,7 +176,7 @@ def run_dirs(root: pathlib.Path) -> list[pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("root", type=pathlib.Path, help="a sweep root or one run's workdir")
+  parser.add_argument("root", type=paths.as_path, help="a sweep root or one run's workdir")
   parser.add_argument("--band_radius", type=int, default=None)
   parser.add_argument("--small_area", type=int, default=None)
   parser.add_argument("--erf_batch", type=int, default=None)

@@ -30,10 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pathlib
 import statistics
 import sys
 
+from dense_jax import paths
 from experiments import report as report_lib
 from experiments import sweep as sweep_lib
 from experiments.multitask_dense_shapes import PRIMARY_METRICS, TASKS, delta_mtl
@@ -45,7 +45,7 @@ COLUMNS = (("val/miou", "mIoU ↑"), ("val/depth/abs_rel", "depth abs rel ↓"),
            ("val/colorization/auc", "color AuC ↑"), ("val/colorization/auc_rebalanced", "color AuC rebal. ↑"))
 
 
-def _median_steps_per_sec(workdir: pathlib.Path) -> float:
+def _median_steps_per_sec(workdir: paths.Path) -> float:
   values = []
   path = workdir / report_lib.METRICS_FILE
   for line in path.read_text().splitlines() if path.exists() else ():
@@ -58,8 +58,9 @@ def _median_steps_per_sec(workdir: pathlib.Path) -> float:
   return statistics.median(values) if values else float("nan")
 
 
-def load_run(workdir: pathlib.Path) -> dict:
+def load_run(workdir) -> dict:
   """`{run, status, tasks, partial, seconds, steps_per_sec, metrics}` of one run directory."""
+  workdir = paths.as_path(workdir)
   record = json.loads((workdir / sweep_lib.RUN_RECORD).read_text())
   config_path = workdir / report_lib.CONFIG_FILE
   if not config_path.exists():
@@ -74,8 +75,10 @@ def load_run(workdir: pathlib.Path) -> dict:
           "metrics": report_lib.final_metrics(workdir)}
 
 
-def load_study(root: pathlib.Path) -> list[dict]:
-  """Every run under `root`, single-task runs first (in `TASKS` order), then the multi-task runs."""
+def load_study(root) -> list[dict]:
+  """Every run under `root` (local or gs://), single-task runs first (in `TASKS` order), then the
+  multi-task runs."""
+  root = paths.as_path(root)
   runs = [load_run(p.parent) for p in sorted(root.glob(f"*/{sweep_lib.RUN_RECORD}"))]
   if not runs:
     raise ValueError(f"root: expected a sweep root with runs (*/{sweep_lib.RUN_RECORD}), found none in {root}")
@@ -170,12 +173,13 @@ def seed_summary(studies: list[list[dict]]) -> str:
   return "\n".join(lines)
 
 
-def plot_relative_changes(studies: list[list[dict]], path: pathlib.Path) -> pathlib.Path:
+def plot_relative_changes(studies: list[list[dict]], path) -> paths.Path:
   """Grouped bars: per task, each multi-task run's relative change against the task alone (%), the mean
   over the studies (seeds), with a dot per seed when there are several."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  path = paths.as_path(path)
   changes = seed_changes(studies)
   tasks = [t for t in TASKS if any(t in c for per_seed in changes.values() for c in per_seed)]
   if not tasks:
@@ -204,15 +208,16 @@ def plot_relative_changes(studies: list[list[dict]], path: pathlib.Path) -> path
   ax.legend(fontsize=7, frameon=False)
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  with path.open("wb") as f:
+    fig.savefig(f, dpi=110, bbox_inches="tight", format=path.suffix[1:] or "png")
   plt.close(fig)
   return path
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("roots", type=pathlib.Path, nargs="+", help="sweep roots, one per seed")
-  parser.add_argument("--plot", type=pathlib.Path, default=None, help="PNG of the per-task relative changes")
+  parser.add_argument("roots", type=paths.as_path, nargs="+", help="sweep roots, one per seed")
+  parser.add_argument("--plot", type=paths.as_path, default=None, help="PNG of the per-task relative changes")
   args = parser.parse_args(argv)
   studies = [load_study(root) for root in args.roots]
   for root, runs in zip(args.roots, studies):

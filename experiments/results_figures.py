@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import pathlib
+import io
+import os
 import sys
+
+from dense_jax import paths
 
 METRICS = (("val/miou", "all"), ("val/band/miou", "boundary band"), ("val/interior/miou", "interior"),
            ("val/small/miou", "small objects"), ("val/large/miou", "large objects"))
@@ -33,21 +36,27 @@ DEPTH_NORMALS_METRICS = (("val/depth/abs_rel", "depth abs rel", False), ("val/de
                          ("val/normals/within_11_25", "normals within 11.25°", True))
 
 
-def _rows(root: pathlib.Path) -> list[dict]:
-  with open(root / "report.csv") as f:
+def _rows(root) -> list[dict]:
+  with (paths.as_path(root) / "report.csv").open() as f:
     return list(csv.DictReader(f))
 
 
-def depth_normals_panels(roots, out: pathlib.Path, param: str = "model.output_stride") -> pathlib.Path:
+def _save_figure(fig, path: paths.Path) -> paths.Path:
+  with path.open("wb") as f:   # a file object: the folder may be a bucket (gs://)
+    fig.savefig(f, dpi=110, bbox_inches="tight", format="png")
+  return path
+
+
+def depth_normals_panels(roots, out, param: str = "model.output_stride") -> paths.Path:
   """One small panel per depth / normals metric against `param` (a numeric swept config key; the x axis
   is log2 and reversed, coarse to fine, when the values are powers of two), one line per root of
   `roots` (a root or a list of them: seeds of one sweep); the file is named after the first root."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  roots = [roots] if isinstance(roots, (str, pathlib.Path)) else list(roots)
+  roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
   tables = {}
-  for root in map(pathlib.Path, roots):
+  for root in map(paths.as_path, roots):
     rows = _rows(root)
     if not rows or param not in rows[0]:
       raise ValueError(f"param: expected a column {param!r} in {root / 'report.csv'}, got {list(rows[0]) if rows else []}")
@@ -74,13 +83,13 @@ def depth_normals_panels(roots, out: pathlib.Path, param: str = "model.output_st
   if len(tables) > 1:
     fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, frameon=False, ncol=len(tables),
                loc="upper center", bbox_to_anchor=(0.5, 0.0))
-  path = out / f"{next(iter(tables)).name}_depth_normals.png"
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  path = _save_figure(fig, paths.as_path(out) / f"{next(iter(tables)).name}_depth_normals.png")
   plt.close(fig)
   return path
 
 
-def miou_bars(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+def miou_bars(root, out) -> paths.Path:
+  root = paths.as_path(root)
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -97,16 +106,16 @@ def miou_bars(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
   ax.grid(axis="y", alpha=0.3)
   ax.legend(fontsize=7, ncol=len(metrics), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
   fig.tight_layout()
-  path = out / f"{root.name}_miou.png"
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  path = _save_figure(fig, paths.as_path(out) / f"{root.name}_miou.png")
   plt.close(fig)
   return path
 
 
-def erf_strip(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path | None:
+def erf_strip(root, out) -> paths.Path | None:
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  root = paths.as_path(root)
   rows = _rows(root)
-  images = [Image.open(root / r["run"] / "erf.png").convert("RGB") for r in rows
+  images = [Image.open(io.BytesIO((root / r["run"] / "erf.png").read_bytes())).convert("RGB") for r in rows
             if (root / r["run"] / "erf.png").exists()]
   if not images:
     return None
@@ -114,20 +123,21 @@ def erf_strip(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path | None:
   strip = Image.new("RGB", (w * len(images), h), "white")
   for i, image in enumerate(images):
     strip.paste(image, (i * w, 0))
-  path = out / f"{root.name}_erf.png"
-  strip.save(path)
+  path = paths.as_path(out) / f"{root.name}_erf.png"
+  with path.open("wb") as f:
+    strip.save(f, format="PNG")
   return path
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("roots", nargs="+", type=pathlib.Path)
-  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/results"))
+  parser.add_argument("roots", nargs="+", type=paths.as_path)   # local or gs://
+  parser.add_argument("--out", type=paths.as_path, default=paths.as_path("docs/results"))
   args = parser.parse_args(argv)
   args.out.mkdir(parents=True, exist_ok=True)
   depth_normals_roots = []
   for root in args.roots:
-    with open(root / "report.csv") as f:
+    with (root / "report.csv").open() as f:
       columns = next(csv.reader(f), [])
     if any(key in columns for key, _, _ in DEPTH_NORMALS_METRICS):
       depth_normals_roots.append(root)
