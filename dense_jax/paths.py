@@ -40,12 +40,13 @@ class RemotePathError(ValueError):
   """A path on a remote filesystem cannot be read or written (credentials, bucket, permissions)."""
 
 
-def as_path(path: str | os.PathLike) -> epath.Path:
-  """`path` as an `epath.Path`: local paths (with `~` expanded) unchanged, URLs to their backend."""
+def as_path(path: str | os.PathLike, key: str | None = None) -> epath.Path:
+  """`path` as an `epath.Path`: local paths (with `~` expanded) unchanged, URLs to their backend; a URL
+  no backend serves is a RemotePathError (naming `key`, e.g. 'workdir', when given)."""
   text = os.fspath(path)
   if not is_remote(text):
     if _URL.match(text):
-      raise RemotePathError(f"expected a local path or a {', '.join(REMOTE_SCHEMES)} URL, got {text}: no "
+      raise RemotePathError(f"{key + ': ' if key else ''}expected a local path or a {', '.join(REMOTE_SCHEMES)} URL, got {text}: no "
                             f"filesystem serves {text.split('://', 1)[0]}:// here (dense_jax.paths)")
     text = os.path.expanduser(text)
   return epath.Path(text)
@@ -56,9 +57,9 @@ def is_remote(path: str | os.PathLike) -> bool:
   return os.fspath(path).startswith(REMOTE_SCHEMES)
 
 
-def absolute(path: str | os.PathLike) -> epath.Path:
+def absolute(path: str | os.PathLike, key: str | None = None) -> epath.Path:
   """A local path made absolute (as `pathlib.Path.absolute`); a remote one as it is."""
-  return as_path(path) if is_remote(path) else as_path(os.path.abspath(as_path(path)))
+  return as_path(path) if is_remote(path) else as_path(os.path.abspath(as_path(path, key)))
 
 
 def _first_line(error: Exception) -> str:

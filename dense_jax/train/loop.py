@@ -187,7 +187,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   from dense_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
   try:
-    workdir = paths.absolute(workdir)   # RemotePathError for a scheme no filesystem serves
+    workdir = paths.absolute(workdir, "workdir")   # RemotePathError for a scheme no filesystem serves
     # Before anything in the workdir is written: is it this run's (or a new) directory?
     set_aside = workdir_lib.check_workdir(workdir, config_lib.resolve(config), restart=restart)
     setup = _prepare(config, fresh=set_aside or restore_lib.latest_step(workdir) is None)

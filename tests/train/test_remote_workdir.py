@@ -120,7 +120,7 @@ def test_loader_and_training_run_on_a_remote_filesystem(tmp_path):
   assert not any(name.startswith("s3:") for name in os.listdir(tmp_path))   # nothing written as a local 's3:' dir
 
 
-@pytest.mark.parametrize("flag", ["--workdir=gs://dense-jax-no-such-bucket/run",
+@pytest.mark.parametrize("flag", ["--workdir=gs://dense-jax-no-such-bucket/run", "--workdir=memory://run",
                                   "--config.dataset.data_dir=gs://dense-jax-no-such-bucket/data"])
 def test_gs_without_credentials_is_one_error_line(tmp_path, flag):
   """No credentials and no network here: the first use of the path fails, named by its key."""

@@ -25,7 +25,7 @@ class MissingDataError(FileNotFoundError):
 def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> paths.Path:
   """`data_dir` if given, else `$DENSE_JAX_DATA_DIR/<name>`, else `~/dense_jax_data/<name>`."""
   if data_dir is not None:
-    return paths.as_path(data_dir)
+    return paths.as_path(data_dir, "config.dataset.data_dir")
   root = os.environ.get(DATA_DIR_ENV) or DEFAULT_ROOT
   return paths.as_path(root) / name
 
