@@ -11,9 +11,8 @@ Checkpoints are the one part that cannot be remote here. Orbax 0.12.8 writes che
 TensorStore, not epath: it gives TensorStore's GCS driver a `gs://` path and its local-file driver
 everything else, so an `s3://` checkpoint directory is refused ("Checkpoint path should be absolute"), and
 TensorStore's own `memory://` store is not fsspec's (and orbax renames its tmp directories through epath,
-which that store would not see). Checkpoints in `gs://` would need a fake GCS server for TensorStore, plus
-the google-cloud-storage client, which orbax imports to list a gs:// bucket's steps and which is not
-installed. So `checkpoint.check_directory` refuses an `s3://` workdir up front (checked here), and for the
+which that store would not see). Checkpoints in `gs://` would need a fake GCS server for TensorStore
+(orbax lists a bucket's steps with the google-cloud-storage client, a requirement). So `checkpoint.check_directory` refuses an `s3://` workdir up front (checked here), and for the
 rest of the subprocess the `Checkpointer` gets a local directory (every other path of the run stays
 remote). TensorBoard cannot write to `s3://` through TensorFlow 2 (no s3 filesystem): the run prints one
 note and goes on. Also: a `gs://` workdir or data_dir without credentials is one ERROR line, exit 2.
