@@ -56,7 +56,7 @@ import numpy as np
 from jax import lax
 
 from dense_jax.ops import resize_bilinear
-from dense_jax.ops._checks import as_pair, check_choice, check_rank
+from dense_jax.ops._checks import as_pair, check_choice, check_rank, concrete
 
 ApplyFn = Callable[[jax.Array], jax.Array]
 
@@ -65,21 +65,62 @@ DEFAULT_OVERLAP = 1.0 / 3.0
 WINDOWS = ("hann", "triangular", "uniform")
 AVERAGES = ("probabilities", "logits")
 MODES = ("whole", "sliding")
+VALUE_RANGE = (0.0, 1.0)            # images as the input pipeline gives them; checked when concrete
 
 
-def _check_images(images) -> None:
+def _check_images(images, value_range=VALUE_RANGE) -> None:
+  """Shape and dtype always; with `value_range` (lo, hi) also the values when they are concrete (not
+  under `jit`, where they are tracers and pass unchecked)."""
+  ndim = getattr(images, "ndim", None)
+  if ndim in (2, 3):
+    what = ("one grayscale image (H, W)" if ndim == 2 else
+            "one image (H, W, C)" if images.shape[-1] in (1, 3) else "a batch of grayscale images (N, H, W)")
+    fix = ("images[None, :, :, None].repeat(3, axis=-1)" if ndim == 2 else
+           "images[None]" if images.shape[-1] in (1, 3) else "images[..., None].repeat(3, axis=-1)")
+    raise ValueError(f"images: expected a batch (N, H, W, C) (NHWC; the models take C=3 RGB), got shape "
+                     f"{images.shape}, which looks like {what}; e.g. {fix}")
   check_rank(images, 4, "images", "NHWC")
   if not jnp.issubdtype(images.dtype, jnp.floating):
-    raise ValueError(f"images: expected a floating dtype, got {images.dtype}")
+    hint = " (0..255 pixels: images.astype(np.float32) / 255)" if jnp.issubdtype(images.dtype, jnp.integer) else ""
+    raise ValueError(f"images: expected a floating dtype with values in [0, 1], got {images.dtype}{hint}")
   if min(images.shape) < 1:
     raise ValueError(f"images: expected non-empty (N, H, W, C), got shape {images.shape}")
+  if value_range is None:
+    return
+  lo, hi = value_range
+  v = concrete(images)
+  if v is None:
+    return
+  tol = 1e-3 * (hi - lo)   # resampling overshoot
+  v = v.astype(np.float32)
+  finite = v[~np.isnan(v)]
+  v_min, v_max = (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
+  if finite.size < v.size or v_min < lo - tol or v_max > hi + tol:
+    hint = " (0..255 pixels? divide by 255)" if v_max > 2 * hi and v_max <= 255.0 + tol else ""
+    raise ValueError(f"images: expected values in [{lo:g}, {hi:g}] (value_range), got min {v_min:g}, max "
+                     f"{v_max:g}{' and NaN' if finite.size < v.size else ''}{hint}; for an apply_fn that takes "
+                     f"other inputs pass value_range=(lo, hi) or None")
+
+
+def _call(apply_fn: ApplyFn, x):
+  """`apply_fn(x)`; an exception from inside it, for images that do not have the 3 channels the models
+  take, becomes one ValueError that names the channels (the cause stays chained)."""
+  if x.shape[-1] == 3:
+    return apply_fn(x)
+  try:
+    return apply_fn(x)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"images: apply_fn failed on images with {x.shape[-1]} channels (shape {x.shape}); the "
+                     f"registered models take (N, H, W, 3) RGB in [0, 1] (a grayscale image: "
+                     f"images.repeat(3, axis=-1)); its error: {type(e).__name__}: {e}") from e
 
 
 def _padded(size: int, multiple: int) -> int:
   return -(-size // multiple) * multiple
 
 
-def predict_whole(apply_fn: ApplyFn, images, *, pad_to_multiple=None, pad_value: float = PAD_VALUE):
+def predict_whole(apply_fn: ApplyFn, images, *, pad_to_multiple=None, pad_value: float = PAD_VALUE,
+                  value_range=VALUE_RANGE):
   """Logits `(N, H, W, K)` of `apply_fn` on the whole image (see the module docstring).
 
   Args:
@@ -88,15 +129,18 @@ def predict_whole(apply_fn: ApplyFn, images, *, pad_to_multiple=None, pad_value:
     pad_to_multiple: None, an int or (mh, mw): pad the bottom/right with `pad_value` up to the next
       multiple before calling `apply_fn`, crop the logits back to (H, W).
     pad_value: the constant the padding is filled with.
+    value_range: `(lo, hi)` the image values must lie in (default [0, 1], as the input pipeline gives
+      them; 0..255 images are a ValueError), checked only on concrete images (not under `jit`); None:
+      no check (an `apply_fn` that takes other inputs).
   """
-  _check_images(images)
+  _check_images(images, value_range)
   mh, mw = (1, 1) if pad_to_multiple is None else as_pair(pad_to_multiple, "pad_to_multiple")
   n, h, w, _ = images.shape
   ph, pw = _padded(h, mh) - h, _padded(w, mw) - w
   x = images
   if ph or pw:
     x = jnp.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=pad_value)
-  out = apply_fn(x)
+  out = _call(apply_fn, x)
   # (N, H, W): a one-channel map such as log-depth (the `_dense_tasks` convention drops its channel axis).
   if getattr(out, "ndim", None) not in (3, 4) or out.shape[:3] != x.shape[:3]:
     raise ValueError(
@@ -168,7 +212,7 @@ def _sliding_params(shape, tile, stride, overlap, margin):
 
 def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=None, num_classes=None,
                     window: str = "hann", margin=0, tile_batch: int | None = None, pad_to_multiple=None,
-                    pad_value: float = PAD_VALUE):
+                    pad_value: float = PAD_VALUE, value_range=VALUE_RANGE):
   """Overlapping-tile inference with blending; float32 scores `(N, H, W, K)` (see the module docstring).
 
   Args:
@@ -182,12 +226,14 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
     margin: int or (mh, mw) >= 0, pixels at inner tile edges with weight 0.
     tile_batch: tiles per `apply_fn` call (each call sees `tile_batch · N` images); default all.
     pad_to_multiple, pad_value: as in `predict_whole`, applied to each tile.
+    value_range: as in `predict_whole`.
   """
-  _check_images(images)
+  _check_images(images, value_range)
   check_choice(window, WINDOWS, "window")
   (th, tw), (sh, sw), (mh, mw) = _sliding_params(images.shape, tile, stride, overlap, margin)
   n, h, w, c = images.shape
-  whole = lambda x: predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value)
+  whole = lambda x: predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value,
+                                  value_range=None)
   rows, row_w = _axis_weights(h, th, sh, mh, window)
   cols, col_w = _axis_weights(w, tw, sw, mw, window)
   num_tiles = len(rows) * len(cols)
@@ -276,11 +322,11 @@ def _check_scales(scales) -> tuple[float, ...]:
 def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (0.75, 1.0, 1.25),
                        flip: bool = True, mode: str = "whole", average: str = "probabilities",
                        pad_to_multiple=None, pad_value: float = PAD_VALUE, merge=None, unflip=None,
-                       **sliding_kwargs):
+                       value_range=VALUE_RANGE, **sliding_kwargs):
   """Multi-scale (+ horizontal flip) test-time augmentation; float32 `(N, H, W, K)` (module docstring).
 
   Args:
-    apply_fn, images, pad_to_multiple, pad_value: as in `predict_whole`.
+    apply_fn, images, pad_to_multiple, pad_value, value_range: as in `predict_whole`.
     scales: resize factors of the image.
     flip: also predict the horizontal mirror of every scale.
     mode: 'whole' or 'sliding' (then `sliding_kwargs` go to `predict_sliding`: tile, stride, ...).
@@ -290,7 +336,7 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
     unflip: `prediction -> prediction` undoing a horizontal flip (a task's `unflip`, e.g. negating the x
       component of normals); default: mirror back along the width.
   """
-  _check_images(images)
+  _check_images(images, value_range)
   scales = _check_scales(scales)
   check_choice(mode, MODES, "mode")
   check_choice(average, AVERAGES, "average")
@@ -300,8 +346,9 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
 
   def predict(x):
     if mode == "whole":
-      return predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value)
-    return predict_sliding(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value, **sliding_kwargs)
+      return predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value, value_range=None)
+    return predict_sliding(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value, value_range=None,
+                           **sliding_kwargs)
 
   total, count, outs = None, 0, []
   for s in scales:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
+import numpy as np
+
 
 def check_rank(x, rank: int, name: str, layout: str = "") -> None:
   """Raise ValueError unless `x` has `rank` dimensions (`layout` e.g. 'NHWC' is quoted in the error)."""
@@ -53,3 +56,37 @@ def check_choice(value, choices: Sequence, name: str) -> None:
   """Raise ValueError unless `value` is one of `choices`."""
   if value not in tuple(choices):
     raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+
+
+def concrete(x):
+  """`x` as a NumPy array when its value is known here (NumPy, a Python number, a JAX array outside
+  `jit`), else None (a tracer under `jit` / `vmap` / `grad`: its values cannot be checked, and checking
+  them must not force a recompile). Value checks use this, so traced calls keep working unchanged."""
+  if x is None or isinstance(x, jax.core.Tracer):
+    return None
+  try:
+    return np.asarray(x)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return None
+
+
+def check_floating(x, name: str) -> None:
+  """Raise ValueError unless `x` has a floating dtype (ints would reach XLA and fail deep inside)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+    raise ValueError(f"{name}: expected a floating dtype (float32, bfloat16, ...), got dtype {dtype}; cast it "
+                     f"first, e.g. {name}.astype(jnp.float32)")
+
+
+def check_in_range(x, low: int, high: int, name: str, what: str, hint: str = "") -> None:
+  """Raise ValueError if the concrete values of `x` leave `[low, high)` (`what` says what they index);
+  no check on tracers (see `concrete`)."""
+  v = concrete(x)
+  if v is None or v.size == 0:
+    return
+  bad = (v < low) | (v >= high)
+  if bad.any():
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f" at index {first}" if v.ndim else ""
+    raise ValueError(f"{name}: expected {what} in [{low}, {high}), got {v[first] if v.ndim else v.item()}{where} "
+                     f"({int(bad.sum())} of {v.size} out of range; min {v.min()}, max {v.max()}){hint}")

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dense_jax.ops._checks import as_pad_pairs, as_pair, check_channels, check_choice, check_rank
+from dense_jax.ops._checks import as_pad_pairs, as_pair, check_channels, check_choice, check_floating, check_rank
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -75,6 +75,8 @@ def _auto(method: str) -> str:
 def _check_operands(x, w) -> None:
   check_rank(x, 4, "x", "NHWC")
   check_rank(w, 4, "w", "HWIO (kh, kw, in, out)")
+  check_floating(x, "x")
+  check_floating(w, "w")
   check_channels(x.shape[-1], w.shape[2], "x")
 
 
@@ -246,6 +248,8 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
   """
   check_rank(x, 4, "x", "NHWC")
   check_rank(w, 4, "w", "HWIO (kh, kw, in, out)")
+  check_floating(x, "x")
+  check_floating(w, "w")
   if (isinstance(feature_group_count, bool) or not isinstance(feature_group_count, int)
       or feature_group_count < 1):
     raise ValueError(f"feature_group_count: expected an int >= 1, got {feature_group_count!r}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.ops._checks import check_in_range, check_rank
 
 # detectron2's PANOPTIC_FPN.COMBINE defaults. STUFF_AREA_LIMIT is 4096 pixels, applied at the original
 # image resolution; COCO images are mostly 640 x 480, hence the fraction.
@@ -55,6 +55,10 @@ def _check(masks, scores, classes, semantic, is_stuff, valid, score_threshold, o
       raise ValueError(f"{name}: expected a number in [0, 1], got {x!r}")
   if not jnp.issubdtype(semantic.dtype, jnp.integer):
     raise ValueError(f"semantic: expected integer labels, got dtype {semantic.dtype}")
+  k = is_stuff.shape[0]
+  check_in_range(semantic, 0, k, "semantic", f"labels of the {k} is_stuff entries",
+                 hint="; to leave pixels void give them a label whose is_stuff entry is False (under jit "
+                      "out-of-range labels are void, unchecked)")
 
 
 def panoptic_merge(masks, scores, classes, semantic, is_stuff, *, valid=None,
@@ -66,8 +70,10 @@ def panoptic_merge(masks, scores, classes, semantic, is_stuff, *, valid=None,
     resolution of `semantic`.
   scores: `(N,)` float; classes: `(N,)` int, the category of each instance; valid: `(N,)` bool or None
     (padding rows False; they are never kept).
-  semantic: `(H, W)` int, the semantic label of each pixel (the argmax of the semantic head); labels
-    outside `[0, K)` are void.
+  semantic: `(H, W)` int, the semantic label of each pixel (the argmax of the semantic head), in
+    `[0, K)`: concrete labels outside it are a ValueError (an ignore label such as 255 is not void by
+    itself: map it to a label whose `is_stuff` is False); under `jit` / `vmap` they cannot be checked
+    and are void.
   is_stuff: `(K,)` bool, which semantic labels become stuff segments.
   Thresholds are Python numbers (static); `stuff_area_fraction` is a fraction of H·W.
 

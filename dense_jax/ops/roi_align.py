@@ -46,6 +46,16 @@ under load average 10-15, so rough): 7x7 forward 1.5 s vs torchvision 1.0 s, for
 gathered neighbours (K x samples x 2 x C) before the weighted sum; chunking over RoIs (lax.map) was slower.
 The public functions are jitted with their configuration static (sizes, ratios, flags as hashable
 Python values: tuples, not lists), so eager calls compile once per shape.
+
+Input contract and what is checked. Features are NHWC; nothing in an array's shape tells an NCHW map
+`(N, C, H, W)` from an NHWC one of height C (a torch map must be transposed, `.transpose(0, 2, 3, 1)`).
+Shapes, ranks and dtypes are checked always (ValueError). Values are checked only when they are concrete
+(an eager call; under an enclosing `jit` / `vmap` they are tracers and pass unchecked, without a
+recompile): `batch_indices` outside `[0, N)` are a ValueError (under `jit` they are clamped to
+`[0, N - 1]`), and when most RoIs lie entirely outside the image frame (the feature map divided by
+`spatial_scale`; `image_size` for the FPN), pooling only zeros — a wrong `spatial_scale`, or an NCHW
+map read as NHWC whose boxes' x range exceeds the map's "W" — a UserWarning says so (one stray RoI
+outside is legal, as in torchvision).
 """
 
 from __future__ import annotations
@@ -59,7 +69,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dense_jax.ops._checks import as_pair, check_choice, check_rank
+import warnings
+
+from dense_jax.ops._checks import as_pair, check_choice, check_in_range, check_rank, concrete
 from dense_jax.ops.boxes import box_area
 
 BACKENDS = ("gather", "einsum")
@@ -257,15 +269,38 @@ def _run(features, flat, batch, level, scales, out_hw, sampling_ratio, aligned, 
   return out.reshape(*out_lead, *out.shape[1:]).astype(out_dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("output_size", "spatial_scale", "sampling_ratio", "aligned",
-                                             "max_sampling_ratio", "backend"))
+def _check_values(features, boxes, batch_indices, frame, frame_name: str) -> None:
+  """Checks on concrete values (eager calls; nothing under `jit`, where the values are tracers):
+  `batch_indices` must index the batch (ValueError), and most RoIs lying entirely outside `frame`
+  `(H, W)` (in the boxes' pixels; each pools only zeros) is the sign of a wrong `spatial_scale` or of
+  a feature map in another layout (UserWarning)."""
+  n = features[0].shape[0]
+  if batch_indices is not None:
+    check_in_range(batch_indices, 0, n, "batch_indices", f"indices into the features' batch (N={n})",
+                   hint=" (under jit they are clamped to [0, N - 1] unchecked)")
+  b = concrete(boxes)
+  if b is None or b.size == 0 or b.shape[-1] != 4 or not np.issubdtype(b.dtype, np.number):
+    return
+  b = b.reshape(-1, 4).astype(np.float64)
+  h, w = frame
+  outside = (b[:, 0] > w + 1) | (b[:, 2] < -1) | (b[:, 1] > h + 1) | (b[:, 3] < -1)
+  if outside.sum() * 2 > len(b):   # most of them: a stray RoI outside is legal (torchvision pools zeros)
+    first = int(np.flatnonzero(outside)[0])
+    warnings.warn(
+        f"boxes: {int(outside.sum())} of {len(b)} RoIs lie entirely outside the {frame_name} (H, W) = {(h, w)} "
+        f"(e.g. RoI {first}: {tuple(float(v) for v in b[first])}), so they pool only zeros; check the boxes' "
+        f"pixels against spatial_scale / image_size, and that the features are NHWC (a torch NCHW map "
+        f"(N, C, H, W) must be transposed with .transpose(0, 2, 3, 1))", UserWarning, stacklevel=3)
+
+
 def roi_align(features, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
               aligned: bool = False, *, batch_indices=None, max_sampling_ratio=None, backend: str = "gather"):
   """RoIAlign on one NHWC feature map: `torchvision.ops.roi_align` (see the module docstring).
 
   Args:
-    features: `(N, H, W, C)` floating.
-    boxes: `(N, R, 4)` xyxy per image, or `(K, 4)` with `batch_indices (K,)` int.
+    features: `(N, H, W, C)` floating, channels last (a torch `(N, C, H, W)` map: `.transpose(0, 2, 3, 1)`).
+    boxes: `(N, R, 4)` xyxy per image, or `(K, 4)` with `batch_indices (K,)` int in `[0, N)` (checked when
+      concrete, ValueError; clamped to `[0, N - 1]` under `jit`). See "Input contract" in the module doc.
     output_size: `(out_h, out_w)` or an int.
     spatial_scale: feature pixels per image pixel (1/stride).
     sampling_ratio: samples per bin and axis; <= 0 adaptive `ceil(roi_size / out)` (static bound:
@@ -279,6 +314,23 @@ def roi_align(features, boxes, output_size, spatial_scale: float = 1.0, sampling
     `(N, R, out_h, out_w, C)` or `(K, out_h, out_w, C)`, features' dtype (computed in float32 or wider).
   """
   check_rank(features, 4, "features", "NHWC")
+  try:
+    scale = float(spatial_scale)
+  except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+    scale = math.nan
+  if not scale > 0 or isinstance(spatial_scale, bool):
+    raise ValueError(f"spatial_scale: expected a positive number (feature pixels per image pixel, 1/stride), "
+                     f"got {spatial_scale!r}")
+  _check_values([features], boxes, batch_indices, (features.shape[1] / scale, features.shape[2] / scale),
+                f"feature map ({features.shape[1]}, {features.shape[2]}) / spatial_scale {scale}, i.e. the image")
+  return _roi_align(features, boxes, output_size, spatial_scale, sampling_ratio, aligned,
+                    batch_indices=batch_indices, max_sampling_ratio=max_sampling_ratio, backend=backend)
+
+
+@functools.partial(jax.jit, static_argnames=("output_size", "spatial_scale", "sampling_ratio", "aligned",
+                                             "max_sampling_ratio", "backend"))
+def _roi_align(features, boxes, output_size, spatial_scale, sampling_ratio, aligned, *, batch_indices,
+               max_sampling_ratio, backend):
   out_hw, flat, batch, per_image, max_grid, compute = _prepare(
       [features], boxes, batch_indices, output_size, sampling_ratio, max_sampling_ratio, backend)
   level = jnp.zeros(flat.shape[:1], jnp.int32)
@@ -301,9 +353,6 @@ def fpn_levels_from_sizes(feature_sizes: Sequence[Sequence[int]], image_size) ->
   return levels
 
 
-@functools.partial(jax.jit, static_argnames=("output_size", "image_size", "sampling_ratio", "aligned",
-                                             "canonical_scale", "canonical_level", "eps", "max_sampling_ratio",
-                                             "backend"))
 def multilevel_roi_align(features: Sequence, boxes, output_size, image_size, sampling_ratio: int = 2,
                          aligned: bool = False, *, batch_indices=None, canonical_scale: float = 224,
                          canonical_level: int = 4, eps: float = 1e-6, max_sampling_ratio=None,
@@ -324,6 +373,25 @@ def multilevel_roi_align(features: Sequence, boxes, output_size, image_size, sam
   Returns:
     `(N, R, out_h, out_w, C)` or `(K, out_h, out_w, C)`.
   """
+  features = list(features)
+  if features and all(getattr(f, "ndim", None) == 4 for f in features):
+    try:
+      frame = as_pair(tuple(image_size), "image_size")
+    except (TypeError, ValueError):   # the jitted function names the bad image_size
+      frame = None
+    if frame is not None:
+      _check_values(features, boxes, batch_indices, frame, "image")
+  return _multilevel_roi_align(features, boxes, output_size, image_size, sampling_ratio, aligned,
+                               batch_indices=batch_indices, canonical_scale=canonical_scale,
+                               canonical_level=canonical_level, eps=eps, max_sampling_ratio=max_sampling_ratio,
+                               backend=backend)
+
+
+@functools.partial(jax.jit, static_argnames=("output_size", "image_size", "sampling_ratio", "aligned",
+                                             "canonical_scale", "canonical_level", "eps", "max_sampling_ratio",
+                                             "backend"))
+def _multilevel_roi_align(features, boxes, output_size, image_size, sampling_ratio, aligned, *, batch_indices,
+                          canonical_scale, canonical_level, eps, max_sampling_ratio, backend):
   features = list(features)
   out_hw, flat, batch, per_image, max_grid, compute = _prepare(
       features, boxes, batch_indices, output_size, sampling_ratio, max_sampling_ratio, backend)
