@@ -157,17 +157,49 @@ def coco_from_dataset(dataset: Mapping) -> COCO:
   return coco
 
 
+_RESULT_FIELD = {"box": "bbox", "mask": "segmentation", "keypoint": "keypoints"}
+
+
+def _check_results(ground_truth: Mapping, results: Sequence[Mapping], iou_type: str) -> None:
+  """ValueError, naming the result, unless every result is a dict with `image_id` among the ground
+  truth's images, `category_id` among its categories, a finite `score` and the field of `iou_type`
+  (pycocotools asserts without saying which, or silently ignores an unknown category)."""
+  image_ids = {int(im["id"]) for im in ground_truth["images"]}
+  category_ids = {int(c["id"]) for c in ground_truth["categories"]}
+  field = _RESULT_FIELD[iou_type]
+  for i, r in enumerate(results):
+    if not isinstance(r, Mapping):
+      raise ValueError(f"results[{i}]: expected a dict {{image_id, category_id, {field}, score}}, got "
+                       f"{type(r).__name__}")
+    missing = [k for k in ("image_id", "category_id", field, "score") if k not in r]
+    if missing:
+      raise ValueError(f"results[{i}]: expected the keys image_id, category_id, {field}, score (iou_type "
+                       f"{iou_type!r}), got {sorted(r)} (missing {missing})")
+    if int(r["image_id"]) not in image_ids:
+      shown = sorted(image_ids)[:10]
+      raise ValueError(f"results[{i}]: expected an image_id of the ground truth ({len(image_ids)} images, ids "
+                       f"{shown}{' ...' if len(image_ids) > 10 else ''}), got image_id {r['image_id']!r}")
+    if int(r["category_id"]) not in category_ids:
+      raise ValueError(f"results[{i}]: expected a category_id of the ground truth {sorted(category_ids)}, got "
+                       f"category_id {r['category_id']!r} (image_id {r['image_id']!r})")
+    if not math.isfinite(float(r["score"])):
+      raise ValueError(f"results[{i}]: expected a finite score, got {r['score']!r} (image_id {r['image_id']!r})")
+
+
 def evaluate_coco(ground_truth: Mapping, results: Sequence[Mapping], iou_type: str,
                   oks_sigmas: Sequence[float] | None = None) -> dict[str, float]:
   """`{ap, ap50, ...}` (the keys of `_STATS[iou_type]`) of COCO `results` (one type's list, as
   `CocoAccumulator.results` gives) against the in-memory `ground_truth` dataset dict.
 
   Empty `results` give 0 where there is ground truth (pycocotools' loadRes cannot take an empty list, so
-  the empty result set is built directly); undefined values (no ground truth) are NaN.
+  the empty result set is built directly); undefined values (no ground truth) are NaN. A result for an
+  image or a category that the ground truth lacks, without its `iou_type` field or with a non-finite
+  score is a ValueError naming it.
   """
   if iou_type not in IOU_TYPES:
     raise ValueError(f"iou_type: expected one of {IOU_TYPES}, got {iou_type!r}")
   keys = _STATS[iou_type]
+  _check_results(ground_truth, results, iou_type)
   if not ground_truth["images"]:
     return {k: math.nan for k in keys}
   gt = coco_from_dataset(ground_truth)

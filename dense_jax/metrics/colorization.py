@@ -36,6 +36,16 @@ def _check(pred_ab, gt_ab, valid, weights):
       _inputs.check_shape(x, np.shape(gt_ab)[:3], name, "(B, H, W) like gt_ab without its last axis")
   if weights is not None and not _inputs.is_traced(weights) and not (np.asarray(weights) >= 0).all():
     raise ValueError("weights: expected non-negative per-pixel weights, got negative or NaN values")
+  if _inputs.is_traced(pred_ab, gt_ab, valid):   # under jit: values unchecked (a NaN error counts as > T)
+    return
+  ok = np.ones(np.shape(gt_ab)[:3], bool) if valid is None else np.asarray(valid).astype(bool)
+  for name, x in (("pred_ab", pred_ab), ("gt_ab", gt_ab)):
+    bad = ok & ~np.isfinite(np.asarray(x, np.float64)).all(axis=-1)
+    if bad.any():
+      first = tuple(int(i) for i in np.argwhere(bad)[0])
+      raise ValueError(f"{name}: expected finite ab values at the valid pixels, got NaN or inf at "
+                       f"{int(bad.sum())} of {int(ok.sum())} valid pixels (first at (b, y, x) = {first}); "
+                       f"mark pixels without a value invalid with `valid`")
 
 
 def ab_auc_totals(pred_ab, gt_ab, valid=None, weights=None, max_threshold: float = 150.0) -> dict:
@@ -47,6 +57,7 @@ def ab_auc_totals(pred_ab, gt_ab, valid=None, weights=None, max_threshold: float
   ok = _inputs.as_valid(valid, xp.ones(err.shape, bool), err.shape, xp)
   w = xp.ones(err.shape, err.dtype) if weights is None else _inputs.as_float(weights, xp)
   w = xp.where(ok, w, 0.0).reshape(-1)
+  err = xp.where(xp.isnan(err), xp.inf, err)   # (under jit, unchecked) NaN counts as a miss, not as error 0
   idx = xp.clip(xp.ceil(err), 0, n + 1).astype(xp.int32).reshape(-1)
   if xp is np:
     hist = np.bincount(idx, weights=w, minlength=n + 2)
@@ -91,6 +102,8 @@ def ab_auc(pred_ab, gt_ab, valid=None, weights=None, max_threshold: float = 150.
     weights: optional non-negative (B, H, W) per-pixel weights (rebalanced AuC).
     max_threshold: T, a positive whole number (150 in the paper).
   Returns a Python float for concrete inputs (float64), a JAX scalar under `jit`; NaN without weight.
+  Concrete inputs with NaN or inf ab values at valid pixels are a ValueError; under `jit` (unchecked)
+  such a pixel counts as an error above every threshold.
   """
   out = ab_auc_from_totals(ab_auc_totals(pred_ab, gt_ab, valid, weights, max_threshold), max_threshold)
   return out if _inputs.is_traced(pred_ab, gt_ab, valid, weights) else float(out)
