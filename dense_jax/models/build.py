@@ -7,7 +7,8 @@ the one function that calls a model (the trainer, `dense_jax.evaluation`, `dense
 
 `build_model`: `config.model` minus `name` are the model's keyword arguments (lists from a saved
 `config.json` become tuples), `num_classes` defaults to the dataset's, `compute_dtype='bfloat16'` adds
-`dtype=jnp.bfloat16`; the image size is `config.dataset.image_size` or the dataset's own (ValueError
+`dtype=jnp.bfloat16`, a model with `check_dataset(info)` (the detectors) checks itself against the
+dataset (`config.model.num_classes` vs the dataset's class ids, ...); the image size is `config.dataset.image_size` or the dataset's own (ValueError
 for a dataset of varying image size without one).
 
 `apply_model`: `model.apply(variables, images, train=train, **kwargs)`, plus `targets=batch` when
@@ -52,7 +53,21 @@ def build_model(config) -> tuple[Any, Any, tuple[int, int]]:
   from dense_jax.models import registry      # pylint: disable=g-import-not-at-top
   info = data_lib.dataset_info(config.dataset.name)
   size = image_size_of(config, info)
-  return registry.get_model(config.model.name, **model_kwargs(config, info)), info, size
+  model = registry.get_model(config.model.name, **model_kwargs(config, info))
+  check_model_against_dataset(model, info)
+  return model, info, size
+
+
+def check_model_against_dataset(model, info) -> None:
+  """A model that defines `check_dataset(info)` (the detectors: class ids, keypoint count) checks that it
+  can learn the dataset's labels; its ValueError is reported as `config.model.<field>: ...`, before
+  anything is traced or compiled."""
+  check = getattr(model, "check_dataset", None)
+  if callable(check):
+    try:
+      check(info)
+    except ValueError as e:
+      raise ValueError(f"config.model.{e}") from None
 
 
 def needs_targets(model) -> bool:

@@ -172,6 +172,29 @@ class MaskRCNN(nn.Module):
   def task(self) -> str:
     return "instances" if self.masks else "keypoints"
 
+  def check_dataset(self, info) -> None:
+    """ValueError, naming the field, unless this model can learn the labels of the dataset `info` (a
+    `DatasetInfo`): `num_classes` above every thing class id (else the targets index past the class
+    logits: NaN or garbage at step 1), `num_keypoints` equal to the dataset's, `object_classes` among
+    its classes. Called by `dense_jax.models.build.build_model`, before anything is traced."""
+    name = getattr(info, "name", "the dataset")
+    things = tuple(int(c) for c in getattr(info, "thing_classes", ()) or ())
+    if self.merge_classes:
+      bad = [int(c) for c in self.object_classes if int(c) >= info.num_classes]
+      if bad:
+        raise ValueError(f"object_classes: expected class ids of dataset {name!r} (< its {info.num_classes} "
+                         f"classes; thing classes {things}), got {tuple(self.object_classes)!r}")
+    else:
+      needed = max(things) + 1 if things else int(info.num_classes)
+      if self.num_classes < needed:
+        raise ValueError(f"num_classes: expected at least {needed} (background + class ids up to {needed - 1}: "
+                         f"dataset {name!r} has {info.num_classes} classes, thing classes {things}), got "
+                         f"{self.num_classes}; leave num_classes unset to take the dataset's {info.num_classes}")
+    if self.num_keypoints and self.num_keypoints != getattr(info, "num_keypoints", 0):
+      have = getattr(info, "num_keypoints", 0)
+      raise ValueError(f"num_keypoints: expected the {have} keypoints per instance of dataset {name!r}"
+                       f"{' (it has no keypoints)' if not have else ''}, got {self.num_keypoints}")
+
   def setup(self):
     for name in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
                  "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_detections_per_img",

@@ -85,6 +85,20 @@ class PanopticFPN(MaskRCNN):
     things = set(int(c) for c in self.thing_classes)
     return tuple(c for c in range(self.num_classes) if c not in things)
 
+  def check_dataset(self, info) -> None:
+    """As `MaskRCNN.check_dataset`, and the panoptic id space: `num_classes` covers the dataset's semantic
+    ids and `thing_classes` are the dataset's (the semantic head has one channel per stuff class)."""
+    name = getattr(info, "name", "the dataset")
+    if self.num_classes < info.num_classes:
+      raise ValueError(f"num_classes: expected at least the {info.num_classes} semantic classes of dataset "
+                       f"{name!r} (ids 0..{info.num_classes - 1}), got {self.num_classes}; leave num_classes "
+                       f"unset to take the dataset's")
+    things = tuple(sorted(int(c) for c in getattr(info, "thing_classes", ()) or ()))
+    if things and tuple(sorted(int(c) for c in self.thing_classes)) != things:
+      raise ValueError(f"thing_classes: expected the thing classes of dataset {name!r} {things}, got "
+                       f"{tuple(self.thing_classes)!r}")
+    super().check_dataset(info)
+
   def setup(self):
     things = [int(c) for c in self.thing_classes]
     bad = [c for c in things if not 0 < c < self.num_classes]

@@ -32,7 +32,9 @@ def build_tasks(tasks_config, info) -> dict[str, Any]:
   """`{name: Task}` for `tasks_config` (`config.tasks`, None = `DEFAULT_TASKS`) on the dataset `info`.
 
   ValueError, naming the task, for: an unknown task (listing the registered ones), a negative or
-  non-finite weight, a task whose batch keys the dataset lacks (listing what it offers), bad arguments.
+  non-finite weight, weight 0 for every task (a loss of 0 trains nothing; one task of several may have
+  weight 0, e.g. to evaluate it only), a task whose batch keys the dataset lacks (listing what it
+  offers), bad arguments.
   """
   blocks = _as_dict(tasks_config) if tasks_config is not None else DEFAULT_TASKS
   if not blocks:
@@ -50,6 +52,13 @@ def build_tasks(tasks_config, info) -> dict[str, Any]:
     task = get_task(kind, info=info, name=name, **kwargs)
     task.check_dataset(info)
     tasks[name] = task
+  if all(task.weight == 0 for task in tasks.values()):   # the train loss would be 0: nothing learns
+    if len(tasks) == 1:
+      name = next(iter(tasks))
+      raise ValueError(f"config.tasks.{name}.weight: expected a weight > 0 for the only task (the train loss "
+                       f"is weight * loss, so nothing would learn), got 0")
+    raise ValueError(f"config.tasks: expected at least one task with weight > 0 (the train loss is the "
+                     f"weighted sum, so nothing would learn), got weight 0 for every task {sorted(tasks)}")
   return tasks
 
 

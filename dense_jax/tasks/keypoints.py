@@ -54,6 +54,18 @@ class KeypointsTask(DetectionTask):
     self.truth_keys = TRUTH_KEYS + ("keypoints",) + (("masks",) if with_masks else ())
     self.batch_keys = self.truth_keys
 
+  def check_outputs(self, outputs: dict, model_name: str = "the model") -> None:
+    """As `Task.check_outputs`, and the model's keypoint count against the dataset's (before compiling;
+    the targets would otherwise fail on mismatched shapes deep inside the loss)."""
+    super().check_outputs(outputs, model_name)
+    out = outputs[self.name]
+    keypoints = out.get("keypoints") if isinstance(out, dict) else None
+    want = getattr(self.info, "num_keypoints", 0) if self.info is not None else 0
+    if keypoints is not None and want and keypoints.shape[-2] != want:
+      raise ValueError(f"config.model.num_keypoints: expected the {want} keypoints of dataset {self.info.name!r} "
+                       f"(config.tasks.{self.name}), got a model {model_name!r} with {keypoints.shape[-2]} "
+                       f"(outputs[{self.name!r}]['keypoints'] {tuple(keypoints.shape)})")
+
   def is_object(self, classes):
     """Which instances (`classes` (..., G)) are Keypoint R-CNN's one class: those of `keypoint_classes`."""
     if not self.keypoint_classes:
