@@ -34,8 +34,8 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dense_jax import paths
 from dense_jax import evaluation
+from dense_jax import paths
 from dense_jax import tasks as tasks_lib
 from dense_jax import viz
 from dense_jax.convert import init_from
