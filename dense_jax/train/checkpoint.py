@@ -6,7 +6,8 @@ Layout: `<workdir>/checkpoints/<step>/{state,data}` written by an `ocp.Checkpoin
 - `data`: JSON, the position of every input iterator: each process passes a dict of its own iterators'
   states (keyed by input shard), the saved JSON is the union over processes, so a resumed run sees
   exactly the batches it would have seen — even with a different number of processes, as long as the
-  input shards are the same.
+  input shards are the same. It also holds the per-step losses since the last `metrics.jsonl` row
+  (`unlogged`), so the first row after a resume averages the same steps as an uninterrupted run's.
 
 Saves are asynchronous (the step loop goes on while the arrays are written), every `save_every` steps
 (plus forced saves at the end and on preemption), keeping the newest `keep`. Orbax writes a step into a
@@ -28,13 +29,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from dense_jax import paths
+
+
+class Restored(NamedTuple):
+  """A restored checkpoint: its step, the train state, every input shard's iterator state, and the
+  per-step losses trained since the last logged row (empty for checkpoints saved without them)."""
+  step: int
+  state: Any
+  iterators: dict[str, Any]
+  unlogged: list[dict[str, float]]
 
 
 class CheckpointMismatchError(ValueError):
@@ -139,17 +149,19 @@ class Checkpointer:
     """Every `save_every` steps (orbax's own rule also saves the very first step; we do not)."""
     return step % self.save_every == 0 and step not in self._manager.all_steps()
 
-  def save(self, step: int, state, data_state: dict[str, Any], *, force: bool = False) -> bool:
+  def save(self, step: int, state, data_state: dict[str, Any], *, force: bool = False,
+           unlogged: list[dict[str, float]] = ()) -> bool:
     """Starts saving `state` and the iterator positions as `step` (a collective: every process calls
-    it, `data_state` holding its own iterators' states by string key). Returns whether a save started
-    (not if the interval says no or the step exists already).
+    it, `data_state` holding its own iterators' states by string key). `unlogged`: one dict of losses
+    per step trained since the last logged row, oldest first. Returns whether a save started (not if
+    the interval says no or the step exists already).
     """
     merged = {}
     for part in _allgather_json(data_state):
       merged.update(part)
     if step in self._manager.all_steps():
       return False
-    data = {"format": 1, "iterators": merged}
+    data = {"format": 1, "iterators": merged, "unlogged": list(unlogged)}
     return self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)), force=force)
 
@@ -175,8 +187,8 @@ class Checkpointer:
       multihost_utils.sync_global_devices(f"dense_jax_quarantine_{step}")
     self._manager.reload()
 
-  def restore_latest(self, abstract_state) -> tuple[int, Any, dict] | None:
-    """`(step, state, iterator states of all processes)` from the newest step that restores, or None.
+  def restore_latest(self, abstract_state) -> Restored | None:
+    """The newest step that restores, or None.
 
     `abstract_state`: the state's `jax.ShapeDtypeStruct`s with `.sharding` set, so arrays come back
     placed as the train step expects them.
@@ -203,5 +215,5 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except  # any failure means "this step is unusable"
         self._quarantine(step, e)
         continue
-      return step, restored["state"], data["iterators"]
+      return Restored(step, restored["state"], data["iterators"], list(data.get("unlogged", [])))
     return None

@@ -298,9 +298,13 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
                                     abstract, state_sharding)
     restored = checkpointer.restore_latest(abstract_sharded)
     init_plan = None
+    # Per step since the last logged row: 'loss' and each task's 'loss/<task>'. Saved with every
+    # checkpoint, so a resumed run's next row averages the same steps as an uninterrupted run's.
+    interval_losses: list[dict] = []
     if restored is not None:
-      start_step, state, data_states = restored
-      train_input.set_state(data_states)
+      start_step, state = restored.step, restored.state
+      train_input.set_state(restored.iterators)
+      interval_losses = restored.unlogged
     else:
       start_step = 0
       state = jax.jit(init_fn, out_shardings=state_sharding)(rng, sample)
@@ -359,7 +363,7 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
     step = start_step
     final: dict[str, Any] = {}
     timer = reporting.Timer()
-    interval_losses: list[dict] = []   # per step: 'loss' and each task's 'loss/<task>'
+    steps_timed = 0   # steps trained by this process since the last logged row (for steps/s)
     pending = None   # (step, metrics on device) not yet checked for finiteness
 
     def check(item) -> dict:
@@ -372,8 +376,8 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
                  else "no checkpoint was written yet")
         raise NonFiniteLossError(
             f"loss is {host['loss']} at step {s}: stopped without saving; {where}. Lower "
-            f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, then rerun (a rerun "
-            f"resumes from that checkpoint).")
+            f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, then rerun"
+            f"{' (a rerun resumes from that checkpoint)' if good else ''}.")
       interval_losses.append({k: v for k, v in host.items() if k == "loss" or k.startswith("loss/")})
       return host
 
@@ -385,11 +389,14 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
       batch = to_global(next(train_input))
       state, metrics = train_step(state, batch)
       step += 1
+      steps_timed += 1
       if pending is not None:
         last_host = check(pending)
       pending = (step, metrics)
       is_last = step == last_step
-      do_log = step % config.log_every == 0 or is_last
+      # Rows at log_every multiples and the end only, not at stop_at_step: the rows of a run stopped
+      # and resumed are then those of the uninterrupted run (the unlogged steps travel in the checkpoint).
+      do_log = step % config.log_every == 0 or step == config.total_steps
       do_eval = step % config.eval_every == 0 or step == config.total_steps
       do_save = checkpointer.should_save(step) or is_last
       if not (do_log or do_eval or do_save):
@@ -398,7 +405,8 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
       pending = None
       record = {}
       if do_log:
-        rate = timer.rate(len(interval_losses))
+        rate = timer.rate(steps_timed)
+        steps_timed = 0
         record.update(last_host, steps_per_sec=rate, images_per_sec=rate * config.batch_size)
         record.update({k: float(np.mean([l[k] for l in interval_losses])) for k in interval_losses[-1]})
         interval_losses.clear()
@@ -411,7 +419,7 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
         reporter.message(f"step {step}: val {evaluation.summary(tasks, record, 'val/')}")
       if do_save:
         timer.pause_start()
-        checkpointer.save(step, state, train_input.get_state(), force=is_last)
+        checkpointer.save(step, state, train_input.get_state(), force=is_last, unlogged=interval_losses)
         timer.pause_end()
       if record:
         reporter.write(step, record)
@@ -421,7 +429,7 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
 
     interrupted = step < last_step
     if interrupted:
-      checkpointer.save(step, state, train_input.get_state(), force=True)
+      checkpointer.save(step, state, train_input.get_state(), force=True, unlogged=interval_losses)
       checkpointer.wait()
       reporter.message(f"Stopped by {stop.signal_name} at step {step}; checkpoint saved in "
                        f"{checkpointer.directory}. Rerun the same command to resume.")

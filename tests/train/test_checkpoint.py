@@ -59,8 +59,8 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
   (tmp_path / "checkpoints" / "2.orbax-checkpoint-tmp-123").mkdir()
   ckpt.close()
   ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints", save_every=1, async_save=False)
-  step, restored, data = ckpt.restore_latest(abstract)
-  assert step == 1 and data == {"0": {"position": 1}}
+  step, restored, data, unlogged = ckpt.restore_latest(abstract)
+  assert step == 1 and data == {"0": {"position": 1}} and unlogged == []
   np.testing.assert_array_equal(restored["w"], np.arange(4.0))
   # An existing step is never overwritten.
   assert not ckpt.save(1, {"w": jnp.zeros(4)}, {"0": {}}, force=True)

@@ -106,3 +106,19 @@ def test_rerunning_a_finished_run_only_evaluates(reference, tmp_path):
   final = train_and_evaluate(one_device(), workdir)
   assert final["step"] == 8 and final["val/miou"] == ref_final["val/miou"]
   assert (workdir / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("resume_from", [5, 4])
+def test_rows_after_resume_average_the_same_steps(tmp_path, resume_from):
+  """log_every=3: the row of step 6 averages steps 4–6 whether or not the run stopped at step 5 (and
+  resumed from the checkpoint of step 5, or of step 4 as after a kill between the two saves)."""
+  config = dict(log_every=3, checkpoint_every=4)
+  reference = train_and_evaluate(one_device(**config), tmp_path / "reference")
+  workdir = tmp_path / "resumed"
+  train_and_evaluate(one_device(stop_at_step=5, **config), workdir)
+  assert [r["step"] for r in read_metrics(workdir)] == [3, 4]   # the train row of 3, the eval row of 4
+  if resume_from == 4:
+    shutil.rmtree(workdir / "checkpoints" / "5")
+  final = train_and_evaluate(one_device(**config), workdir)
+  assert records(workdir) == records(tmp_path / "reference")
+  assert final["loss"] == reference["loss"]
