@@ -43,8 +43,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
   assert saved and max(saved) == bad_step - 1, (saved, bad_step)
   assert f"last good checkpoint is step {bad_step - 1}" in str(info.value)
+  assert "a rerun resumes from that checkpoint" in str(info.value)
   state = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / str(max(saved)) / "state")
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+
+
+def test_non_finite_loss_before_any_checkpoint_promises_no_resume(tmp_path):
+  config = tiny_config(num_devices=1, mesh_shape=(1, 1), checkpoint_every=100, eval_every=100,
+                       optimizer=dict(name="sgd", learning_rate=1e30, momentum=0.0))
+  with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet") as info:
+    train_and_evaluate(config, tmp_path)
+  assert "resumes" not in str(info.value)
 
 
 @pytest.mark.parametrize("overrides,match", [
