@@ -14,11 +14,14 @@ default is None: `--config.dataset.image_size=64`, `--config.stop_at_step=500` (
 
 Exit status: 0 done or stopped by SIGTERM/SIGINT after saving; 1 non-finite loss; 2 bad configuration
 or input (the command line, the config, the workdir, a checkpoint of another structure, a damaged
-dataset file), reported in one `ERROR:` line.
+dataset file); 3 an output could not be written (a full disk: the checkpoints before it stay);
+each reported in one `ERROR:` line.
 """
 
 from __future__ import annotations
 
+import errno
+import logging as std_logging
 import os
 import sys
 
@@ -46,6 +49,18 @@ _CACHE = flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _without_tracebacks(record: std_logging.LogRecord) -> bool:
+  """Log records with a traceback as one line, and asyncio's "exception was never retrieved" not at
+  all: a failed save (a full disk) logs the same TensorStore error from each of orbax's threads, which
+  the trainer then reports once as an `ERROR:` line."""
+  if record.name == "asyncio" and "exception was never retrieved" in str(record.msg):
+    return False   # the same error again, from orbax's abandoned write tasks at exit
+  if record.exc_info:
+    message = (record.getMessage().strip().splitlines() or [""])[0]
+    record.msg, record.args, record.exc_info, record.exc_text = message[:300], None, None, None
+  return True
+
+
 def main(argv):
   if len(argv) > 1:
     print(f"ERROR: unexpected arguments {argv[1:]} (flags are --name=value; python -m dense_jax.train "
@@ -53,6 +68,9 @@ def main(argv):
     return cli.EXIT_BAD_CONFIG
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    std_logging.getLogger().addFilter(_without_tracebacks)
+    for handler in std_logging.getLogger().handlers:
+      handler.addFilter(_without_tracebacks)
   # pylint: disable=g-import-not-at-top
   import jax
   cache = _CACHE.value
@@ -77,6 +95,17 @@ def main(argv):
   except (loop.ConfigError, checkpoint.CheckpointMismatchError, DataFileError) as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     return cli.EXIT_BAD_CONFIG
+  except checkpoint.CheckpointWriteError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return cli.EXIT_CANNOT_WRITE
+  except OSError as e:
+    if e.errno != errno.ENOSPC:
+      raise
+    # metrics.jsonl, a figure or TensorBoard events; the checkpoints say where to resume from.
+    print(f"ERROR: the disk is full: could not write {e.filename or 'a file'} under {_WORKDIR.value} "
+          f"({e.strerror}). Free space there, then rerun the same command to resume from the newest "
+          f"checkpoint in {_WORKDIR.value}/checkpoints.", file=sys.stderr, flush=True)
+    return cli.EXIT_CANNOT_WRITE
   return 0
 
 

@@ -26,6 +26,8 @@ rest, e.g. a code change that renamed a layer.)
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -45,6 +47,23 @@ class Restored(NamedTuple):
   state: Any
   iterators: dict[str, Any]
   unlogged: list[dict[str, float]]
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (a full disk, no permission, a lost bucket); the steps saved
+  before it are intact, and the half-written step is removed when the run restarts."""
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  """Whether `error` or an exception it was raised from is ENOSPC (Python's OSError, or TensorStore's
+  RESOURCE_EXHAUSTED ValueError carrying os_error_code 28)."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 class CheckpointMismatchError(ValueError):
@@ -141,6 +160,8 @@ class Checkpointer:
         save_interval_steps=max(1, int(save_every)), max_to_keep=keep, create=True,
         enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+    self._in_flight: int | None = None   # the step of the asynchronous save not yet waited for
+    self._failed: CheckpointWriteError | None = None
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -162,16 +183,56 @@ class Checkpointer:
     if step in self._manager.all_steps():
       return False
     data = {"format": 1, "iterators": merged, "unlogged": list(unlogged)}
-    return self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)), force=force)
+    with self._writing(step):   # also reports a failure of the previous asynchronous save
+      started = self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)), force=force)
+    if started:
+      self._in_flight = step
+    return started
+
+  @contextlib.contextmanager
+  def _writing(self, step: int):
+    """Turns any failure to write a step into one CheckpointWriteError that says what to do."""
+    if self._failed is not None:
+      raise self._failed
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except  # orbax and TensorStore raise many types
+      failed = self._in_flight if self._in_flight is not None else step
+      good = [s for s in self.steps() if s != failed and (self.directory / str(s)).exists()]
+      last = (f"the last good checkpoint is step {good[-1]} in {self.directory}" if good
+              else f"no earlier checkpoint is in {self.directory}")
+      if _is_disk_full(e):
+        what = "the disk is full (No space left on device)"
+        todo = ("free space there (or lower config.keep_checkpoints, or use a --workdir on a larger disk)")
+      else:
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        what = f"{type(e).__name__}: {reason}"
+        todo = "fix the cause"
+      self._failed = CheckpointWriteError(
+          f"could not write checkpoint step {failed} to {self.directory}: {what}; {last}. The "
+          f"half-written step is removed on the next start: {todo}, then rerun the same command to "
+          f"resume{' from it' if good else ''}.")
+      raise self._failed from e
+    finally:
+      self._in_flight = None
 
   def wait(self) -> None:
-    """Blocks until the pending asynchronous save is on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until the pending asynchronous save is on disk (CheckpointWriteError if it failed)."""
+    with self._writing(-1):
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the pending save and releases orbax's threads; a failed save was reported already."""
+    try:
+      if self._failed is None:
+        self.wait()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except  # the failure was reported by save/wait
+        if self._failed is None:
+          raise
 
   def _quarantine(self, step: int, error: Exception) -> None:
     # One line (on process 0): the error's first line, not its traceback.

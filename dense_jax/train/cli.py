@@ -13,7 +13,8 @@
 
 Exit codes of both programs: 0 done, 1 non-finite loss (training), 2 (EXIT_BAD_CONFIG) bad
 configuration or bad input found before or while running: the command line, the config, the workdir,
-the checkpoint's structure, a damaged dataset file.
+the checkpoint's structure, a damaged dataset file; 3 (EXIT_CANNOT_WRITE) the run's outputs could
+not be written (a full disk, no permission), the checkpoints written before that intact.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dense_jax.train import config as config_lib
 
 EXIT_NON_FINITE_LOSS = 1
 EXIT_BAD_CONFIG = 2
+EXIT_CANNOT_WRITE = 3
 
 
 class NoneDefaultParser(flags.ArgumentParser):
