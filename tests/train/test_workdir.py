@@ -133,11 +133,12 @@ def test_damaged_checkpoint_costs_one_warning_line(tmp_path, capfd):
     if p.is_file() and "/d/" in str(p):
       p.write_bytes(p.read_bytes()[:10])
   capfd.readouterr()
-  step, state, data = ckpt.restore_latest({"w": jnp.zeros(1000)})
+  restored = ckpt.restore_latest({"w": jnp.zeros(1000)})
   ckpt.close()
   out, err = capfd.readouterr()
   lines = [line for line in (out + err).splitlines() if line.strip()]
-  assert step == 1 and data == {"0": {"position": 1}} and float(state["w"][1]) == 1.0
+  assert restored.step == 1 and restored.iterators == {"0": {"position": 1}}
+  assert float(restored.state["w"][1]) == 1.0
   assert len(lines) == 1 and "damaged" in lines[0] and "trying the previous one" in lines[0], lines
 
 
