@@ -45,6 +45,7 @@ import math
 import time
 from typing import Sequence
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -230,7 +231,7 @@ def evaluate(config=None, workdir: str | paths.Path = ".", *, mode: str = "whole
     structured = [k for k, o in outs.items() if k in tasks and not hasattr(o, "shape")]
     shrunk = {k: tuple(o.shape[1:3]) for k, o in outs.items()
               if k in tasks and k not in structured and tuple(o.shape[1:3]) != size}
-  except (ValueError, TypeError):   # the size needs padding: found below
+  except (ValueError, TypeError, flax.errors.ScopeParamShapeError):   # needs padding or tiles: below
     structured, shrunk = [], {}
   if structured and mode != "whole":
     raise ValueError(f"mode: {config.model.name!r} returns {structured[0]!r} as detections, not a map; only "
@@ -245,8 +246,18 @@ def evaluate(config=None, workdir: str | paths.Path = ".", *, mode: str = "whole
     multiple = None
   elif pad_to_multiple is None:
     first = next(iter(tasks))
-    multiple = inference.required_multiple(lambda x: bound(x)[first],
-                                           _fed_sizes(mode, size, tile, scales, multiscale_base))
+    try:
+      multiple = inference.required_multiple(lambda x: bound(x)[first],
+                                             _fed_sizes(mode, size, tile, scales, multiscale_base))
+    except inference.FixedInputSizeError as e:
+      h, w = e.size
+      raise ValueError(
+          f"image_size / mode: {config.model.name!r} takes only {train_size[0]}×{train_size[1]} images, "
+          f"the size it was trained at (its parameter shapes depend on the input size: {e}); mode "
+          f"{mode!r} would feed it {h}×{w}. Evaluate it in mode 'whole' at the training size (leave "
+          f"image_size out), or in mode 'sliding' with the default tile {tuple(train_size)} at a larger "
+          f"image_size, or 'multiscale' with multiscale_base 'sliding' (scales below 1 are padded to the tile, "
+          f"larger ones tiled).") from None
   else:
     multiple = pad_to_multiple
   predict = _predictor(mode, tile=tile, stride=stride, overlap=overlap, window=window, margin=margin,

@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,7 +217,8 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
   """Overlapping-tile inference with blending; float32 scores `(N, H, W, K)` (see the module docstring).
 
   Args:
-    apply_fn: `(B, th, tw, C) -> (B, th, tw, K)`.
+    apply_fn: `(B, th, tw, C) -> (B, th, tw, K)`, or `(B, th, tw)` (one channel, e.g. depth: blended
+      as K = 1 and returned as `(N, H, W)`).
     images: `(N, H, W, C)` floating.
     tile: int or (th, tw), usually the training crop; clipped to the image.
     stride: int or (sh, sw), at most the tile; or
@@ -232,8 +234,11 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
   check_choice(window, WINDOWS, "window")
   (th, tw), (sh, sw), (mh, mw) = _sliding_params(images.shape, tile, stride, overlap, margin)
   n, h, w, c = images.shape
-  whole = lambda x: predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value,
-                                  value_range=None)
+  whole_scores = lambda x: predict_whole(apply_fn, x, pad_to_multiple=pad_to_multiple, pad_value=pad_value,
+                                         value_range=None)
+  # A map without a channel axis (depth: (B, h, w)) is blended as one channel and returned as it came.
+  single_channel = jax.eval_shape(whole_scores, jax.ShapeDtypeStruct((n, th, tw, c), images.dtype)).ndim == 3
+  whole = (lambda x: whole_scores(x)[..., None]) if single_channel else whole_scores
   rows, row_w = _axis_weights(h, th, sh, mh, window)
   cols, col_w = _axis_weights(w, tw, sw, mw, window)
   num_tiles = len(rows) * len(cols)
@@ -245,7 +250,7 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
   if num_classes is not None and num_classes != k:
     raise ValueError(f"num_classes: apply_fn returns {k} classes, got num_classes={num_classes}")
   if num_tiles == 1:
-    return whole(images).astype(jnp.float32)  # the whole image in one tile: exactly predict_whole
+    return whole_scores(images).astype(jnp.float32)  # the whole image in one tile: exactly predict_whole
 
   # Per tile: its start and its two 1-D weights; padded to whole groups with weight-0 repeats.
   starts = np.array([(r, q) for r in rows for q in cols], np.int32)
@@ -272,7 +277,7 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
     return acc, None
 
   acc, _ = lax.scan(body, jnp.zeros((n, h, w, k), jnp.float32), xs)
-  return acc
+  return acc[..., 0] if single_channel else acc
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -289,6 +294,7 @@ def required_multiple(apply_fn: ApplyFn, sizes, *, channels: int = 3, max_multip
   sizes = [as_pair(tuple(s), "sizes") for s in sizes]
   seen: dict[tuple[int, int], bool] = {}
   last_error = ""
+  fixed_size: list[tuple[tuple[int, int], str]] = []   # (size, error) where the parameters did not fit
 
   def takes(hw):
     nonlocal last_error
@@ -300,15 +306,32 @@ def required_multiple(apply_fn: ApplyFn, sizes, *, channels: int = 3, max_multip
           last_error = f"input {hw} gave output {getattr(out, 'shape', out)}"
       except (ValueError, TypeError) as e:   # the model's own size check, or mismatched shapes inside it
         seen[hw], last_error = False, f"input {hw}: {str(e)[:300]}"
+      except flax.errors.ScopeParamShapeError as e:   # parameters made for another input size
+        seen[hw], last_error = False, f"input {hw}: {str(e).split(' (https://')[0][:300]}"
+        fixed_size.append((hw, last_error))
     return seen[hw]
 
-  m = 1
-  while m <= max_multiple:
-    if all(takes((_padded(h, m), _padded(w, m))) for h, w in sizes):
+  multiples = [2 ** i for i in range(max_multiple.bit_length()) if 2 ** i <= max_multiple]
+  padded = lambda hw, m: (_padded(hw[0], m), _padded(hw[1], m))
+  for m in multiples:
+    if all(takes(padded(hw, m)) for hw in sizes):
       return m
-    m *= 2
-  raise ValueError(f"apply_fn: takes none of the sizes {sizes} padded to a multiple of 1, 2, 4, ..., "
-                   f"{max_multiple} with logits at the input resolution (last: {last_error})")
+  unfit = [hw for hw in sizes if not any(takes(padded(hw, m)) for m in multiples)]
+  if fixed_size and unfit:
+    raise FixedInputSizeError(unfit[0], f"apply_fn: its parameter shapes fix the input size, and it takes "
+                              f"{unfit[0]} padded to no multiple of 1, 2, 4, ..., {max_multiple} "
+                              f"({fixed_size[0][1]})")
+  raise ValueError(f"apply_fn: takes {unfit or sizes} padded to no {'' if unfit else 'common '}multiple of "
+                   f"1, 2, 4, ..., {max_multiple} with logits at the input resolution (last: {last_error})")
+
+
+class FixedInputSizeError(ValueError):
+  """A model whose parameter shapes depend on the input size (fully connected layers on a feature
+  map) was asked for another size; `size` is the first (h, w) it could not take."""
+
+  def __init__(self, size: tuple[int, int], message: str):
+    super().__init__(message)
+    self.size = size
 
 
 def _check_scales(scales) -> tuple[float, ...]:
@@ -323,7 +346,8 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
                        flip: bool = True, mode: str = "whole", average: str = "probabilities",
                        pad_to_multiple=None, pad_value: float = PAD_VALUE, merge=None, unflip=None,
                        value_range=VALUE_RANGE, **sliding_kwargs):
-  """Multi-scale (+ horizontal flip) test-time augmentation; float32 `(N, H, W, K)` (module docstring).
+  """Multi-scale (+ horizontal flip) test-time augmentation; float32 `(N, H, W, K)` (module docstring),
+  or `(N, H, W)` where `apply_fn` returns maps without a channel axis (depth).
 
   Args:
     apply_fn, images, pad_to_multiple, pad_value, value_range: as in `predict_whole`.
@@ -358,8 +382,11 @@ def predict_multiscale(apply_fn: ApplyFn, images, *, scales: Sequence[float] = (
       out = predict(jnp.flip(x, axis=2) if flipped else x).astype(jnp.float32)
       if flipped:
         out = unflip(out) if unflip is not None else jnp.flip(out, axis=2)
-      if size != (h, w):
-        out = resize_bilinear(out, (h, w))
+      if size != (h, w):   # a map without a channel axis (depth) is resized as one channel
+        out = resize_bilinear(out, (h, w)) if out.ndim == 4 else resize_bilinear(out[..., None], (h, w))[..., 0]
+      if merge is None and average == "probabilities" and out.ndim == 3:
+        raise ValueError(f"average: apply_fn returns {out.shape} maps without a class axis, which have no "
+                         f"softmax; pass average='logits' (the mean) or a merge, got average='probabilities'")
       if merge is not None:
         outs.append(out)
         continue

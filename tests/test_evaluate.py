@@ -240,3 +240,39 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_p
   errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
   assert len(errors) == 1 and errors[0].startswith("ERROR: workdir: no checkpoint under"), proc.stderr
   assert "step 2:" in errors[0]
+
+
+@pytest.fixture(scope="module")
+def trained_fixed_size(tmp_path_factory):
+  """Eigen–Fergus (fully connected layers on its scale-1 map) trained 2 steps at 32×32."""
+  from dense_jax.train import train_and_evaluate
+  workdir = tmp_path_factory.mktemp("eigen_fergus")
+  config = tiny_config()
+  config.total_steps = config.eval_every = config.checkpoint_every = config.log_every = 2
+  config.model = ml_collections.ConfigDict(dict(name="eigen_fergus_narrow", tasks=("depth",)))
+  config.tasks = ml_collections.ConfigDict(dict(depth=dict()))
+  train_and_evaluate(config, workdir)
+  return workdir, config
+
+
+@pytest.mark.parametrize("kwargs, fed", [
+    (dict(image_size=48), "48×48"),                     # whole at another size
+    (dict(mode="multiscale"), "40×40"),                 # scales 0.75, 1, 1.25 of 32: 24 pads to 32, 40 does not
+])
+def test_fixed_input_size_model_says_which_modes_work(trained_fixed_size, kwargs, fed):
+  from dense_jax.evaluate import evaluate
+  workdir, config = trained_fixed_size
+  with pytest.raises(ValueError, match=rf"'eigen_fergus_narrow' takes only 32×32 images.*would feed it {fed}"
+                                       r".*mode 'sliding' with the default tile \(32, 32\)"):
+    evaluate(config, workdir, write=False, **kwargs)
+
+
+def test_fixed_input_size_model_evaluates_whole_sliding_and_multiscale_on_tiles(trained_fixed_size):
+  from dense_jax.evaluate import evaluate
+  workdir, config = trained_fixed_size
+  whole = evaluate(config, workdir, write=False)
+  assert whole["image_size"] == [32, 32] and np.isfinite(whole["metrics"]["depth/abs_rel"])
+  sliding = evaluate(config, workdir, mode="sliding", image_size=48, write=False)
+  assert sliding["image_size"] == [48, 48] and np.isfinite(sliding["metrics"]["depth/abs_rel"])
+  multiscale = evaluate(config, workdir, mode="multiscale", multiscale_base="sliding", write=False)
+  assert np.isfinite(multiscale["metrics"]["depth/abs_rel"])

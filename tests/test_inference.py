@@ -78,6 +78,15 @@ def test_sliding_equals_whole_for_a_conv_net(shape, tile, stride, tile_batch, wi
   np.testing.assert_allclose(got, inf.predict_whole(conv_net, x), rtol=1e-5, atol=2e-6)
 
 
+def test_sliding_blends_a_map_without_channel_axis():
+  """A depth-like `(B, h, w)` output is blended as one channel and comes back without the axis."""
+  x = images((2, 37, 50, 3))
+  depth_net = lambda t: conv_net(t)[..., 0]
+  got = inf.predict_sliding(depth_net, x, tile=16, stride=11, margin=2)
+  assert got.shape == (2, 37, 50)
+  np.testing.assert_allclose(got, inf.predict_whole(depth_net, x), rtol=1e-5, atol=2e-6)
+
+
 def test_margin_below_the_receptive_radius_breaks_equality():
   """The test above can fail: with margin 1 < radius 2, inner tile edges leak zero padding."""
   x = images((1, 37, 50, 3))
