@@ -50,8 +50,9 @@ import time
 from dense_jax import paths
 
 RUN_RECORD = "sweep_run.json"   # written by the launcher into each run's workdir
-TARGET_FLAGS = {"local": ("parallel",), "tpu": ("tpu_name", "zone", "script_dir"),
-                "slurm": ("nodes", "gpus_per_node", "partition", "script_dir")}
+# The flags that only one kind of target uses: given with another target, they would be ignored.
+TARGET_FLAGS = {"parallel": ("local",), "tpu_name": ("tpu",), "zone": ("tpu",), "nodes": ("slurm",),
+                "gpus_per_node": ("slurm",), "partition": ("slurm",), "script_dir": ("tpu", "slurm")}
 DEFAULTS = {"parallel": 1, "nodes": 1, "gpus_per_node": 8}
 
 
@@ -168,9 +169,9 @@ def check_configs(runs: list[Run]) -> None:
   from dense_jax.train import cli  # pylint: disable=g-import-not-at-top
   from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   for run in runs:
-    flag_values = flags.FlagValues()
-    holder = cli.define_config_flag("Experiment file.", flag_values)
     argv = ["dense_jax.train", "--config", run.config_spec(), *run.override_args()]
+    flag_values = flags.FlagValues()
+    holder = cli.define_config_flag("Experiment file.", flag_values, sys_argv=argv)
     try:
       flag_values(argv)
       config_lib.resolve(holder.value)
@@ -274,7 +275,7 @@ def run_all_locally(runs: list[Run], root: paths.Path, parallel: int = 1, **kwar
 
 # Shell words for values left to the environment of whoever runs the script; the script's first lines
 # stop it with this message when the variable is unset or empty.
-_TPU_VARIABLES = {"tpu_name": ("TPU_NAME", "the TPU VM's name"), "zone": ("ZONE", "the TPU VM's zone")}
+_TPU_VARIABLES = {"tpu_name": ("TPU_NAME", "the name of the TPU VM"), "zone": ("ZONE", "its zone")}
 
 
 def _root_text(root: str) -> str:
@@ -367,11 +368,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
   """Flags of another target, and bad values, are SweepErrors; fills in the defaults."""
-  for target, names in TARGET_FLAGS.items():
-    for name in names:
-      if getattr(args, name) is not None and args.target != target:
-        raise SweepError(f"--{name}: applies to --target {target} only, got --target {args.target}; "
-                         f"leave it out or pass --target {target}")
+  for name, targets in TARGET_FLAGS.items():
+    if getattr(args, name) is not None and args.target not in targets:
+      raise SweepError(f"--{name}: applies to --target {' or '.join(targets)} only, got --target {args.target}; "
+                       f"leave it out or pass --target {targets[0]}")
   for name, default in DEFAULTS.items():
     value = getattr(args, name)
     if value is None:

@@ -116,10 +116,12 @@ class _ConfigFileParser(flags.ArgumentParser):
     return "config object"
 
 
-def define_config_flag(help_string: str, flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagHolder:
-  """Defines `--config` (see the module docstring) and returns its holder."""
+def define_config_flag(help_string: str, flag_values: flags.FlagValues = flags.FLAGS,
+                       sys_argv: list[str] | None = None) -> flags.FlagHolder:
+  """Defines `--config` (see the module docstring) and returns its holder. The `--config.*` overrides
+  are read from `sys_argv`, the whole command line `flag_values` will parse (default: `sys.argv`)."""
   holder = config_flags.DEFINE_config_file("config", None, help_string, flag_values=flag_values,
-                                           lock_config=True)
+                                           lock_config=True, sys_argv=sys_argv)
   flag_values["config"].parser = _ConfigFileParser(lock_config=True)
   return holder
 
