@@ -47,7 +47,10 @@ import subprocess
 import sys
 import time
 
-from dense_jax import paths
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (gs:// through tf.io.gfile) start-up chatter
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from dense_jax import paths  # pylint: disable=g-import-not-at-top
 
 RUN_RECORD = "sweep_run.json"   # written by the launcher into each run's workdir
 # The flags that only one kind of target uses: given with another target, they would be ignored.
