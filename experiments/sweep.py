@@ -91,7 +91,8 @@ def _safe_name(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", name)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+  """`error` as one line, its type first (for `ERROR:` lines)."""
   text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
@@ -108,7 +109,7 @@ def load_module(path: str, key: str = "experiment"):
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # pylint: disable=broad-except  # whatever the user's file raises
-    raise SweepError(f"{key}: {path} fails to import ({_one_line(e)}); fix the file, or check that it "
+    raise SweepError(f"{key}: {path} fails to import ({one_line(e)}); fix the file, or check that it "
                      f"runs with `python {path}`") from None
   return module
 
@@ -157,7 +158,7 @@ def collect_runs(spec: str) -> list[Run]:
   except SweepError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # whatever the user's sweep raises
-    raise SweepError(f"experiment: sweep(add, {file_arg!r}) of {config_file} raised {_one_line(e)}") from None
+    raise SweepError(f"experiment: sweep(add, {file_arg!r}) of {config_file} raised {one_line(e)}") from None
   if not runs:
     raise SweepError(f"sweep: {config_file} added no runs (with arg {file_arg!r}); sweep(add, arg) must call "
                      f"add(...) at least once")
@@ -180,7 +181,7 @@ def check_configs(runs: list[Run]) -> None:
       config_lib.resolve(holder.value)
       continue
     except Exception as e:  # pylint: disable=broad-except  # the trainer's parser and schema errors
-      message = cli.bad_flags_message(argv, "dense_jax.train", e) or f"ERROR: {_one_line(e)}"
+      message = cli.bad_flags_message(argv, "dense_jax.train", e) or f"ERROR: {one_line(e)}"
     message = message.removeprefix("ERROR: ").replace(" (python -m dense_jax.train --helpshort lists the flags)", "")
     raise SweepError(f"run {run.name!r}: {message}; no run was started")
 
@@ -203,7 +204,7 @@ def check_root(root: str, key: str = "--root", *, create: bool) -> paths.Path:
     try:
       path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-      raise SweepError(f"{key}: expected a directory that can be created, got {root} ({_one_line(e)})") from None
+      raise SweepError(f"{key}: expected a directory that can be created, got {root} ({one_line(e)})") from None
     if not os.access(path, os.W_OK | os.X_OK):
       raise SweepError(f"{key}: expected a writable directory, got {root}, which this user cannot write")
   return path
