@@ -24,6 +24,13 @@ Locally each run trains in `<root>/<run name>` with `python -m dense_jax.train`;
 (its `sweep_run.json` says `done`) is skipped, and an unfinished one resumes from its last checkpoint,
 because the trainer resumes a workdir it finds checkpoints in.
 
+The cluster targets write one script into `--script_dir` (default: the root if it is local, else the
+current directory) and print it. `launch_tpu.sh` runs the runs one after another with `gcloud compute tpus
+tpu-vm ssh --worker=all`; without `--tpu_name` / `--zone` it reads `$TPU_NAME` / `$ZONE` when it runs and
+stops, naming the variable, if one is unset. `launch_slurm.sbatch` is an array job, one task per run
+(`sbatch launch_slurm.sbatch`); `--root` must then be a local path of the cluster's shared filesystem.
+Each run's trainer arguments reach the trainer as they are, values with spaces or quotes included.
+
 Bad input is one `ERROR: ...` line on stderr and exit 2 (as in the trainer, `dense_jax.train.cli`), before
 any run starts or any script is written: the command line (a flag of another target, `--parallel 0`, a
 remote `--script_dir`), the experiment file (missing, no `sweep`, a run name twice), the root (a scheme
