@@ -169,3 +169,48 @@ def test_a_damaged_run_record_lists_as_unfinished(tmp_path, capsys, good, record
   assert sweep_lib.main([good, "--root", str(tmp_path / "sweep"), "--list"]) == 0
   out = capsys.readouterr().out
   assert "unfinished  a" in out and "new  b" in out
+
+
+REMOTE_SWEEP = textwrap.dedent('''
+    import json, os, sys
+    os.environ["EPATH_USE_TF"] = "false"
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+    fsspec.register_implementation("s3", MemoryFileSystem, clobber=True)
+    from dense_jax import paths
+    from experiments import sweep as sweep_lib
+
+    experiment, fake_python = sys.argv[1:3]
+    root = paths.as_path("s3://bucket/sweep")
+    runs = sweep_lib.collect_runs(experiment)
+    statuses = sweep_lib.run_all_locally(runs, root, python=fake_python)
+    records = {run.name: json.loads((root / run.name / sweep_lib.RUN_RECORD).read_text())["status"] for run in runs}
+    again = sweep_lib.run_all_locally(runs, root, python=fake_python)
+    listed = sweep_lib.main([experiment, "--root", "s3://bucket/sweep", "--list"])
+    print("RESULT " + json.dumps({"statuses": statuses, "records": records, "again": again, "listed": listed,
+                                  "log": (root / "a" / "sweep_log.txt").read_text()}))
+''')
+
+
+def test_a_local_sweep_into_a_remote_root_writes_there_and_nothing_local(tmp_path, good):
+  """`s3://` served by fsspec's in-memory filesystem (as tests/train/test_remote_workdir.py does), and a
+  trainer that only prints its arguments: the records and logs go to the remote root, nothing to a local
+  directory named 's3:'."""
+  import subprocess
+  import sys
+  fake_python = tmp_path / "fake_python"
+  fake_python.write_text("#!/bin/sh\necho \"trained: $*\"\n")
+  fake_python.chmod(0o755)
+  (tmp_path / "remote_sweep.py").write_text(REMOTE_SWEEP)
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run([sys.executable, str(tmp_path / "remote_sweep.py"), good, str(fake_python)], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=repo))
+  results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+  assert proc.returncode == 0 and results, proc.stdout[-3000:] + proc.stderr[-3000:]
+  out = __import__("json").loads(results[0][len("RESULT "):])
+  assert out["statuses"] == out["records"] == {"a": "done", "b": "done"}
+  assert out["again"] == {"a": "skipped", "b": "skipped"} and out["listed"] == 0
+  assert "done  a" in proc.stdout and "trained: -m dense_jax.train" in out["log"]
+  assert "--workdir s3://bucket/sweep/a" in out["log"]
+  assert not [name for name in os.listdir(tmp_path) if name.startswith("s3")]
