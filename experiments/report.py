@@ -16,7 +16,6 @@ stopped) is left out with a note, as is `describe` when the run's experiment fil
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
