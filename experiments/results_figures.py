@@ -17,7 +17,6 @@ per seed), with an arrow for the better direction.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
@@ -129,26 +128,46 @@ def erf_strip(root, out) -> paths.Path | None:
   return path
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("roots", nargs="+", type=paths.as_path)   # local or gs://
-  parser.add_argument("--out", type=paths.as_path, default=paths.as_path("docs/results"))
+def _main(argv) -> int:
+  from dense_jax.train import cli  # pylint: disable=g-import-not-at-top
+  from experiments import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  parser = cli.ArgumentParser(prog="experiments.results_figures", description=__doc__.split("\n")[0])
+  parser.add_argument("roots", nargs="+", help="sweep roots (local or gs://) that experiments.report wrote into")
+  parser.add_argument("--out", default="docs/results", help="directory for the figures (local or gs://)")
   args = parser.parse_args(argv)
-  args.out.mkdir(parents=True, exist_ok=True)
+  roots = []
+  for text in args.roots:
+    root = sweep_lib.check_root(text, "roots", create=False)
+    if not paths.check_readable(root / "report.csv", "roots"):
+      raise sweep_lib.SweepError(f"roots: expected sweep roots holding report.csv, got {text}, which has none; "
+                                 f"run python -m experiments.report {text} first")
+    roots.append(root)
+  out = sweep_lib.check_root(args.out, "--out", create=True)
   depth_normals_roots = []
-  for root in args.roots:
+  for root in roots:
     with (root / "report.csv").open() as f:
       columns = next(csv.reader(f), [])
     if any(key in columns for key, _, _ in DEPTH_NORMALS_METRICS):
       depth_normals_roots.append(root)
     figures = ([miou_bars] if "val/miou" in columns else []) + [erf_strip]
     for figure in figures:
-      path = figure(root, args.out)
+      path = figure(root, out)
       if path is not None:
         print(f"wrote {path}")
   if depth_normals_roots:
-    print(f"wrote {depth_normals_panels(depth_normals_roots, args.out)}")
+    print(f"wrote {depth_normals_panels(depth_normals_roots, out)}")
   return 0
+
+
+def main(argv=None) -> int:
+  """The command line (module docstring); bad input (a root without report.csv, a column that is not a
+  number, an --out that cannot be written) is one `ERROR:` line on stderr and exit 2."""
+  from dense_jax.train import cli  # pylint: disable=g-import-not-at-top
+  try:
+    return _main(argv)
+  except ValueError as e:   # SweepError, RemotePathError, and the figures' own checks of report.csv
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return cli.EXIT_BAD_CONFIG
 
 
 if __name__ == "__main__":

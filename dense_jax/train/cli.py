@@ -9,7 +9,9 @@
   that cannot be loaded (no such file, a bad `:arg`) is one line naming the file instead of a traceback.
 - `parse_flags(argv, prog)`: absl's flag parsing where every bad command line (a missing required
   flag, an unknown flag, a value of the wrong type, a config key the config does not have) prints one
-  `ERROR: ...` line to stderr and exits with EXIT_BAD_CONFIG.
+  `ERROR: ...` line to stderr and exits with EXIT_BAD_CONFIG; `bad_flags_message` is that line, for
+  programs that check a trainer command line in-process (`experiments.sweep`).
+- `ArgumentParser`: argparse with the same convention, for the programs built on argparse.
 
 Exit codes of both programs: 0 done, 1 non-finite loss (training), 2 (EXIT_BAD_CONFIG) bad
 configuration or bad input found before or while running: the command line, the config, the workdir,
@@ -19,6 +21,7 @@ not be written (a full disk, no permission), the checkpoints written before that
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import importlib.util
@@ -115,10 +118,12 @@ class _ConfigFileParser(flags.ArgumentParser):
     return "config object"
 
 
-def define_config_flag(help_string: str, flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagHolder:
-  """Defines `--config` (see the module docstring) and returns its holder."""
+def define_config_flag(help_string: str, flag_values: flags.FlagValues = flags.FLAGS,
+                       sys_argv: list[str] | None = None) -> flags.FlagHolder:
+  """Defines `--config` (see the module docstring) and returns its holder. The `--config.*` overrides
+  are read from `sys_argv`, the whole command line `flag_values` will parse (default: `sys.argv`)."""
   holder = config_flags.DEFINE_config_file("config", None, help_string, flag_values=flag_values,
-                                           lock_config=True)
+                                           lock_config=True, sys_argv=sys_argv)
   flag_values["config"].parser = _ConfigFileParser(lock_config=True)
   return holder
 
@@ -177,22 +182,41 @@ def quiet_closed_event_loop_errors() -> None:
   sys.unraisablehook = hook
 
 
+def bad_flags_message(argv: list[str], prog: str, error: Exception) -> str | None:
+  """The one `ERROR: ...` line for `error`, raised by parsing the command line `argv` of `python -m
+  prog` (see `parse_flags`); None when `error` is not a bad command line (a bug, to be raised)."""
+  if isinstance(error, (AttributeError, KeyError)):   # raised by ml_collections for an unknown --config.* key
+    return explain_bad_override(argv, error)
+  if isinstance(error, flags.IllegalFlagValueError):
+    text = _one_line(error)
+    if "must have a value other than None" in text:   # a required flag left out
+      name = text.split("flag --", 1)[-1].split("=", 1)[0]
+      return f"ERROR: --{name} is required (python -m {prog} --helpshort lists the flags)"
+    return f"ERROR: {text}"
+  if isinstance(error, (flags.Error, ValueError, TypeError)):
+    return f"ERROR: {_one_line(error)} (python -m {prog} --helpshort lists the flags)"
+  return None
+
+
 def parse_flags(argv: list[str], prog: str) -> list[str]:
   """`flags.FLAGS(argv)`, or one `ERROR:` line on stderr and exit EXIT_BAD_CONFIG (see module doc).
   Also installs `quiet_closed_event_loop_errors` for the program's lifetime."""
   quiet_closed_event_loop_errors()
   try:
     return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:   # raised by ml_collections for an unknown --config.* key
-    message = explain_bad_override(argv, e)
-  except flags.IllegalFlagValueError as e:
-    text = _one_line(e)
-    if "must have a value other than None" in text:   # a required flag left out
-      name = text.split("flag --", 1)[-1].split("=", 1)[0]
-      message = f"ERROR: --{name} is required (python -m {prog} --helpshort lists the flags)"
-    else:
-      message = f"ERROR: {text}"
-  except (flags.Error, ValueError, TypeError) as e:
-    message = f"ERROR: {_one_line(e)} (python -m {prog} --helpshort lists the flags)"
+  except Exception as e:  # pylint: disable=broad-except
+    message = bad_flags_message(argv, prog, e)
+    if message is None:
+      raise
   print(message, file=sys.stderr, flush=True)
   sys.exit(EXIT_BAD_CONFIG)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """`argparse.ArgumentParser` for the project's other programs (`experiments.sweep`, ...): a bad command
+  line (a missing argument, an unknown flag, a value of the wrong type) is one `ERROR: ...` line on
+  stderr and exit EXIT_BAD_CONFIG, as in the trainer, instead of argparse's usage text and exit 2."""
+
+  def error(self, message):
+    print(f"ERROR: {message} (python -m {self.prog} --help lists the flags)", file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_CONFIG)

@@ -2,6 +2,7 @@
 dilation sweep's depth + normals variant, and which figures each kind of root gets."""
 
 import csv
+import os
 
 import pytest
 
@@ -44,3 +45,35 @@ def test_depth_normals_panels_refuse_a_root_without_them(tmp_path):
     results_figures.depth_normals_panels(root, tmp_path)
   with pytest.raises(ValueError, match="param: expected a column 'model.width'"):
     results_figures.depth_normals_panels(root, tmp_path, param="model.width")
+
+
+@pytest.mark.parametrize("make, argv, expected", [
+    (None, [], "the following arguments are required: roots"),
+    (None, ["missing"], "roots: expected sweep roots holding report.csv, got missing, which has none; "
+                        "run python -m experiments.report missing first"),
+    ("dir", ["r"], "roots: expected sweep roots holding report.csv, got r"),
+    ("file", ["r"], "roots: expected a directory, got r, which is a file"),
+    ("report", ["r", "--out", "memory://figures"], "--out: expected a local path or a gs://"),
+    ("report", ["r", "--out", "r/report.csv"], "--out: expected a directory, got r/report.csv, which is a file"),
+    ("no_stride", ["r"], "param: expected a column 'model.output_stride'"),
+])
+def test_bad_input_is_one_error_line(tmp_path, capsys, monkeypatch, make, argv, expected):
+  monkeypatch.chdir(tmp_path)
+  if make == "dir":
+    (tmp_path / "r").mkdir()
+  elif make == "file":
+    (tmp_path / "r").write_text("")
+  elif make == "report":
+    _write(tmp_path / "r", DEPTH_NORMALS_ROWS)
+  elif make == "no_stride":
+    _write(tmp_path / "r", [{k: v for k, v in r.items() if k != "model.output_stride"} for r in DEPTH_NORMALS_ROWS])
+  try:
+    code = results_figures.main(argv)
+  except SystemExit as e:
+    code = e.code
+  err = capsys.readouterr().err
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 2 and len(lines) == 1 and lines[0].startswith("ERROR: ") and expected in lines[0], err
+  assert not [n for n in os.listdir(tmp_path) if n.endswith(":")]   # no local 'memory:' directory
+  if make != "no_stride":   # found in report.csv itself, once --out is made
+    assert not (tmp_path / "docs").exists()

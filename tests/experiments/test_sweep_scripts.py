@@ -10,7 +10,7 @@ from experiments import sweep as sweep_lib
 
 EXPERIMENT = textwrap.dedent("""
     def get_config(arg=None):
-      raise AssertionError("the launcher must not build configs itself")
+      raise AssertionError("collecting the runs and writing their commands builds no config")
 
     def sweep(add, arg=None):
       for rate in (1, 2, 4):
@@ -52,17 +52,16 @@ def test_slurm_script_selects_each_runs_config_by_array_index(experiment, tmp_pa
   assert f"#SBATCH --array=0-{len(runs) - 1}" in script
   assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=4" in script
   assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0  # valid bash
-  # Run the script's case statement for every array index; $ARGS is re-parsed by the shell that
-  # srun starts, exactly as `eval set -- $ARGS` does here.
+  # Run the script's case statement for every array index: ARGS is a bash array of the trainer's arguments.
   case = script[script.index("case "):script.index("esac") + 4]
   for index, run in enumerate(runs):
-    shell = f"SLURM_ARRAY_TASK_ID={index}\n{case}\neval set -- $ARGS\nprintf '%s\\0' \"$@\""
+    shell = f"SLURM_ARRAY_TASK_ID={index}\n{case}\nprintf '%s\\0' \"${{ARGS[@]}}\""
     out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True).stdout
     assert out.split("\0")[:-1] == run.train_args(f"/scratch/sw/{run.name}")
 
 
 def test_bad_experiment_files(tmp_path):
-  with pytest.raises(ValueError, match="experiment"):
+  with pytest.raises(sweep_lib.SweepError, match="experiment"):
     sweep_lib.collect_runs(str(tmp_path / "missing.py"))
   no_sweep = tmp_path / "nosweep.py"
   no_sweep.write_text("def get_config(arg=None):\n  return None\n")
