@@ -19,13 +19,13 @@ default 256) give each id's class in the contiguous numbering of 'coco2017' (`co
 1..80, stuff 81..133, 0 unused); `semantic` the same classes per pixel, 255 where unlabelled. Crowd
 segments are void in `panoptic` and keep their class in `semantic`. An image with more segments than fit
 keeps the first, voids the rest, and is counted in `num_truncated` with a warning.
+Bad input: see `_panoptic` (as panopticapi where it has a rule, else BadLabelError); an image of another
+size than the JSON says, or a truncated JSON, raises naming the file.
 The same example as 'coco2017' minus its instance and keypoint keys, with a fraction of its start-up
 cost (the instances JSON is not parsed).
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 
@@ -48,7 +48,6 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
   name = "coco2017_panoptic"
 
   def __init__(self, split: str, data_dir=None, *, max_segments: int = 256):
-    super().__init__(max_segments)
     root, sub = _common.resolve_data_dir("coco2017", data_dir), _SUBSETS[split]
     what = "the extracted panoptic_annotations_trainval2017.zip, with its inner panoptic_*2017.zip unzipped"
 
@@ -57,8 +56,9 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
 
     self._image_dir = require(sub, f"the extracted {sub}.zip")
     self._png_dir = require(f"annotations/panoptic_{sub}", what)
-    with require(f"annotations/panoptic_{sub}.json", what).open() as f:
-      data = json.load(f)
+    json_path = require(f"annotations/panoptic_{sub}.json", what)
+    super().__init__(max_segments, split, json_path, __name__)
+    data = self._files.load_json(json_path, ("images", "annotations"))
     self._images = sorted(data["images"], key=lambda image: image["id"])
     self._annotations = {a["image_id"]: a for a in data["annotations"]}
 
@@ -79,8 +79,8 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
     h, w = info["height"], info["width"]
     example = {"image": _common.read_rgb(self._image_dir / info["file_name"])}
     if example["image"].shape[:2] != (h, w):
-      raise ValueError(f"coco2017_panoptic: {info['file_name']} is {example['image'].shape[:2]}, "
-                       f"json says {(h, w)}")
+      raise self._files.bad_label(self._image_dir / info["file_name"], f"image id {info['id']}",
+                                  f"the size {(h, w)} that {self._json_file} gives", example["image"].shape[:2])
     example.update(self.annotation_labels(self._annotations.get(info["id"]), self._png_dir, info["id"], (h, w)))
     return example
 
