@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dense_jax.data.real import _common, _panoptic, coco
+from dense_jax.data.real import _common, coco
 from dense_jax.data.sources import DatasetInfo
 
 _SUBSETS = {"train": "train2017", "validation": "val2017"}
@@ -42,7 +42,7 @@ INFO = DatasetInfo(
                  "val2017/ and annotations/panoptic_* (cocodataset.org) in $DENSE_JAX_DATA_DIR/coco2017."))
 
 
-class CocoPanopticSource(_panoptic.PanopticPngSource):
+class CocoPanopticSource(coco.PanopticLabels):
   """Random access to COCO 2017 panoptic examples with the keys `KEYS` (module docstring)."""
 
   name = "coco2017_panoptic"
@@ -57,19 +57,10 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
     self._image_dir = require(sub, f"the extracted {sub}.zip")
     self._png_dir = require(f"annotations/panoptic_{sub}", what)
     json_path = require(f"annotations/panoptic_{sub}.json", what)
-    super().__init__(max_segments, split, json_path, __name__)
+    super().__init__(self.name, max_segments, split, json_path, __name__)
     data = self._files.load_json(json_path, ("images", "annotations"))
     self._images = sorted(data["images"], key=lambda image: image["id"])
     self._annotations = {a["image_id"]: a for a in data["annotations"]}
-
-  def class_of(self, category_id: int) -> int:
-    if category_id not in coco.CONTIGUOUS:
-      raise ValueError(f"coco2017_panoptic: category_id expected one of COCO 2017's ids (coco.CATEGORIES), "
-                       f"got {category_id}")
-    return coco.CONTIGUOUS[category_id]
-
-  def is_thing(self, cls: int) -> bool:
-    return cls <= coco.NUM_THINGS
 
   def __len__(self) -> int:
     return len(self._images)
