@@ -1,4 +1,5 @@
-"""Shared helpers of the real-dataset sources: where the files live, the missing-file error, decoding.
+"""Shared helpers of the real-dataset sources: where the files live, the missing-file error, decoding,
+and the errors of files that cannot be decoded or hold labels that cannot be right (`Files`).
 
 Every real dataset reads its files from a *manual directory*: the `data_dir` argument of the factory,
 else `$DENSE_JAX_DATA_DIR/<name>`, else `~/dense_jax_data/<name>`. Nothing is ever downloaded.
@@ -94,12 +95,14 @@ class Files:
       raise self.bad_label(path, None, f"a JSON object with the keys {list(keys)}", got)
     return data
 
-  def check_label(self, label: np.ndarray, image_shape, valid, file, example, what: str = "class ids") -> None:
+  def check_label(self, label: np.ndarray, image_shape, valid, file, example, what: str = "class ids",
+                  todo: str | None = None) -> None:
     """Raises BadLabelError unless `label` is an (H, W) map of `image_shape[:2]` holding only ids in
     `valid` (a sequence of ints, which should include the ignore value where the dataset has one)."""
     shape = tuple(image_shape[:2])
     if label.shape != shape:
-      raise self.bad_label(file, example, f"a label map of its image's size {shape}", f"shape {label.shape}")
+      raise self.bad_label(file, example, f"a label map of its image's size {shape}", f"shape {label.shape}",
+                           todo)
     valid = np.asarray(valid)
     if label.size == 0:
       return
@@ -111,7 +114,7 @@ class Files:
     wrong = np.setdiff1d(present, valid)
     if wrong.size:
       raise self.bad_label(file, example, f"{what} in {describe_ids(valid)}",
-                           f"{wrong.size} other value(s) {wrong[:10].tolist()}")
+                           f"{wrong.size} other value(s) {wrong[:10].tolist()}", todo)
 
 
 def describe_ids(ids) -> str:
