@@ -56,8 +56,8 @@ class BadLabelError(UnreadableFileError):
 
 
 _REPLACE = ("the file is damaged or not the dataset's official one: put the original back from the "
-            "dataset's archive (where to get it: the docstring of {module}), or delete this example's "
-            "files so the loader no longer lists it")
+            "dataset's archive (where to get it: the docstring of {module})")
+_OR_DELETE = ", or delete this example's files so the loader no longer lists it"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,17 +68,20 @@ class Files:
   split: str
   module: str
 
+  def _replace(self, example) -> str:
+    return _REPLACE.format(module=self.module) + ("" if example is None else _OR_DELETE)
+
   def _prefix(self, file, example) -> str:
     example = "" if example is None else f", {example}"
     return f"{self.dataset} ({self.split} split), {file}{example}"
 
   def bad_label(self, file, example, expected: str, got, todo: str | None = None) -> BadLabelError:
     """`example`: how the message names the example ('image id 139'), or None for a file of the split."""
-    todo = todo or _REPLACE.format(module=self.module)
+    todo = todo or self._replace(example)
     return BadLabelError(f"{self._prefix(file, example)}: expected {expected}, got {got}; {todo}")
 
   def unreadable(self, file, example, error: BaseException, todo: str | None = None) -> UnreadableFileError:
-    todo = todo or _REPLACE.format(module=self.module)
+    todo = todo or self._replace(example)
     cause = error.__cause__ if isinstance(error, UnreadableFileError) and error.__cause__ else error
     return UnreadableFileError(f"{self._prefix(file, example)}: cannot decode it ({type(cause).__name__}: "
                                f"{cause}); {todo}")

@@ -79,7 +79,8 @@ class NyuDepthV2Source:
     map_class = np.asarray(_load_mat(files, mapping_path, "mapClass")).ravel().astype(np.int64)
     if map_class.size == 0 or map_class.min() < 0 or map_class.max() > 40:
       raise files.bad_label(mapping_path, None, "mapClass values in 0..40 (0 = unlabelled)",
-                            f"{map_class.size} values in {map_class.min(initial=0)}..{map_class.max(initial=0)}")
+                            f"{map_class.size} values" + (f" in {map_class.min()}..{map_class.max()}"
+                                                          if map_class.size else ""))
     self._table = np.full((map_class.size + 1,), 255, np.int32)
     self._table[1:] = np.where(map_class >= 1, map_class - 1, 255)
     self._file = None
