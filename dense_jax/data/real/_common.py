@@ -55,8 +55,10 @@ class BadLabelError(UnreadableFileError):
   what was expected and what was found, and what to do."""
 
 
-_REPLACE = ("the file is damaged or not the dataset's official one: put the original back from the "
-            "dataset's archive (where to get it: the docstring of {module})")
+_DAMAGED = "the file is damaged or truncated (an interrupted download, copy or extraction?)"
+_NOT_OWN = "the file is not the dataset's own (a damaged copy, or labels from elsewhere?)"
+_REPLACE = (": put the original back from the dataset's archive (re-extract it; where to get it: the "
+            "docstring of {module})")
 _OR_DELETE = ", or delete this example's files so the loader no longer lists it"
 
 
@@ -68,8 +70,9 @@ class Files:
   split: str
   module: str
 
-  def _replace(self, example) -> str:
-    return _REPLACE.format(module=self.module) + ("" if example is None else _OR_DELETE)
+  def _replace(self, example, damaged: bool = False) -> str:
+    return ((_DAMAGED if damaged else _NOT_OWN) + _REPLACE.format(module=self.module)
+            + ("" if example is None else _OR_DELETE))
 
   def _prefix(self, file, example) -> str:
     example = "" if example is None else f", {example}"
@@ -78,13 +81,24 @@ class Files:
   def bad_label(self, file, example, expected: str, got, todo: str | None = None) -> BadLabelError:
     """`example`: how the message names the example ('image id 139'), or None for a file of the split."""
     todo = todo or self._replace(example)
-    return BadLabelError(f"{self._prefix(file, example)}: expected {expected}, got {got}; {todo}")
+    return _says_what_to_do(BadLabelError(f"{self._prefix(file, example)}: expected {expected}, got {got}; {todo}"))
 
   def unreadable(self, file, example, error: BaseException, todo: str | None = None) -> UnreadableFileError:
-    todo = todo or self._replace(example)
+    todo = todo or self._replace(example, damaged=True)
     cause = error.__cause__ if isinstance(error, UnreadableFileError) and error.__cause__ else error
-    return UnreadableFileError(f"{self._prefix(file, example)}: cannot decode it ({type(cause).__name__}: "
-                               f"{cause}); {todo}")
+    example = "" if example is None else f", {example}"
+    return _says_what_to_do(UnreadableFileError(f"{self.dataset} ({self.split} split){example}: cannot decode "
+                                                f"{file} ({type(cause).__name__}: {cause}); {todo}"))
+
+  def read(self, reader, path, example, todo: str | None = None):
+    """`reader(path)` (`read_rgb`, `read_label_png`, ...), its errors naming the split and the example;
+    `path` may be any description of the file that `reader` understands."""
+    try:
+      return reader(path)
+    except BadLabelError as e:
+      raise _says_what_to_do(BadLabelError(f"{self._prefix(path, example)}: {e}; {todo or self._replace(example)}")) from e
+    except UnreadableFileError as e:
+      raise self.unreadable(path, example, e, todo) from e
 
   def load_json(self, path: paths.Path, keys: tuple[str, ...] = ()) -> dict:
     """The JSON object in `path`, which must have `keys`; a truncated or damaged file, or one that is
@@ -118,6 +132,13 @@ class Files:
     if wrong.size:
       raise self.bad_label(file, example, f"{what} in {describe_ids(valid)}",
                            f"{wrong.size} other value(s) {wrong[:10].tolist()}", todo)
+
+
+def _says_what_to_do(error: UnreadableFileError) -> UnreadableFileError:
+  """Marks an error whose message names the dataset, split, file and example and says what to do, so
+  the input pipeline does not repeat it (`says_what_to_do`)."""
+  error.says_what_to_do = True
+  return error
 
 
 def describe_ids(ids) -> str:
@@ -167,8 +188,7 @@ def read_label_png(source: str | os.PathLike | bytes) -> np.ndarray:
   not single-channel (a colour rendering of the labels is not the labels)."""
   def decode(im):
     if im.mode not in ("P", "L", "I", "I;16"):
-      raise BadLabelError(f"label image {_describe(source)}: expected a single-channel PNG (mode P/L/I), "
-                          f"got mode {im.mode!r}")
+      raise BadLabelError(f"expected a single-channel label PNG (mode P/L/I), got mode {im.mode!r}")
     return np.asarray(im)
   return decode_image(source, decode)
 

@@ -93,7 +93,7 @@ def read_ids(path: paths.Path) -> np.ndarray:
   BadLabelError one that is not RGB."""
   def decode(im):
     if im.mode != "RGB":
-      raise _common.BadLabelError(f"{path}: expected an RGB panoptic PNG, got mode {im.mode!r}")
+      raise _common.BadLabelError(f"expected an RGB panoptic PNG, got mode {im.mode!r}")
     return panoptic_format.rgb_to_id(np.asarray(im))
   return _common.decode_image(path, decode)
 
@@ -131,12 +131,7 @@ class PanopticPngSource:
       raise self._files.bad_label(self._json_file, example, "an annotation with 'file_name' and a "
                                   "'segments_info' list", repr(annotation)[:200])
     png = png_dir / annotation["file_name"]
-    try:
-      ids = read_ids(png)
-    except _common.BadLabelError as e:
-      raise self._files.bad_label(png, example, "an RGB panoptic PNG", str(e)) from e
-    except _common.UnreadableFileError as e:
-      raise self._files.unreadable(png, example, e) from e
+    ids = self._files.read(read_ids, png, example)
     if ids.shape != (h, w):
       raise self._files.bad_label(png, example, f"a panoptic PNG of its image's size {(h, w)}", f"shape {ids.shape}")
     labels, dropped = panoptic_labels(ids, annotation["segments_info"], self.class_of, self.is_thing,

@@ -73,8 +73,8 @@ class Ade20kSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     stem = self._stems[index]
-    image = _common.read_rgb(self._images / f"{stem}.jpg")
-    label = _common.read_label_png(self._labels / f"{stem}.png")
+    image = self._files.read(_common.read_rgb, self._images / f"{stem}.jpg", f"example {stem}")
+    label = self._files.read(_common.read_label_png, self._labels / f"{stem}.png", f"example {stem}")
     self._files.check_label(label, image.shape, _VALID, self._labels / f"{stem}.png", f"example {stem}",
                             "objectInfo150 values (0 = other)")
     return {"image": image, "semantic": _TABLE[label]}

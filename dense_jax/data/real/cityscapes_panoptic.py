@@ -89,7 +89,8 @@ class CityscapesPanopticSource(_panoptic.PanopticPngSource):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     info = self._images[index]
     city = info["file_name"].split("_")[0]
-    example = {"image": _common.read_rgb(self._image_dir / city / info["file_name"])}
+    example = {"image": self._files.read(_common.read_rgb, self._image_dir / city / info["file_name"],
+                                               f"image id {info['id']}")}
     h, w = example["image"].shape[:2]
     if (info.get("height"), info.get("width")) not in ((h, w), (None, None)):
       raise self._files.bad_label(self._image_dir / city / info["file_name"], f"image id {info['id']}",

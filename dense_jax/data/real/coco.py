@@ -260,7 +260,8 @@ class CocoSource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     image_info = self._images[index]
     h, w, image_id = image_info["height"], image_info["width"], image_info["id"]
-    example = {"image": _common.read_rgb(self._image_dir / image_info["file_name"])}
+    example = {"image": self._files.read(_common.read_rgb, self._image_dir / image_info["file_name"],
+                                               f"image id {image_id}")}
     if example["image"].shape[:2] != (h, w):
       raise self._files.bad_label(self._image_dir / image_info["file_name"], f"image id {image_id}",
                                   f"the size {(h, w)} that {self._json} gives", example["image"].shape[:2])

@@ -57,8 +57,9 @@ class OxfordIiitPetSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     name = self._names[index]
-    image = _common.read_rgb(self._images / f"{name}.jpg")  # a few are PNG/CMYK inside: PIL handles them
-    trimap = _common.read_label_png(self._trimaps / f"{name}.png")
+    # A few images are PNG or CMYK inside: PIL handles them.
+    image = self._files.read(_common.read_rgb, self._images / f"{name}.jpg", f"example {name}")
+    trimap = self._files.read(_common.read_label_png, self._trimaps / f"{name}.png", f"example {name}")
     self._files.check_label(trimap, image.shape, (1, 2, 3), self._trimaps / f"{name}.png", f"example {name}",
                             "trimap values (1 pet, 2 background, 3 border)")
     return {"image": image, "semantic": _TABLE[trimap]}

@@ -155,11 +155,8 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
       example = f"image id {image_id}"
       if files.exists(f"SegmentationClass/{image_id}.png"):
         rel = f"SegmentationClass/{image_id}.png"
-        try:
-          label = _decoded(files, rel, _common.read_label_png)
-        except _common.BadLabelError as e:
-          raise checks.bad_label(files.where(rel), example, "a palette PNG of class ids", str(e),
-                                 _REDOWNLOAD) from e
+        label = checks.read(lambda _: _decoded(files, rel, _common.read_label_png), files.where(rel), example,
+                            _REDOWNLOAD)
         checks.check_label(label, rgb.shape, _VALID, files.where(rel), example,
                            "VOC class ids (0..20, 255 = boundary / difficult)", _REDOWNLOAD)
       else:
