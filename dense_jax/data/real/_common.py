@@ -45,7 +45,8 @@ def require(path: paths.Path, what: str, dataset: str, module: str) -> paths.Pat
 
 class UnreadableFileError(ValueError):
   """A dataset file exists but cannot be decoded (truncated by an interrupted download or copy, or
-  damaged); the message names the file. The input pipeline adds the dataset, split and example."""
+  damaged); the message names the file, and when raised through `Files` also the dataset, the split and
+  the example, and what to do (else the input pipeline adds them)."""
 
 
 class BadLabelError(UnreadableFileError):
@@ -81,7 +82,8 @@ class Files:
   def bad_label(self, file, example, expected: str, got, todo: str | None = None) -> BadLabelError:
     """`example`: how the message names the example ('image id 139'), or None for a file of the split."""
     todo = todo or self._replace(example)
-    return _says_what_to_do(BadLabelError(f"{self._prefix(file, example)}: expected {expected}, got {got}; {todo}"))
+    message = f"{self._prefix(file, example)}: expected {expected}, got {got}; {todo}"
+    return _says_what_to_do(BadLabelError(message))
 
   def unreadable(self, file, example, error: BaseException, todo: str | None = None) -> UnreadableFileError:
     todo = todo or self._replace(example, damaged=True)
@@ -96,7 +98,8 @@ class Files:
     try:
       return reader(path)
     except BadLabelError as e:
-      raise _says_what_to_do(BadLabelError(f"{self._prefix(path, example)}: {e}; {todo or self._replace(example)}")) from e
+      todo = todo or self._replace(example)
+      raise _says_what_to_do(BadLabelError(f"{self._prefix(path, example)}: {e}; {todo}")) from e
     except UnreadableFileError as e:
       raise self.unreadable(path, example, e, todo) from e
 

@@ -68,7 +68,8 @@ class CocoPanopticSource(coco.PanopticLabels):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     info = self._images[index]
     h, w = info["height"], info["width"]
-    example = {"image": self._files.read(_common.read_rgb, self._image_dir / info["file_name"], f"image id {info['id']}")}
+    example = {"image": self._files.read(_common.read_rgb, self._image_dir / info["file_name"],
+                                         f"image id {info['id']}")}
     if example["image"].shape[:2] != (h, w):
       raise self._files.bad_label(self._image_dir / info["file_name"], f"image id {info['id']}",
                                   f"the size {(h, w)} that {self._json_file} gives", example["image"].shape[:2])

@@ -22,7 +22,7 @@ from dense_jax import data
 from dense_jax.data import panoptic_format, sources
 from dense_jax.data.real import _common
 from tests.data.real import test_ade20k, test_cityscapes_panoptic, test_coco, test_coco_panoptic
-from tests.data.real import test_nyu_depth_v2, test_oxford_iiit_pet
+from tests.data.real import test_nyu_depth_v2, test_oxford_iiit_pet, test_unreadable_files
 from tests.data.real.test_voc import _write_voc
 
 BadLabel, Unreadable = _common.BadLabelError, _common.UnreadableFileError
@@ -46,7 +46,8 @@ def _ade20k_label(root, split_dir, stem):
 
 @pytest.mark.parametrize("label,match", [
     (np.full((5, 9), 1, np.uint8), r"expected a label map of its image's size \(6, 9\), got shape \(5, 9\)"),
-    (np.full((6, 9), 151, np.uint8), r"expected objectInfo150 values \(0 = other\) in 0\.\.150, got 1 other value\(s\) \[151\]"),
+    (np.full((6, 9), 151, np.uint8),
+     r"expected objectInfo150 values \(0 = other\) in 0\.\.150, got 1 other value\(s\) \[151\]"),
     (np.full((6, 9, 3), 1, np.uint8), r"expected a single-channel label PNG \(mode P/L/I\), got mode 'RGB'"),
 ])
 def test_ade20k_refuses_labels_that_cannot_be_right(tmp_path, fakes, label, match):
@@ -69,8 +70,7 @@ def test_ade20k_message_names_dataset_split_file_example_and_remedy(tmp_path, fa
 
 
 def test_a_bad_label_through_the_pipeline_is_a_data_file_error(tmp_path, fakes):
-  test_unreadable = pytest.importorskip("tests.data.real.test_unreadable_files")
-  test_unreadable._ade20k(tmp_path, fakes, "training", 4)
+  test_unreadable_files._ade20k(tmp_path, fakes, "training", 4)
   path = fakes.png(_ade20k_label(tmp_path, "training", "ADE_00000002"), np.full((12, 12), 180, np.uint8))
   it = data.create_iterator("ade20k", "train", global_batch_size=2, seed=0, train=True, image_size=8,
                             data_dir=str(tmp_path), num_threads=1, process_index=0, process_count=1)
