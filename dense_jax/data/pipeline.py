@@ -27,9 +27,10 @@ Prefetching: `num_threads` threads decode and augment examples ahead of the cons
 processes: numpy releases the GIL in the heavy parts and the machines this targets have few cores).
 
 A file that cannot be read (a truncated or damaged image: `UnreadableFileError` of the real-dataset
-loaders, or an OSError) raises `DataFileError` from `next(it)` (and from `create_iterator` for the
-first evaluation example), naming the dataset, the split, the example and the file, and saying what to
-do; the trainer and `python -m dense_jax.evaluate` print it as one line and exit with status 2.
+loaders, or an OSError) or that holds labels that cannot be right (their `BadLabelError`) raises
+`DataFileError` from `next(it)` (and from `create_iterator` for the first evaluation example), naming
+the dataset, the split, the example and the file, and saying what to do; the trainer and
+`python -m dense_jax.evaluate` print it as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -53,10 +54,19 @@ class DataFileError(ValueError):
 
 
 def _unreadable(error: Exception, dataset: str, split: str, index: int, loader: str) -> DataFileError:
-  what = "missing" if isinstance(error, FileNotFoundError) else "damaged or truncated"
+  from dense_jax.data.real._common import BadLabelError  # pylint: disable=g-import-not-at-top
+  if getattr(error, "says_what_to_do", False):   # the loader's message names the file and the remedy
+    return DataFileError(f"dataset {dataset!r}, split {split!r}, example {index}: {error}; then rerun (a "
+                         f"training run resumes from its last checkpoint).")
+  if isinstance(error, FileNotFoundError):
+    what = "missing (an interrupted download, copy or extraction?)"
+  elif isinstance(error, BadLabelError):
+    what = "not the dataset's own (a damaged copy, or labels from elsewhere?)"
+  else:
+    what = "damaged or truncated (an interrupted download, copy or extraction?)"
   return DataFileError(
-      f"dataset {dataset!r}, split {split!r}, example {index}: {error}. The file is {what} (an interrupted "
-      f"download, copy or extraction?): put the original back from the dataset's archive (re-extract it; "
+      f"dataset {dataset!r}, split {split!r}, example {index}: {error}. The file is {what}: "
+      f"put the original back from the dataset's archive (re-extract it; "
       f"where to get the files is in the docstring of {loader}), "
       f"or delete that example's files so the loader no longer lists it, then rerun (a training run "
       f"resumes from its last checkpoint).")

@@ -68,12 +68,13 @@ import numpy as np
 
 from dense_jax.data import sources
 from dense_jax.data.pipeline import DataFileError
-from dense_jax.data.real import _panoptic, ade20k, cityscapes, coco, coco_panoptic, oxford_iiit_pet
+from dense_jax.data.real import _common, _panoptic, ade20k, cityscapes, coco, coco_panoptic, oxford_iiit_pet
 
 PREFIX = "tfds:"
 MAX_INSTANCES = 100
 MAX_SEGMENTS = 256
 _LOG = logging.getLogger(__name__)
+_PANOPTIC_FILES = _common.Files("tfds:coco/2017_panoptic", "prepared", __name__)
 
 # Category ids 1..100 of the Places Challenge 2017 instance masks (instanceInfo100_train.txt of
 # github.com/CSAILVision/placeschallenge), by name; all are among ADE20K's 150 scene-parsing classes.
@@ -157,7 +158,7 @@ class _CocoPanoptic:
     if keys & {"semantic", "panoptic", "segment_classes", "segment_is_thing"}:
       labels, dropped = _panoptic.panoptic_labels(
           ids, segments, coco.CONTIGUOUS.__getitem__, lambda cls: cls <= coco.NUM_THINGS, MAX_SEGMENTS,
-          f"tfds:coco/2017_panoptic image {image_id}")
+          _PANOPTIC_FILES, "its panoptic_image", "its panoptic_objects", f"image id {image_id}")
       if dropped:
         _LOG.warning("tfds:coco/2017_panoptic: image %d has %d more segments than the %d padded ids; they "
                      "are void", image_id, dropped, MAX_SEGMENTS - 1)

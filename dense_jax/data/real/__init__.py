@@ -18,13 +18,18 @@ Nothing is downloaded. Each dataset reads the official files from a manual direc
 argument, else `$DENSE_JAX_DATA_DIR/<name>`, else `~/dense_jax_data/<name>` (voc2012_sbd shares
 voc2012's, coco2017_instances and coco2017_panoptic coco2017's, cityscapes_panoptic cityscapes'). Each
 module's docstring says where to get the files and the layout it expects; a missing file raises
-`MissingDataError` (a FileNotFoundError) naming the path and what to put there.
+`MissingDataError` (a FileNotFoundError) naming the path and what to put there. A file that cannot be
+decoded (truncated, damaged) raises `UnreadableFileError`, one that holds labels that cannot be right
+(another size than its image, ids outside the dataset's label set, malformed polygons or RLE)
+`BadLabelError` (both ValueErrors), naming the dataset, split, file and example, what was expected and
+found, and what to do; each module's docstring says, per kind of label, what it refuses and where it
+does what the dataset's official tools do. The input pipeline turns both into `DataFileError`.
 Ignored pixels are 255 everywhere.
 """
 
 from dense_jax.data.real import ade20k, cityscapes, cityscapes_panoptic, coco, coco_panoptic, nyu_depth_v2
 from dense_jax.data.real import oxford_iiit_pet, voc
-from dense_jax.data.real._common import MissingDataError  # noqa: F401  (re-exported)
+from dense_jax.data.real._common import BadLabelError, MissingDataError, UnreadableFileError  # noqa: F401
 from dense_jax.data.sources import register_source
 
 register_source(voc.INFO, voc.make_source)

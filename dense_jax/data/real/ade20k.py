@@ -14,6 +14,9 @@ Splits: train = images/training, validation = images/validation, in sorted file-
 Labels (`semantic`, int32): the annotation PNG holds 0 = "other/unlabelled" and 1..150 = the classes of
 objectInfo150; we shift to 0..149 (`CLASS_NAMES[k]` is PNG value k + 1) and map 0 to the ignore label
 255, as the benchmark's evaluation ignores it (mmsegmentation's `reduce_zero_label`).
+Bad input: an annotation PNG of another size than its image, with values above 150 (the benchmark's
+evaluation would drop them from its histogram unnoticed) or not single-channel raises BadLabelError
+naming the file; a damaged image or PNG raises UnreadableFileError.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ CLASS_NAMES = (
     "bulletin board", "shower", "radiator", "glass", "clock", "flag")
 ROOT = "ADEChallengeData2016"
 _SUBDIR = {"train": "training", "validation": "validation"}
-_TABLE = _common.lookup_table({k: k - 1 for k in range(1, 151)})  # 0 and anything above 150 -> 255
+_TABLE = _common.lookup_table({k: k - 1 for k in range(1, 151)})  # 0 -> 255
+_VALID = range(151)
 
 INFO = DatasetInfo(
     name="ade20k", num_classes=150, class_names=CLASS_NAMES, keys=("image", "semantic"),
@@ -56,6 +60,7 @@ class Ade20kSource:
 
   def __init__(self, split: str, data_dir=None):
     root = _common.resolve_data_dir("ade20k", data_dir)
+    self._files = _common.Files("ade20k", split, __name__)
     what = "the extracted ADEChallengeData2016.zip"
     self._images = _common.require(root / ROOT / "images" / _SUBDIR[split], what, "ade20k", __name__)
     self._labels = _common.require(root / ROOT / "annotations" / _SUBDIR[split], what, "ade20k", __name__)
@@ -68,10 +73,10 @@ class Ade20kSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     stem = self._stems[index]
-    image = _common.read_rgb(self._images / f"{stem}.jpg")
-    label = _common.read_label_png(self._labels / f"{stem}.png")
-    if label.shape != image.shape[:2]:
-      raise ValueError(f"ade20k: {stem}.png has shape {label.shape}, expected the image's {image.shape[:2]}")
+    image = self._files.read(_common.read_rgb, self._images / f"{stem}.jpg", f"example {stem}")
+    label = self._files.read(_common.read_label_png, self._labels / f"{stem}.png", f"example {stem}")
+    self._files.check_label(label, image.shape, _VALID, self._labels / f"{stem}.png", f"example {stem}",
+                            "objectInfo150 values (0 = other)")
     return {"image": image, "semantic": _TABLE[label]}
 
 

@@ -17,12 +17,19 @@ Splits: train (2975 images), validation (500); test labels are not public and it
 Labels (`semantic`, int32): the `labelIds` of the gtFine PNGs mapped to the 19 standard train ids of
 cityscapesScripts (`LABEL_TO_TRAIN_ID`: road 7 -> 0, ..., bicycle 33 -> 18); every other id (void,
 parking, rail track, guard rail, bridge, tunnel, polegroup, caravan, trailer, license plate) -> 255.
+Bad input: a zip that cannot be extracted (truncated or damaged) raises UnreadableFileError naming it
+while preparing; a label of another size than its image, or with values that are no labelId of
+cityscapesScripts' labels.py (0..33, and 255 = license plate's -1 in uint8), raises BadLabelError
+naming the example (its image id) when it is read.
 """
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import extractor
 
 from dense_jax.data.real import _common
 from dense_jax.data.sources import DatasetInfo
@@ -37,6 +44,7 @@ ZIPS = {"leftImg8bit_trainvaltest.zip": "the official leftImg8bit_trainvaltest.z
         "gtFine_trainvaltest.zip": "the official gtFine_trainvaltest.zip (not extracted)"}
 BUILDER = "cityscapes/semantic_segmentation"
 _TABLE = _common.lookup_table(LABEL_TO_TRAIN_ID)
+_LABEL_IDS = tuple(range(34)) + (255,)   # labels.py's ids; license plate's -1 is 255 in the uint8 PNGs
 
 INFO = DatasetInfo(
     name="cityscapes", num_classes=19, class_names=CLASS_NAMES, keys=("image", "semantic"),
@@ -58,12 +66,20 @@ class CityscapesSource:
 
   def __init__(self, split: str, data_dir=None):
     root = _common.resolve_data_dir("cityscapes", data_dir)
-    builder = tfds.builder(BUILDER, data_dir=str(root / "tfds"), file_format="array_record")
+    self._files = _common.Files("cityscapes", split, __name__)
+    self._prepared = root / "tfds"
+    builder = tfds.builder(BUILDER, data_dir=str(self._prepared), file_format="array_record")
     if not builder.is_prepared():
-      for name, what in ZIPS.items():
-        _common.require(root / name, what, "cityscapes", __name__)
-      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-          manual_dir=str(root), try_download_gcs=False))
+      zips = [_common.require(root / name, what, "cityscapes", __name__) for name, what in ZIPS.items()]
+      try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=str(root), try_download_gcs=False))
+      except (extractor.ExtractError, zipfile.BadZipFile) as e:
+        damaged = [z for z in zips if str(z) in str(e)] or zips
+        raise self._files.unreadable(
+            " / ".join(map(str, damaged)), None, e,
+            f"the zip is truncated or damaged: download it again from cityscapes-dataset.com (as it is, not "
+            f"extracted) and rerun (see {__name__})") from e
     self._data = builder.as_data_source(split=split)
 
   def __len__(self) -> int:
@@ -71,8 +87,14 @@ class CityscapesSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     example = self._data[index]
-    return {"image": np.asarray(example["image_left"], np.uint8),
-            "semantic": to_train_ids(example["segmentation_label"][..., 0])}
+    image, label = np.asarray(example["image_left"], np.uint8), np.asarray(example["segmentation_label"])[..., 0]
+    name = example.get("image_id", index)
+    name = name.decode() if isinstance(name, bytes) else name
+    self._files.check_label(label, image.shape, _LABEL_IDS, f"the gtFine labelIds of {name} prepared in "
+                            f"{self._prepared}", f"example {index}", "labelIds",
+                            f"the prepared dataset does not match the official gtFine: delete {self._prepared} "
+                            f"and rerun with the official zips (see {__name__})")
+    return {"image": image, "semantic": to_train_ids(label)}
 
 
 make_source = CityscapesSource

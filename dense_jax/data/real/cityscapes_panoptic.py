@@ -20,11 +20,11 @@ order, 0 = void (the classes that are not evaluated and unlabelled pixels); `seg
 `segment_is_thing` have length `max_segments` (default 256); `semantic` is 255 where void. Crowd
 segments (groups of people or cars labelled without an instance id) are void in `panoptic` and keep
 their class in `semantic`.
+Bad input: see `_panoptic` (as panopticapi where it has a rule, else BadLabelError); an image of another
+size than the JSON says, or a truncated JSON, raises naming the file.
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 
@@ -50,7 +50,6 @@ class CityscapesPanopticSource(_panoptic.PanopticPngSource):
   name = "cityscapes_panoptic"
 
   def __init__(self, split: str, data_dir=None, *, max_segments: int = 256):
-    super().__init__(max_segments)
     root, sub = _common.resolve_data_dir("cityscapes", data_dir), _SUBSETS[split]
     self._image_dir = _common.require(root / "leftImg8bit" / sub, "the extracted leftImg8bit_trainvaltest.zip",
                                       "cityscapes_panoptic", __name__)
@@ -61,13 +60,14 @@ class CityscapesPanopticSource(_panoptic.PanopticPngSource):
     what = "the output of cityscapesScripts' createPanopticImgs run on gtFine"
     json_path = _common.require(stem.with_suffix(".json"), what, "cityscapes_panoptic", __name__)
     self._png_dir = _common.require(stem, what, "cityscapes_panoptic", __name__)
-    with json_path.open() as f:
-      data = json.load(f)
+    super().__init__(max_segments, split, json_path, __name__)
+    data = self._files.load_json(json_path, ("images", "annotations"))
     self._class_of_category = {}
     for category in data.get("categories", []):
       if category["name"] not in _TRAIN_ID_OF_NAME:
-        raise ValueError(f"cityscapes_panoptic: {json_path} has category {category['name']!r}; expected the 19 "
-                         f"evaluated classes {cityscapes.CLASS_NAMES}")
+        raise self._files.bad_label(json_path, None, f"categories among the 19 evaluated classes "
+                                    f"{cityscapes.CLASS_NAMES}", repr(category["name"]),
+                                    "rerun cityscapesScripts' createPanopticImgs on the official gtFine")
       self._class_of_category[category["id"]] = _TRAIN_ID_OF_NAME[category["name"]]
     if not self._class_of_category:  # no categories listed: the script's default labelIds
       self._class_of_category = dict(cityscapes.LABEL_TO_TRAIN_ID)
@@ -89,8 +89,13 @@ class CityscapesPanopticSource(_panoptic.PanopticPngSource):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     info = self._images[index]
     city = info["file_name"].split("_")[0]
-    example = {"image": _common.read_rgb(self._image_dir / city / info["file_name"])}
+    example = {"image": self._files.read(_common.read_rgb, self._image_dir / city / info["file_name"],
+                                               f"image id {info['id']}")}
     h, w = example["image"].shape[:2]
+    if (info.get("height"), info.get("width")) not in ((h, w), (None, None)):
+      raise self._files.bad_label(self._image_dir / city / info["file_name"], f"image id {info['id']}",
+                                  f"the size {(info['height'], info['width'])} that {self._json_file} gives",
+                                  (h, w))
     example.update(self.annotation_labels(self._annotations.get(info["id"]), self._png_dir, info["id"], (h, w)))
     return example
 

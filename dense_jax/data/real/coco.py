@@ -40,19 +40,29 @@ in `panoptic` (the PQ evaluation ignores them) but keep their class in `semantic
 Semantic: 'coco2017' from the panoptic PNG (133 classes, unlabelled pixels -> 255, so id 0 is unused);
 'coco2017_instances' paints the instance masks, largest first, on background 0 (81 classes) and marks
 crowd pixels not covered by an instance 255.
+
+Bad input (what pycocotools and COCO's evaluation do is not always a rule: they read a malformed
+segmentation past its end, or turn it into an empty mask): a segmentation that is not polygons of an
+even number (>= 6) of finite coordinates or an RLE whose `size` is the image's and whose counts cover it,
+polygons or a bbox entirely outside the image, a bbox that is not 4 finite numbers with w, h >= 0, a
+keypoints list that is not 17 (x, y, v >= 0) triples, an image of another size than the JSON says, an
+unknown category_id, a truncated JSON: BadLabelError / UnreadableFileError naming the file, the image
+and the annotation. A non-crowd annotation inside the image whose mask is empty (a sub-pixel object) or
+whose bbox has zero width or height is not an instance (as mmdetection skips zero-size boxes), counted in
+`num_dropped` with a warning. Panoptic: see `_panoptic`.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
+import math
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from dense_jax import paths
-from dense_jax.data.real import _common
+from dense_jax.data.real import _common, _panoptic
 from dense_jax.data.sources import DatasetInfo
 
 THING_CATEGORIES = (
@@ -114,16 +124,62 @@ INSTANCES_INFO = DatasetInfo(
 
 
 def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
-  """A COCO `segmentation` (polygons, uncompressed or compressed RLE) -> uint8 (height, width) mask."""
+  """A COCO `segmentation` (polygons, uncompressed or compressed RLE) -> uint8 (height, width) mask.
+  Raises ValueError saying what is wrong with a malformed one (pycocotools would read past its end,
+  return garbage or a mask of another size)."""
   if isinstance(segmentation, list):
     if not segmentation:
       return np.zeros((height, width), np.uint8)
-    rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-  elif isinstance(segmentation.get("counts"), list):
+    for k, polygon in enumerate(segmentation):
+      if (not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2
+          or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in polygon)):
+        got = (f"{len(polygon)} values" if isinstance(polygon, list) else type(polygon).__name__)
+        raise ValueError(f"polygon {k}: expected an even number (>= 6) of finite x, y coordinates, got {got}"
+                         f" {str(polygon)[:80]}")
+    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))).astype(np.uint8)
+  if not isinstance(segmentation, dict) or "size" not in segmentation or "counts" not in segmentation:
+    raise ValueError(f"expected a list of polygons or an RLE dict with 'size' and 'counts', got "
+                     f"{str(segmentation)[:80]}")
+  size, counts = list(segmentation["size"]), segmentation["counts"]
+  if size != [height, width]:
+    raise ValueError(f"RLE size: expected the image's [height, width] {[height, width]}, got {size}")
+  if isinstance(counts, list):
+    if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
+      raise ValueError(f"RLE counts: expected non-negative ints summing to height * width = {height * width}, "
+                       f"got {len(counts)} counts summing to {sum(c for c in counts if isinstance(c, (int, float)))}")
     rle = mask_utils.frPyObjects(segmentation, height, width)
+  elif isinstance(counts, (str, bytes)):
+    counts = counts.encode("ascii", "replace") if isinstance(counts, str) else counts
+    total = _compressed_rle_total(counts)
+    if total != height * width:
+      raise ValueError(f"compressed RLE counts: expected runs summing to height * width = {height * width}, "
+                       f"got {'undecodable counts' if total is None else total}")
+    rle = {"size": size, "counts": counts}
   else:
-    rle = segmentation
+    raise ValueError(f"RLE counts: expected a list of ints or a compressed string, got {type(counts).__name__}")
   return mask_utils.decode(rle).astype(np.uint8)
+
+
+def _compressed_rle_total(counts: bytes) -> int | None:
+  """The sum of the runs of a compressed RLE string (pycocotools' rleFrString), None if malformed."""
+  runs, p = [], 0
+  while p < len(counts):
+    x, k, more = 0, 0, True
+    while more:
+      if p == len(counts) or not 48 <= counts[p] < 48 + 64:
+        return None
+      c = counts[p] - 48
+      x |= (c & 0x1F) << (5 * k)
+      more = bool(c & 0x20)
+      p, k = p + 1, k + 1
+      if not more and c & 0x10:
+        x |= -1 << (5 * k)
+    if len(runs) > 2:
+      x += runs[-2]
+    if x < 0:
+      return None
+    runs.append(x)
+  return sum(runs)
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
@@ -132,9 +188,20 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
   return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
-def _load_json(path) -> dict:
-  with paths.as_path(path).open() as f:
-    return json.load(f)
+class PanopticLabels(_panoptic.PanopticPngSource):
+  """The panoptic keys of 'coco2017' (and, subclassed, 'coco2017_panoptic') from the panoptic PNGs."""
+
+  def __init__(self, name: str, max_segments: int, split: str, json_file, module: str = __name__):
+    self.name = name
+    super().__init__(max_segments, split, json_file, module)
+
+  def class_of(self, category_id: int) -> int:
+    if category_id not in CONTIGUOUS:
+      raise ValueError(f"category_id expected one of COCO 2017's ids (coco.CATEGORIES), got {category_id}")
+    return CONTIGUOUS[category_id]
+
+  def is_thing(self, cls: int) -> bool:
+    return cls <= NUM_THINGS
 
 
 class CocoSource:
@@ -145,34 +212,41 @@ class CocoSource:
     if max_instances < 1 or max_segments < 2:
       raise ValueError(f"max_instances >= 1 and max_segments >= 2 expected, got {max_instances}, {max_segments}")
     root, sub = _common.resolve_data_dir("coco2017", data_dir), _SUBSETS[split]
+    name = "coco2017" if panoptic else "coco2017_instances"
+    self._files = files = _common.Files(name, split, __name__)
     what = "the extracted annotations_trainval2017.zip"
 
     def require(rel, what):
       return _common.require(root / rel, what, "coco2017", __name__)
 
     self._image_dir = require(sub, f"the extracted {sub}.zip")
-    instances = _load_json(require(f"annotations/instances_{sub}.json", what))
-    keypoints = _load_json(require(f"annotations/person_keypoints_{sub}.json", what))
+    self._json = require(f"annotations/instances_{sub}.json", what)
+    self._keypoints_json = require(f"annotations/person_keypoints_{sub}.json", what)
+    instances = files.load_json(self._json, ("images", "annotations"))
+    keypoints = files.load_json(self._keypoints_json, ("annotations",))
     self._images = sorted(instances["images"], key=lambda image: image["id"])
     self._annotations = collections.defaultdict(list)
     for annotation in instances["annotations"]:
-      self._category(annotation["category_id"])
+      if annotation.get("category_id") not in CONTIGUOUS:
+        raise files.bad_label(self._json, f"image id {annotation.get('image_id')}, annotation id "
+                              f"{annotation.get('id')}", "category_id one of COCO 2017's ids (coco.CATEGORIES)",
+                              annotation.get("category_id"))
       self._annotations[annotation["image_id"]].append(annotation)
     self._keypoints = {a["id"]: a["keypoints"] for a in keypoints["annotations"] if "keypoints" in a}
     self._panoptic = self._panoptic_dir = None
     if panoptic:
       what = "the extracted panoptic_annotations_trainval2017.zip, with its inner panoptic_*2017.zip unzipped"
       self._panoptic_dir = require(f"annotations/panoptic_{sub}", what)
-      panoptic_json = _load_json(require(f"annotations/panoptic_{sub}.json", what))
-      self._panoptic = {a["image_id"]: a for a in panoptic_json["annotations"]}
+      panoptic_path = require(f"annotations/panoptic_{sub}.json", what)
+      self._panoptic = {a["image_id"]: a for a in files.load_json(panoptic_path, ("annotations",))["annotations"]}
+      self._panoptic_labels = PanopticLabels(name, max_segments, split, panoptic_path)
     self.max_instances, self.max_segments = max_instances, max_segments
     self.num_truncated = 0  # examples that had more instances or segments than the padding holds
+    self.num_dropped = 0    # annotations that are no instance: empty mask or zero-size bbox
 
   @staticmethod
   def _category(coco_id: int) -> int:
-    if coco_id not in CONTIGUOUS:
-      raise ValueError(f"coco2017: category_id expected one of COCO 2017's ids (see CATEGORIES), got {coco_id}")
-    return CONTIGUOUS[coco_id]
+    return CONTIGUOUS[coco_id]   # checked when the JSON is read
 
   def _truncated(self, what: str, image_id: int, count: int, limit: int, kept: str) -> None:
     self.num_truncated += 1
@@ -186,74 +260,97 @@ class CocoSource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     image_info = self._images[index]
     h, w, image_id = image_info["height"], image_info["width"], image_info["id"]
-    example = {"image": _common.read_rgb(self._image_dir / image_info["file_name"])}
+    example = {"image": self._files.read(_common.read_rgb, self._image_dir / image_info["file_name"],
+                                               f"image id {image_id}")}
     if example["image"].shape[:2] != (h, w):
-      raise ValueError(f"coco2017: {image_info['file_name']} is {example['image'].shape[:2]}, json says {(h, w)}")
-    annotations = self._annotations.get(image_id, [])
-    things = [a for a in annotations if not a.get("iscrowd", 0)]
+      raise self._files.bad_label(self._image_dir / image_info["file_name"], f"image id {image_id}",
+                                  f"the size {(h, w)} that {self._json} gives", example["image"].shape[:2])
+    things, crowds = [], []
+    for annotation in self._annotations.get(image_id, []):
+      mask = self._mask(annotation, h, w, image_id)
+      if mask is not None:
+        (crowds if annotation.get("iscrowd", 0) else things).append((annotation, mask))
+    every_thing = things
     if len(things) > self.max_instances:
       self._truncated("instances", image_id, len(things), self.max_instances, "largest")
-      keep = sorted(range(len(things)), key=lambda j: -things[j]["area"])[:self.max_instances]
+      keep = sorted(range(len(things)), key=lambda j: -things[j][0]["area"])[:self.max_instances]
       things = [things[j] for j in sorted(keep)]
-    example.update(self._instances(things, h, w))
+    example.update(self._instances(things, h, w, image_id))
     example["image_id"] = np.asarray(image_id, np.int32)   # COCO's id (for results files), not the index
     if self._panoptic is not None:
-      example.update(self._panoptic_labels(self._panoptic.get(image_id), h, w, image_id))
+      before = self._panoptic_labels.num_truncated
+      example.update(self._panoptic_labels.annotation_labels(self._panoptic.get(image_id), self._panoptic_dir,
+                                                             image_id, (h, w)))
+      self.num_truncated += self._panoptic_labels.num_truncated - before
     else:
-      example["semantic"] = self._semantic_from_instances(annotations, h, w)
+      example["semantic"] = self._semantic_from_instances(every_thing, crowds, h, w)
     return example
 
-  def _instances(self, things: list[dict], h: int, w: int) -> dict[str, np.ndarray]:
-    n = self.max_instances
+  def _mask(self, annotation: dict, h: int, w: int, image_id: int) -> np.ndarray | None:
+    """The annotation's uint8 mask, None if it is no instance (module docstring); BadLabelError if it
+    cannot be right."""
+    example = f"image id {image_id}, annotation id {annotation.get('id')}"
+    bbox = annotation.get("bbox")
+    if (not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox)
+        or not all(math.isfinite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0):
+      raise self._files.bad_label(self._json, example, "bbox [x, y, w, h] of finite numbers with w, h >= 0",
+                                  str(bbox)[:80])
+    x, y, box_w, box_h = bbox
+    if x > w or y > h or x + box_w < 0 or y + box_h < 0:
+      raise self._files.bad_label(self._json, example, f"a bbox that meets the {w} x {h} image", bbox)
+    try:
+      mask = decode_segmentation(annotation.get("segmentation"), h, w)
+    except ValueError as e:
+      raise self._files.bad_label(self._json, example, "a well-formed segmentation", str(e)) from None
+    polygons = annotation.get("segmentation")
+    if isinstance(polygons, list) and polygons:
+      xs, ys = np.concatenate([p[0::2] for p in polygons]), np.concatenate([p[1::2] for p in polygons])
+      if xs.max() <= 0 or ys.max() <= 0 or xs.min() >= w or ys.min() >= h:
+        raise self._files.bad_label(
+            self._json, example, f"polygons that meet the {w} x {h} image",
+            f"x in [{xs.min():g}, {xs.max():g}], y in [{ys.min():g}, {ys.max():g}]")
+    if annotation.get("iscrowd", 0):
+      return mask
+    if not mask.any() or box_w == 0 or box_h == 0:
+      self.num_dropped += 1
+      _LOG.warning("%s: %s in %s has %s; it is not an instance (%d dropped so far in this process)",
+                   self._files.dataset, example, self._json,
+                   "an empty mask" if not mask.any() else f"a zero-size bbox {bbox}", self.num_dropped)
+      return None
+    return mask
+
+  def _instances(self, things: list[tuple[dict, np.ndarray]], h: int, w: int, image_id: int) -> dict[str, np.ndarray]:
+    n, k = self.max_instances, len(KEYPOINT_NAMES)
     out = {"masks": np.zeros((n, h, w), np.uint8), "boxes": np.zeros((n, 4), np.float32),
            "classes": np.zeros((n,), np.int32), "num_instances": np.asarray(len(things), np.int32),
-           "keypoints": np.zeros((n, len(KEYPOINT_NAMES), 3), np.float32)}
-    for row, annotation in enumerate(things):
-      out["masks"][row] = decode_segmentation(annotation["segmentation"], h, w)
+           "keypoints": np.zeros((n, k, 3), np.float32)}
+    for row, (annotation, mask) in enumerate(things):
+      out["masks"][row] = mask
       x, y, box_w, box_h = annotation["bbox"]
       out["boxes"][row] = (y, x, y + box_h, x + box_w)
       out["classes"][row] = self._category(annotation["category_id"])
       if annotation["id"] in self._keypoints:
-        out["keypoints"][row] = np.reshape(self._keypoints[annotation["id"]], (len(KEYPOINT_NAMES), 3))
+        keypoints = self._keypoints[annotation["id"]]
+        try:
+          keypoints = np.asarray(keypoints, np.float64)
+        except (TypeError, ValueError):
+          keypoints = np.zeros((0,))
+        if (keypoints.shape != (3 * k,) or not np.isfinite(keypoints).all()
+            or not np.isin(keypoints[2::3], (0, 1, 2)).all()):
+          raise self._files.bad_label(
+              self._keypoints_json, f"image id {image_id}, annotation id {annotation['id']}",
+              f"keypoints: {k} (x, y, v) triples of finite numbers with v in 0, 1, 2",
+              str(self._keypoints[annotation["id"]])[:120])
+        out["keypoints"][row] = keypoints.reshape(k, 3)
     return out
 
-  def _panoptic_labels(self, annotation: dict | None, h: int, w: int, image_id: int) -> dict[str, np.ndarray]:
-    semantic, panoptic = np.full((h, w), 255, np.int32), np.zeros((h, w), np.int32)
-    classes, is_thing = np.zeros((self.max_segments,), np.int32), np.zeros((self.max_segments,), np.uint8)
-    if annotation is not None:
-      ids = rgb_to_id(_common.read_rgb(self._panoptic_dir / annotation["file_name"]))
-      # Relabel through the distinct ids present: one pass over the pixels instead of one per segment.
-      present, inverse = np.unique(ids, return_inverse=True)
-      semantic_of, panoptic_of = np.full(present.shape, 255, np.int32), np.zeros(present.shape, np.int32)
-      segments = annotation["segments_info"]
-      counted = [s for s in segments if not s.get("iscrowd", 0)]
-      if len(counted) > self.max_segments - 1:
-        self._truncated("panoptic segments", image_id, len(counted), self.max_segments - 1,
-                        "first, the rest void")
-      next_id = 1
-      for segment in segments:
-        cls = self._category(segment["category_id"])
-        slot = np.searchsorted(present, segment["id"])
-        if slot == present.size or present[slot] != segment["id"]:
-          continue  # listed but not drawn
-        semantic_of[slot] = cls
-        if not segment.get("iscrowd", 0) and next_id < self.max_segments:
-          panoptic_of[slot], classes[next_id], is_thing[next_id] = next_id, cls, cls <= NUM_THINGS
-          next_id += 1
-      inverse = inverse.reshape(h, w)
-      semantic, panoptic = semantic_of[inverse], panoptic_of[inverse]
-    return {"semantic": semantic, "panoptic": panoptic, "segment_classes": classes,
-            "segment_is_thing": is_thing}
-
-  def _semantic_from_instances(self, annotations: list[dict], h: int, w: int) -> np.ndarray:
+  def _semantic_from_instances(self, things, crowds, h: int, w: int) -> np.ndarray:
     semantic = np.zeros((h, w), np.int32)
     crowd = np.zeros((h, w), bool)
-    for annotation in sorted(annotations, key=lambda a: -a["area"]):  # small objects end on top
-      mask = decode_segmentation(annotation["segmentation"], h, w).astype(bool)
-      if annotation.get("iscrowd", 0):
-        crowd |= mask
-      else:
-        semantic[mask] = self._category(annotation["category_id"])
+    for annotation, mask in crowds:
+      crowd |= mask.astype(bool)
+    for annotation, mask in sorted(things, key=lambda am: -am[0]["area"]):  # small objects end on top
+      semantic[mask.astype(bool)] = self._category(annotation["category_id"])
     semantic[crowd & (semantic == 0)] = 255
     return semantic
 

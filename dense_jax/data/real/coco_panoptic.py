@@ -19,17 +19,17 @@ default 256) give each id's class in the contiguous numbering of 'coco2017' (`co
 1..80, stuff 81..133, 0 unused); `semantic` the same classes per pixel, 255 where unlabelled. Crowd
 segments are void in `panoptic` and keep their class in `semantic`. An image with more segments than fit
 keeps the first, voids the rest, and is counted in `num_truncated` with a warning.
+Bad input: see `_panoptic` (as panopticapi where it has a rule, else BadLabelError); an image of another
+size than the JSON says, or a truncated JSON, raises naming the file.
 The same example as 'coco2017' minus its instance and keypoint keys, with a fraction of its start-up
 cost (the instances JSON is not parsed).
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from dense_jax.data.real import _common, _panoptic, coco
+from dense_jax.data.real import _common, coco
 from dense_jax.data.sources import DatasetInfo
 
 _SUBSETS = {"train": "train2017", "validation": "val2017"}
@@ -42,13 +42,12 @@ INFO = DatasetInfo(
                  "val2017/ and annotations/panoptic_* (cocodataset.org) in $DENSE_JAX_DATA_DIR/coco2017."))
 
 
-class CocoPanopticSource(_panoptic.PanopticPngSource):
+class CocoPanopticSource(coco.PanopticLabels):
   """Random access to COCO 2017 panoptic examples with the keys `KEYS` (module docstring)."""
 
   name = "coco2017_panoptic"
 
   def __init__(self, split: str, data_dir=None, *, max_segments: int = 256):
-    super().__init__(max_segments)
     root, sub = _common.resolve_data_dir("coco2017", data_dir), _SUBSETS[split]
     what = "the extracted panoptic_annotations_trainval2017.zip, with its inner panoptic_*2017.zip unzipped"
 
@@ -57,19 +56,11 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
 
     self._image_dir = require(sub, f"the extracted {sub}.zip")
     self._png_dir = require(f"annotations/panoptic_{sub}", what)
-    with require(f"annotations/panoptic_{sub}.json", what).open() as f:
-      data = json.load(f)
+    json_path = require(f"annotations/panoptic_{sub}.json", what)
+    super().__init__(self.name, max_segments, split, json_path, __name__)
+    data = self._files.load_json(json_path, ("images", "annotations"))
     self._images = sorted(data["images"], key=lambda image: image["id"])
     self._annotations = {a["image_id"]: a for a in data["annotations"]}
-
-  def class_of(self, category_id: int) -> int:
-    if category_id not in coco.CONTIGUOUS:
-      raise ValueError(f"coco2017_panoptic: category_id expected one of COCO 2017's ids (coco.CATEGORIES), "
-                       f"got {category_id}")
-    return coco.CONTIGUOUS[category_id]
-
-  def is_thing(self, cls: int) -> bool:
-    return cls <= coco.NUM_THINGS
 
   def __len__(self) -> int:
     return len(self._images)
@@ -77,10 +68,11 @@ class CocoPanopticSource(_panoptic.PanopticPngSource):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     info = self._images[index]
     h, w = info["height"], info["width"]
-    example = {"image": _common.read_rgb(self._image_dir / info["file_name"])}
+    example = {"image": self._files.read(_common.read_rgb, self._image_dir / info["file_name"],
+                                         f"image id {info['id']}")}
     if example["image"].shape[:2] != (h, w):
-      raise ValueError(f"coco2017_panoptic: {info['file_name']} is {example['image'].shape[:2]}, "
-                       f"json says {(h, w)}")
+      raise self._files.bad_label(self._image_dir / info["file_name"], f"image id {info['id']}",
+                                  f"the size {(h, w)} that {self._json_file} gives", example["image"].shape[:2])
     example.update(self.annotation_labels(self._annotations.get(info["id"]), self._png_dir, info["id"], (h, w)))
     return example
 

@@ -22,6 +22,10 @@ depth (float32, metres): the `depths` array as released (the authors' in-painted
 are no holes; 0 would mean invalid).
 semantic (int32): `labels` holds 0 = unlabelled and 1..894 = the raw classes; class k becomes
 mapClass[k - 1] - 1 in 0..39 (`CLASS_NAMES`, Gupta's order), unlabelled -> 255.
+Bad input: a truncated or damaged .mat raises UnreadableFileError naming it (when the source is made, or
+for a damaged frame when it is read); arrays missing or of inconsistent shapes, a mapClass outside
+0..40, a frame whose depth is NaN, infinite or negative or whose labels exceed mapClass's 894 classes
+raise BadLabelError naming the file and the frame.
 """
 
 from __future__ import annotations
@@ -62,19 +66,38 @@ class NyuDepthV2Source:
 
   def __init__(self, split: str, data_dir=None):
     root = _common.resolve_data_dir("nyu_depth_v2", data_dir)
+    self._files = files = _common.Files("nyu_depth_v2", split, __name__)
 
     def require(name, what):
       return _common.require(root / name, what, "nyu_depth_v2", __name__)
 
     self._path = require(LABELED, "the labelled frames nyu_depth_v2_labeled.mat (MATLAB v7.3)")
-    splits = scipy.io.loadmat(io.BytesIO(require("splits.mat", "the official train/test split splits.mat").read_bytes()))
-    self._frames = np.asarray(splits[_SPLIT_KEYS[split]]).ravel().astype(np.int64) - 1  # 1-based in MATLAB
-    mapping = scipy.io.loadmat(io.BytesIO(require("classMapping40.mat", "Gupta et al.'s classMapping40.mat").read_bytes()))
-    map_class = np.asarray(mapping["mapClass"]).ravel().astype(np.int64)
+    splits = _load_mat(files, require("splits.mat", "the official train/test split splits.mat"),
+                       _SPLIT_KEYS[split])
+    self._frames = np.asarray(splits).ravel().astype(np.int64) - 1  # 1-based in MATLAB
+    mapping_path = require("classMapping40.mat", "Gupta et al.'s classMapping40.mat")
+    map_class = np.asarray(_load_mat(files, mapping_path, "mapClass")).ravel().astype(np.int64)
+    if map_class.size == 0 or map_class.min() < 0 or map_class.max() > 40:
+      raise files.bad_label(mapping_path, None, "mapClass values in 0..40 (0 = unlabelled)",
+                            f"{map_class.size} values" + (f" in {map_class.min()}..{map_class.max()}"
+                                                          if map_class.size else ""))
     self._table = np.full((map_class.size + 1,), 255, np.int32)
-    self._table[1:] = np.where((map_class >= 1) & (map_class <= 40), map_class - 1, 255)
+    self._table[1:] = np.where(map_class >= 1, map_class - 1, 255)
     self._file = None
-    count = self._h5()["images"].shape[0]
+    try:
+      data = self._h5()
+      shapes = {key: data[key].shape for key in ("images", "depths", "labels")}
+    except (OSError, KeyError) as e:   # h5py: OSError for a truncated file, KeyError for a missing array
+      self._file = None
+      if isinstance(e, KeyError):
+        raise files.bad_label(self._path, None, "the arrays images, depths and labels",
+                              f"only {sorted(data)}") from None
+      raise files.unreadable(self._path, None, e) from e
+    images = shapes["images"]
+    if len(images) != 4 or images[1] != 3 or not shapes["depths"] == shapes["labels"] == images[:1] + images[2:]:
+      raise files.bad_label(self._path, None, "images (N, 3, W, H), depths and labels (N, W, H) as MATLAB "
+                            "stores its H x W x 3 x N arrays", shapes)
+    count = images[0]
     if self._frames.size and not 0 <= self._frames.min() <= self._frames.max() < count:
       raise ValueError(f"nyu_depth_v2: splits.mat {_SPLIT_KEYS[split]} must hold frame numbers in 1..{count}, "
                        f"got {self._frames.min() + 1}..{self._frames.max() + 1}")
@@ -92,11 +115,33 @@ class NyuDepthV2Source:
     return int(self._frames.size)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    frame, data = int(self._frames[index]), self._h5()
-    image = np.ascontiguousarray(data["images"][frame].transpose(2, 1, 0), dtype=np.uint8)
-    depth = np.ascontiguousarray(data["depths"][frame].T, dtype=np.float32)
-    labels = data["labels"][frame].T
+    frame, example = int(self._frames[index]), f"frame {int(self._frames[index]) + 1} (example {index})"
+    try:
+      data = self._h5()
+      image = np.ascontiguousarray(data["images"][frame].transpose(2, 1, 0), dtype=np.uint8)
+      depth = np.ascontiguousarray(data["depths"][frame].T, dtype=np.float32)
+      labels = data["labels"][frame].T
+    except OSError as e:   # h5py: a chunk past the end of a truncated file, or a damaged one
+      raise self._files.unreadable(self._path, example, e) from e
+    if not np.isfinite(depth).all() or depth.min(initial=0) < 0:
+      bad = ~np.isfinite(depth) | (depth < 0)
+      raise self._files.bad_label(self._path, example, "finite depths >= 0 (metres)",
+                                  f"{int(bad.sum())} pixels such as {depth[bad][:5].tolist()}")
+    self._files.check_label(labels, image.shape, range(self._table.size), self._path, example,
+                            "raw class ids (0 = unlabelled)")
     return {"image": image, "depth": depth, "semantic": self._table[labels]}
+
+
+def _load_mat(files: _common.Files, path: paths.Path, key: str) -> np.ndarray:
+  """Array `key` of a MATLAB (< v7.3) file; UnreadableFileError / BadLabelError naming it."""
+  try:
+    contents = scipy.io.loadmat(io.BytesIO(path.read_bytes()))
+  except (ValueError, TypeError, OSError, EOFError) as e:   # scipy's errors for truncated files
+    raise files.unreadable(path, None, e) from e
+  if key not in contents:
+    raise files.bad_label(path, None, f"a variable {key!r}",
+                          f"only {sorted(k for k in contents if not k.startswith('__'))}")
+  return contents[key]
 
 
 make_source = NyuDepthV2Source

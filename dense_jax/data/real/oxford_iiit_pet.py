@@ -14,6 +14,8 @@ source reads the files directly (nothing to prepare).
 Splits: train = trainval.txt (3680 images), test = test.txt (3669), in the order of the list files.
 Labels (`semantic`, int32) from the trimap: 1 (pet) -> 1, 2 (background) -> 0, 3 (the uncertain border
 band) -> 255, ignored.
+Bad input: a trimap of another size than its image, with values other than 1, 2, 3 or not
+single-channel raises BadLabelError naming the file; a damaged image or trimap UnreadableFileError.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class OxfordIiitPetSource:
 
   def __init__(self, split: str, data_dir=None):
     root = _common.resolve_data_dir("oxford_iiit_pet", data_dir)
+    self._files = _common.Files("oxford_iiit_pet", split, __name__)
     names = _common.require(root / "annotations" / _LISTS[split], "the extracted annotations.tar.gz",
                             "oxford_iiit_pet", __name__)
     self._images = _common.require(root / "images", "the extracted images.tar.gz", "oxford_iiit_pet",
@@ -54,8 +57,11 @@ class OxfordIiitPetSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     name = self._names[index]
-    image = _common.read_rgb(self._images / f"{name}.jpg")  # a few are PNG/CMYK inside: PIL handles them
-    trimap = _common.read_label_png(self._trimaps / f"{name}.png")
+    # A few images are PNG or CMYK inside: PIL handles them.
+    image = self._files.read(_common.read_rgb, self._images / f"{name}.jpg", f"example {name}")
+    trimap = self._files.read(_common.read_label_png, self._trimaps / f"{name}.png", f"example {name}")
+    self._files.check_label(trimap, image.shape, (1, 2, 3), self._trimaps / f"{name}.png", f"example {name}",
+                            "trimap values (1 pet, 2 background, 3 border)")
     return {"image": image, "semantic": _TABLE[trimap]}
 
 

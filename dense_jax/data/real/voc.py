@@ -25,6 +25,10 @@ no boundary band. Examples come in the sorted order of the image ids.
 Labels (`semantic`, int32): the palette index of SegmentationClass/<id>.png, 0 = background,
 1..20 = the classes of `CLASS_NAMES` in order; 255 (the white boundary band and 'difficult' regions) is
 kept as the ignore label.
+Bad input, found while preparing (VOCevalseg would silently drop ids outside its histogram): a label
+PNG or SBD .mat of another size than its image, with ids outside 0..20 and 255 (SBD: 0..20), or not a
+single-channel PNG, raises BadLabelError; a damaged JPEG, PNG or .mat UnreadableFileError; each names
+the file (the tar member) and the image id.
 """
 
 from __future__ import annotations
@@ -134,33 +138,53 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
     if self.builder_config.name == "train_aug":
       sbd = _read_ids(root / SBD_DIR / "train.txt") | _read_ids(root / SBD_DIR / "val.txt")
       train = (set(train) | sbd) - set(val)
-    return {"train": self._generate_examples(root, sorted(train)),
-            "validation": self._generate_examples(root, sorted(val))}
+    return {"train": self._generate_examples(root, sorted(train), "train"),
+            "validation": self._generate_examples(root, sorted(val), "validation")}
 
-  def _generate_examples(self, root: paths.Path, ids: list[str]):
+  def _generate_examples(self, root: paths.Path, ids: list[str], split: str):
     files = _VocFiles(root)
+    name = "voc2012_sbd" if self.builder_config.name == "train_aug" else "voc2012"
+    checks = _common.Files(name, split, _DOC)
     for image_id in ids:
-      if files.exists(f"SegmentationClass/{image_id}.png"):
-        label = _decoded(files, f"SegmentationClass/{image_id}.png", _common.read_label_png)
-      else:
-        mat_path = _common.require(root / SBD_DIR / "cls" / f"{image_id}.mat", "SBD's cls/*.mat files",
-                                   "voc2012_sbd", _DOC)
-        label = scipy.io.loadmat(io.BytesIO(mat_path.read_bytes()), squeeze_me=True,
-                                 struct_as_record=False)["GTcls"].Segmentation
       jpeg = files.read(f"JPEGImages/{image_id}.jpg")
       # Keep the original bytes unless it is not plain RGB, but decode it all once here: a truncated
       # JPEG is then named now, not by TensorFlow's decoder at training time.
       rgb = _decoded(files, f"JPEGImages/{image_id}.jpg", _common.read_rgb)
       with Image.open(io.BytesIO(jpeg)) as im:
         image = jpeg if im.mode == "RGB" else rgb
+      example = f"image id {image_id}"
+      if files.exists(f"SegmentationClass/{image_id}.png"):
+        rel = f"SegmentationClass/{image_id}.png"
+        label = checks.read(lambda _: _decoded(files, rel, _common.read_label_png), files.where(rel), example,
+                            _REDOWNLOAD)
+        checks.check_label(label, rgb.shape, _VALID, files.where(rel), example,
+                           "VOC class ids (0..20, 255 = boundary / difficult)", _REDOWNLOAD)
+      else:
+        mat_path = _common.require(root / SBD_DIR / "cls" / f"{image_id}.mat", "SBD's cls/*.mat files",
+                                   "voc2012_sbd", _DOC)
+        try:
+          label = np.asarray(scipy.io.loadmat(io.BytesIO(mat_path.read_bytes()), squeeze_me=True,
+                                              struct_as_record=False)["GTcls"].Segmentation)
+        except (ValueError, TypeError, OSError, EOFError, KeyError, AttributeError) as e:
+          raise checks.unreadable(mat_path, example, e, "extract SBD's benchmark.tgz again and rerun: the "
+                                  f"preparation starts over (see {_DOC})") from e
+        checks.check_label(label, rgb.shape, range(21), mat_path, example, "SBD class ids (GTcls.Segmentation)",
+                           "extract SBD's benchmark.tgz again and rerun: the preparation starts over")
       yield image_id, {"image_id": image_id, "image": image,
                        "segmentation": np.asarray(label, np.uint8)[..., None]}
+
+
+_VALID = tuple(range(21)) + (255,)
+_REDOWNLOAD = (f"download {TAR_NAME} again (or re-extract it) and rerun: the preparation starts over "
+               f"(see {_DOC})")
 
 
 def _decoded(files: _VocFiles, rel: str, reader):
   """`reader(bytes of rel)`, or UnreadableFileError naming the file and what to do."""
   try:
     return reader(files.read(rel))
+  except _common.BadLabelError:
+    raise
   except _common.UnreadableFileError as e:
     raise _common.UnreadableFileError(
         f"voc2012: {files.where(rel)} cannot be decoded ({e.__cause__ or e}): the file is damaged or "
