@@ -14,8 +14,10 @@ Layouts: a torch conv weight `(out, in, kh, kw)` becomes our HWIO kernel `w.tran
 BatchNorm `weight, bias` → params `scale, bias`, `running_mean, running_var` → batch_stats
 `mean, var` (`num_batches_tracked` is dropped); a Linear `(out, in)` that reads a flattened NCHW
 map `(C, k, k)` becomes a k×k conv kernel `w.reshape(out, C, k, k).transpose(2, 3, 1, 0)`.
-Every function checks that it used every tensor it was meant to (so a wrong architecture or a
-renamed key fails loudly), and `load_into` checks every shape against the model's own variables.
+Each importer first checks the state dict's family (`architecture`, from its key names), depth and
+BN variant against what it imports, naming the importer that takes it; then that it used every
+tensor it was meant to (a renamed key fails loudly), and `load_into` checks every shape against the
+model's own variables.
 Requires torch only in `load_state_dict`; the converters take any mapping of name → array.
 """
 
@@ -29,6 +31,45 @@ from dense_jax.models.backbones.resnet import DEPTHS
 from dense_jax.models.backbones.vgg import VGG16_BLOCKS
 
 Tree = dict[str, Any]
+
+# torchvision families by the key prefixes only they have: (family, importer here, required, absent).
+_FAMILIES = (
+    ("keypointrcnn", "keypointrcnn_resnet", ("backbone.body.layer1.", "roi_heads.keypoint_head."), ()),
+    ("maskrcnn", "maskrcnn_resnet", ("backbone.body.layer1.", "roi_heads.mask_head."), ()),
+    ("fasterrcnn", None, ("backbone.body.layer1.", "roi_heads.box_predictor."), ()),
+    ("deeplabv3_resnet", "deeplabv3_resnet", ("backbone.layer1.", "classifier.0.convs."), ()),
+    ("fcn_resnet", "fcn_resnet", ("backbone.layer1.", "classifier.0.weight", "classifier.4."), ()),
+    ("vgg16_bn", "vgg16", ("features.0.", "features.1.running_mean"), ()),
+    ("vgg16", "vgg16", ("features.0.",), ("features.1.running_mean",)),
+    ("resnet", "resnet", ("conv1.weight", "layer1."), ()),
+)
+
+
+def architecture(state_dict: Mapping[str, Any]) -> str:
+  """The torchvision family a state dict comes from, by its key names: one of 'resnet', 'vgg16',
+  'vgg16_bn', 'fcn_resnet', 'deeplabv3_resnet', 'fasterrcnn', 'maskrcnn', 'keypointrcnn', or 'unknown'."""
+  has = lambda prefix: any(k.startswith(prefix) for k in state_dict)
+  for family, _, required, absent in _FAMILIES:
+    if all(map(has, required)) and not any(map(has, absent)):
+      return family
+  return "unknown"
+
+
+def _expect(state_dict, families: tuple[str, ...], importer: str) -> None:
+  """ValueError naming the state dict's family (and its importer) unless it is one of `families`."""
+  if not isinstance(state_dict, Mapping):
+    raise ValueError(f"state_dict: expected a mapping of tensor names to arrays (read a file with "
+                     f"load_state_dict(path)), got {type(state_dict).__name__}")
+  found = architecture(state_dict)
+  if found in families:
+    return
+  keys = list(state_dict)[:3]
+  use = {family: fn for family, fn, _, _ in _FAMILIES}.get(found)
+  hint = (f"; import it with dense_jax.convert.torchvision.{use}" if use else
+          "; no importer here takes it" if found != "unknown" else "")
+  raise ValueError(f"state_dict: {importer} expects a torchvision {' / '.join(families)} state dict, got "
+                   f"{'a ' + found if found != 'unknown' else 'one of no known architecture'} "
+                   f"(keys {keys}, ...){hint}")
 
 
 def load_state_dict(path) -> dict[str, np.ndarray]:
@@ -123,8 +164,12 @@ def vgg16(state_dict, batch_norm: bool | None = None) -> Tree:
 
   `batch_norm=None` detects it from the state dict.
   """
-  if batch_norm is None:
-    batch_norm = "features.1.running_mean" in state_dict
+  _expect(state_dict, ("vgg16", "vgg16_bn"), "vgg16")
+  has_bn = architecture(state_dict) == "vgg16_bn"
+  if batch_norm is not None and batch_norm != has_bn:
+    raise ValueError(f"batch_norm: the state dict is a {'vgg16_bn' if has_bn else 'vgg16'}, got "
+                     f"batch_norm={batch_norm!r}; pass batch_norm={has_bn} or leave it out")
+  batch_norm = has_bn
   imp = _Importer(state_dict)
   _vgg16_into(imp, "features.", batch_norm, ())
   return imp.finish(prefixes=("features.",))
@@ -136,6 +181,7 @@ def vgg16_fc(state_dict) -> Tree:
   The FCN "convolutionalization": fc6 reads the flattened 512×7×7 pool5 map, so its weight reshapes
   to a 7×7×512×4096 kernel and its output at each position equals the Linear layer on the 7×7 window.
   """
+  _expect(state_dict, ("vgg16", "vgg16_bn"), "vgg16_fc")
   imp = _Importer(state_dict)
   imp.linear_as_conv("classifier.0", ("fc6",), 512, 7)
   imp.linear_as_conv("classifier.3", ("fc7",), 4096, 1)
@@ -170,18 +216,27 @@ def _resnet_into(imp: _Importer, prefix: str, depth: int, path: tuple[str, ...])
         imp.bn(f"{t}.downsample.1", p + ("downsample_bn",))
 
 
-def _detect_depth(state_dict, prefix: str) -> int:
+def resnet_depth(state_dict, prefix: str = "", depth: int | None = None) -> int:
+  """The bottleneck ResNet depth of the blocks under `prefix` (from layer3's block count); ValueError
+  if they match no supported depth or contradict a given `depth`."""
+  if f"{prefix}layer1.0.conv1.weight" in state_dict and f"{prefix}layer1.0.conv3.weight" not in state_dict:
+    raise ValueError(f"state_dict: a ResNet of basic blocks (ResNet-18/34: no {prefix}layer1.0.conv3); only "
+                     f"the bottleneck ResNets {sorted(DEPTHS)} are supported")
   blocks = {k[len(prefix):].split(".")[1] for k in state_dict if k.startswith(f"{prefix}layer3.")}
-  n = len(blocks)
-  for depth, stages in DEPTHS.items():
-    if stages[2] == n:
-      return depth
-  raise ValueError(f"state_dict: {n} blocks in layer3 match no supported ResNet depth {sorted(DEPTHS)}")
+  found = next((d for d, stages in DEPTHS.items() if stages[2] == len(blocks)), None)
+  if found is None:
+    raise ValueError(f"state_dict: {len(blocks)} blocks in {prefix}layer3 match no supported ResNet depth "
+                     f"{sorted(DEPTHS)}")
+  if depth is not None and depth != found:
+    raise ValueError(f"depth: the state dict is a ResNet-{found} ({len(blocks)} blocks in {prefix}layer3), "
+                     f"got depth={depth!r}; pass depth={found} or leave it out")
+  return found
 
 
 def resnet(state_dict, depth: int | None = None) -> Tree:
   """torchvision `resnet50` / `resnet101` → variables of `backbones.ResNet` (`fc` ignored)."""
-  depth = depth or _detect_depth(state_dict, "")
+  _expect(state_dict, ("resnet",), "resnet")
+  depth = resnet_depth(state_dict, "", depth)
   imp = _Importer(state_dict)
   _resnet_into(imp, "", depth, ())
   return imp.finish(ignore=("fc.",))
@@ -196,8 +251,9 @@ def _fcn_head_into(imp: _Importer, prefix: str, path: tuple[str, ...]):
   imp.conv(f"{prefix}.4", path + ("classifier",))
 
 
-def _segmentation(state_dict, depth, head_into) -> Tree:
-  depth = depth or _detect_depth(state_dict, "backbone.")
+def _segmentation(state_dict, depth, family, head_into) -> Tree:
+  _expect(state_dict, (family,), family)
+  depth = resnet_depth(state_dict, "backbone.", depth)
   imp = _Importer(state_dict)
   _resnet_into(imp, "backbone.", depth, ("backbone",))
   head_into(imp)
@@ -211,7 +267,7 @@ def fcn_resnet(state_dict, depth: int | None = None) -> Tree:
 
   Build the model with `aux_classifier=True` when the state dict has `aux_classifier.*`.
   """
-  return _segmentation(state_dict, depth, lambda imp: _fcn_head_into(imp, "classifier", ("classifier",)))
+  return _segmentation(state_dict, depth, "fcn_resnet", lambda imp: _fcn_head_into(imp, "classifier", ("classifier",)))
 
 
 def _deeplab_head_into(imp: _Importer):
@@ -232,7 +288,7 @@ def _deeplab_head_into(imp: _Importer):
 
 def deeplabv3_resnet(state_dict, depth: int | None = None) -> Tree:
   """torchvision `deeplabv3_resnet50` / `_resnet101` (with its aux head if present) → `DeepLabV3` variables."""
-  return _segmentation(state_dict, depth, _deeplab_head_into)
+  return _segmentation(state_dict, depth, "deeplabv3_resnet", _deeplab_head_into)
 
 
 fcn_resnet50 = fcn_resnet
@@ -329,8 +385,11 @@ def _bn_as_buffers(tree: Tree, path: tuple[str, ...]) -> Tree:
   return tree
 
 
-def _rcnn(state_dict, depth, frozen_bn, heads_into) -> Tree:
-  depth = depth or _detect_depth(state_dict, "backbone.body.")
+def _rcnn(state_dict, depth, frozen_bn, family, heads_into) -> Tree:
+  _expect(state_dict, (family,), f"{family}_resnet")
+  if frozen_bn not in (False, True, "buffers"):
+    raise ValueError(f"frozen_bn: expected False, True or 'buffers' (the model's own setting), got {frozen_bn!r}")
+  depth = resnet_depth(state_dict, "backbone.body.", depth)
   imp = _Importer(state_dict)
   _resnet_into(imp, "backbone.body.", depth, ("backbone", "body"))
   for i in range(4):
@@ -374,12 +433,12 @@ def maskrcnn_resnet(state_dict, depth: int | None = None, frozen_bn: bool | str 
   Build the model with the same `num_classes` and `frozen_bn` (`"buffers"` for torchvision's pretrained
   builds, whose backbone BN is `FrozenBatchNorm2d`: its affine terms then go to `batch_stats`).
   """
-  return _rcnn(state_dict, depth, frozen_bn, _mask_heads_into)
+  return _rcnn(state_dict, depth, frozen_bn, "maskrcnn", _mask_heads_into)
 
 
 def keypointrcnn_resnet(state_dict, depth: int | None = None, frozen_bn: bool | str = False) -> Tree:
   """torchvision `keypointrcnn_resnet50_fpn` → `KeypointRCNN` variables (see `maskrcnn_resnet`)."""
-  return _rcnn(state_dict, depth, frozen_bn, _keypoint_heads_into)
+  return _rcnn(state_dict, depth, frozen_bn, "keypointrcnn", _keypoint_heads_into)
 
 
 def maskrcnn_resnet50_fpn(state_dict, frozen_bn: bool | str = False) -> Tree:

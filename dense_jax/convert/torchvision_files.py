@@ -5,14 +5,9 @@
     imported.parts       # [{'conv1/kernel': array, 'bn1/scale': ..., 'layer1_0/conv1/kernel': ...}]
     imported.unconverted # ['fc.bias', 'fc.weight']: file tensors no model of ours has a place for
 
-The kind follows from the keys (torchvision's module names), checked in this order:
-  `roi_heads.keypoint_head.*`              Keypoint R-CNN (ResNet-FPN)
-  `roi_heads.mask_head.*`                  Mask R-CNN (ResNet-FPN)
-  `backbone.layer1.*` + `classifier.0.convs.*`   DeepLabV3 (ResNet)
-  `backbone.layer1.*` + `classifier.0.weight`    FCN (ResNet)
-  `layer1.0.conv1.weight` (+ `fc.*`)       ResNet-50/101 ImageNet classification
-  `features.0.weight` (+ `classifier.*`)   VGG16 / VGG16-BN ImageNet classification
-Anything else is `UnknownArchitectureError`.
+The kind follows from the keys (torchvision's module names, `torchvision.architecture`): Keypoint
+R-CNN and Mask R-CNN (ResNet-FPN), DeepLabV3 and FCN (ResNet), ResNet-50/101 and VGG16 / VGG16-BN
+ImageNet classification. Anything else is `UnknownArchitectureError`.
 
 `parts` are flat `{path 'a/b/c': array}` dicts with paths as the whole torchvision model's in our
 layout (`dense_jax.convert.torchvision`): a whole model's one part holds its paths from the root; a
@@ -64,39 +59,30 @@ def flatten_collections(tree: Mapping) -> dict[str, Any]:
   return out
 
 
-def _has(state_dict, prefix: str) -> bool:
-  return any(k.startswith(prefix) for k in state_dict)
-
-
-def _resnet_kind(state_dict, prefix: str) -> str:
-  return f"resnet{tv._detect_depth(state_dict, prefix)}"  # pylint: disable=protected-access
-
-
 def import_state_dict(state_dict: Mapping[str, Any]) -> ImportedFile:
   """The file's kind and arrays (see the module docstring); UnknownArchitectureError otherwise."""
   sd = {k: np.asarray(v) for k, v in state_dict.items()}
-  if _has(sd, "roi_heads.keypoint_head."):
-    return ImportedFile(f"keypointrcnn_{_resnet_kind(sd, 'backbone.body.')}_fpn",
-                        [flatten_collections(tv.keypointrcnn_resnet(sd))], [])
-  if _has(sd, "roi_heads.mask_head."):
-    return ImportedFile(f"maskrcnn_{_resnet_kind(sd, 'backbone.body.')}_fpn", [flatten_collections(tv.maskrcnn_resnet(sd))], [])
-  if "backbone.layer1.0.conv1.weight" in sd and _has(sd, "classifier.0.convs."):
-    return ImportedFile(f"deeplabv3_{_resnet_kind(sd, 'backbone.')}", [flatten_collections(tv.deeplabv3_resnet(sd))], [])
-  if "backbone.layer1.0.conv1.weight" in sd and "classifier.0.weight" in sd:
-    return ImportedFile(f"fcn_{_resnet_kind(sd, 'backbone.')}", [flatten_collections(tv.fcn_resnet(sd))], [])
-  if "layer1.0.conv1.weight" in sd and "conv1.weight" in sd:
-    return ImportedFile(f"{_resnet_kind(sd, '')} (classification)", [flatten_collections(tv.resnet(sd))],
+  family = tv.architecture(sd)
+  if family in ("keypointrcnn", "maskrcnn"):
+    importer = tv.keypointrcnn_resnet if family == "keypointrcnn" else tv.maskrcnn_resnet
+    return ImportedFile(f"{family}_resnet{tv.resnet_depth(sd, 'backbone.body.')}_fpn",
+                        [flatten_collections(importer(sd))], [])
+  if family in ("deeplabv3_resnet", "fcn_resnet"):
+    importer = tv.deeplabv3_resnet if family == "deeplabv3_resnet" else tv.fcn_resnet
+    return ImportedFile(f"{family.removesuffix('_resnet')}_resnet{tv.resnet_depth(sd, 'backbone.')}",
+                        [flatten_collections(importer(sd))], [])
+  if family == "resnet":
+    return ImportedFile(f"resnet{tv.resnet_depth(sd, '')} (classification)", [flatten_collections(tv.resnet(sd))],
                         sorted(k for k in sd if k.startswith("fc.")))
-  if "features.0.weight" in sd:
-    batch_norm = "features.1.running_mean" in sd
-    parts = [flatten_collections(tv.vgg16(sd, batch_norm))]
+  if family in ("vgg16", "vgg16_bn"):
+    parts = [flatten_collections(tv.vgg16(sd))]
     fc = ("classifier.0.", "classifier.3.")
     if "classifier.0.weight" in sd and sd["classifier.0.weight"].shape[1:] == (512 * 7 * 7,):
       parts.append(flatten_collections(tv.vgg16_fc(sd)))
     else:
       fc = ()
     unconverted = sorted(k for k in sd if k.startswith("classifier.") and not k.startswith(fc))
-    return ImportedFile(f"vgg16{'_bn' if batch_norm else ''} (classification)", parts, unconverted)
+    return ImportedFile(f"{family} (classification)", parts, unconverted)
   examples = sorted(sd)[:4]
   raise UnknownArchitectureError(
       f"a state dict of torchvision's VGG16 / VGG16-BN, ResNet-50/101, FCN, DeepLabV3, Mask R-CNN or "
