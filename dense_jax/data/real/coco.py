@@ -273,7 +273,7 @@ class CocoSource:
     every_thing = things
     if len(things) > self.max_instances:
       self._truncated("instances", image_id, len(things), self.max_instances, "largest")
-      keep = sorted(range(len(things)), key=lambda j: -things[j][0]["area"])[:self.max_instances]
+      keep = sorted(range(len(things)), key=lambda j: -_area(*things[j]))[:self.max_instances]
       things = [things[j] for j in sorted(keep)]
     example.update(self._instances(things, h, w, image_id))
     example["image_id"] = np.asarray(image_id, np.int32)   # COCO's id (for results files), not the index
@@ -349,10 +349,16 @@ class CocoSource:
     crowd = np.zeros((h, w), bool)
     for annotation, mask in crowds:
       crowd |= mask.astype(bool)
-    for annotation, mask in sorted(things, key=lambda am: -am[0]["area"]):  # small objects end on top
+    for annotation, mask in sorted(things, key=lambda am: -_area(*am)):  # small objects end on top
       semantic[mask.astype(bool)] = self._category(annotation["category_id"])
     semantic[crowd & (semantic == 0)] = 255
     return semantic
+
+
+def _area(annotation: dict, mask: np.ndarray) -> float:
+  """The annotation's `area` in pixels; the mask's pixel count where the file has none (hand-made files)."""
+  area = annotation.get("area")
+  return float(area) if isinstance(area, (int, float)) else float(mask.sum())
 
 
 def make_source(split: str, data_dir=None) -> CocoSource:

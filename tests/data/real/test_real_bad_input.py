@@ -232,6 +232,15 @@ def test_coco_drops_empty_masks_and_zero_size_boxes_with_a_warning(tmp_path, fak
   assert source[0]["num_instances"] == 1 and source.num_dropped == 1
 
 
+def test_coco_without_area_orders_instances_by_mask_pixels(tmp_path, fakes):
+  # Hand-made files often leave `area` out; the semantic map's small-on-top order then uses the mask.
+  with_area = _coco(tmp_path / "a", fakes)[0]
+  without = _coco(tmp_path / "b", fakes, lambda annotation: annotation.pop("area"))[0]
+  for key in ("masks", "boxes", "classes", "num_instances"):
+    np.testing.assert_array_equal(without[key], with_area[key])
+  assert without["semantic"].shape == with_area["semantic"].shape
+
+
 def test_coco_refuses_an_image_of_another_size_than_the_json(tmp_path, fakes):
   source = _coco(tmp_path, fakes)
   path = fakes.jpeg(tmp_path / "val2017" / "000000000001.jpg", fakes.image(H, W + 2, seed=0))
