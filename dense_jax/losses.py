@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.checks import check_rank
 
 IGNORE_LABEL = 255
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.checks import check_rank
 
 SMOOTH_L1_BETA = 1.0 / 9.0
 

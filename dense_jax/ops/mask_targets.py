@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dense_jax.ops._checks import as_pair
+from dense_jax.checks import as_pair
 from dense_jax.ops.roi_align import _rois_to_samples
 
 
