@@ -190,7 +190,7 @@ class PanopticTask(Task):
         image_ids = predictions.get("image_id")
         sizes = predictions.get("original_size")
         if sizes is not None:
-          from dense_jax.data.augment import check_original_sizes  # pylint: disable=g-import-not-at-top
+          from dense_jax.data.sources import check_original_sizes  # pylint: disable=g-import-not-at-top
           sizes = check_original_sizes(sizes, real)
         for i in np.flatnonzero(real):
           buffer = io.BytesIO()
