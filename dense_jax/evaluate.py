@@ -76,7 +76,7 @@ def _check_workdir(workdir: paths.Path, step: int | None) -> int:
 
 
 def _as_size(value, name: str) -> tuple[int, int]:
-  from dense_jax.ops._checks import as_pair  # pylint: disable=g-import-not-at-top
+  from dense_jax.checks import as_pair  # pylint: disable=g-import-not-at-top
   return as_pair(tuple(value) if isinstance(value, list) else value, name)
 
 
@@ -189,7 +189,7 @@ def evaluate(config=None, workdir: str | paths.Path = ".", *, mode: str = "whole
   from dense_jax.metrics import plots
   from dense_jax.metrics import segmentation as seg_metrics
   from dense_jax.models.build import apply_model
-  from dense_jax.ops._checks import check_choice
+  from dense_jax.checks import check_choice
   from dense_jax.tools import restore
   from dense_jax.train import config as config_lib
 

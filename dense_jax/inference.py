@@ -56,8 +56,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dense_jax.checks import as_pair, check_choice, check_rank, concrete
 from dense_jax.ops import resize_bilinear
-from dense_jax.ops._checks import as_pair, check_choice, check_rank, concrete
 
 ApplyFn = Callable[[jax.Array], jax.Array]
 

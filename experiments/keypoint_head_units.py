@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from dense_jax.data.pipeline import create_iterator
-from dense_jax.models import _rcnn_targets as tg
+from dense_jax.ops import rcnn_targets as tg
 from dense_jax.tools import restore
 from dense_jax.train import config as config_lib
 

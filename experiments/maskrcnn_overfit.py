@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dense_jax import losses_detection as ld
 from dense_jax.data import sources
+from dense_jax.losses import detection as ld
 from dense_jax.metrics.coco import CocoAccumulator
 from dense_jax.models import build as build_lib
 from dense_jax.models.registry import get_model

@@ -375,20 +375,6 @@ def eval_resized_size(hw: tuple[int, int], size: tuple[int, int] | None) -> tupl
   return max(1, min(th, int(round(h * f)))), max(1, min(tw, int(round(w * f))))
 
 
-def check_original_sizes(sizes, real) -> np.ndarray:
-  """A batch's `original_size` (B, 2) (h, w) ints as int64, checked against `real (B,)` bool (the examples
-  that are not padding): each real example's size >= 1 (the padding's (0, 0) is allowed). The one check of
-  the key for every reader (the COCO results JSON, the panoptic files)."""
-  sizes, real = np.asarray(sizes), np.asarray(real, bool)
-  what = f"({real.shape[0]}, 2) (h, w) source image sizes of ints"
-  if sizes.shape != (real.shape[0], 2) or not np.issubdtype(sizes.dtype, np.integer):
-    raise ValueError(f"batch['original_size']: expected {what}, got shape {sizes.shape} dtype {sizes.dtype}")
-  if np.any(sizes[real] < 1):
-    raise ValueError(f"batch['original_size']: expected sizes >= 1 for the real examples, got "
-                     f"{sizes[real].tolist()}")
-  return sizes.astype(np.int64)
-
-
 def eval_transform(ex: dict, size: tuple[int, int] | None, ignore_label: int = 255) -> dict:
   """Evaluation transform: float image; if `size` differs, resize so the image fits inside `size`
   keeping its aspect ratio (`eval_resized_size`), then pad bottom/right (padding as in `crop`)."""

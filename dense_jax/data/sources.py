@@ -31,8 +31,9 @@ images numbered 1, 2, ... in split order there.
 `original_size` int32 (2,) (h, w) is not a source key but one the pipeline adds: to evaluation examples
 that have an `image_id`, the source image's size before `augment.eval_transform` resized it to the
 evaluated size (`augment.eval_resized_size`); batches stack it to (B, 2), the padding gets (0, 0). The
-detection tasks' results files map their boxes, keypoints and masks back to those pixels by it. Training
-batches and datasets without `image_id` (dense_shapes) do not have it.
+detection tasks' results files map their boxes, keypoints and masks back to those pixels by it
+(`check_original_sizes` checks a batch's). Training batches and datasets without `image_id`
+(dense_shapes) do not have it.
 
 A source may also offer `with_keys(keys) -> source` returning a view that reads only those keys; the
 pipeline calls it when asked for a subset of keys (optional: others are filtered after reading).
@@ -49,6 +50,20 @@ import dataclasses
 from typing import Callable, Protocol
 
 import numpy as np
+
+
+def check_original_sizes(sizes, real) -> np.ndarray:
+  """A batch's `original_size` (B, 2) (h, w) ints as int64, checked against `real (B,)` bool (the examples
+  that are not padding): each real example's size >= 1 (the padding's (0, 0) is allowed). The one check of
+  the key for every reader (the COCO results JSON, the panoptic files)."""
+  sizes, real = np.asarray(sizes), np.asarray(real, bool)
+  what = f"({real.shape[0]}, 2) (h, w) source image sizes of ints"
+  if sizes.shape != (real.shape[0], 2) or not np.issubdtype(sizes.dtype, np.integer):
+    raise ValueError(f"batch['original_size']: expected {what}, got shape {sizes.shape} dtype {sizes.dtype}")
+  if np.any(sizes[real] < 1):
+    raise ValueError(f"batch['original_size']: expected sizes >= 1 for the real examples, got "
+                     f"{sizes[real].tolist()}")
+  return sizes.astype(np.int64)
 
 
 class Source(Protocol):

@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dense_jax.checks import check_rank
 from dense_jax.metrics.segmentation import confusion_matrix
-from dense_jax.ops._checks import check_rank
 
 IGNORE_LABEL = 255
 REGIONS = ("all", "band", "interior", "small", "large")

@@ -405,7 +405,7 @@ class CocoAccumulator:
     if out["example"].shape != (b,):
       raise ValueError(f"batch['batch_mask']: expected shape ({b},), got {out['example'].shape}")
     if "original_size" in batch:
-      from dense_jax.data.augment import check_original_sizes  # pylint: disable=g-import-not-at-top
+      from dense_jax.data.sources import check_original_sizes  # pylint: disable=g-import-not-at-top
       out["original_size"] = check_original_sizes(batch["original_size"], out["example"])
     return out
 

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.checks import check_rank
 
 STAT_KEYS = ("tp", "fp", "fn", "iou")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.checks import check_rank
 
 
 def confusion_matrix(labels, predictions, num_classes: int, ignore_label: int = 255):

@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dense_jax.checks import check_rank
 from dense_jax.nn.conv import Conv
-from dense_jax.ops._checks import check_rank
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu") -> N(0, 2 / fan_out).
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")

@@ -19,7 +19,7 @@ RPN targets by IoU matching of the anchors (0.7 / 0.3, low-quality matches kept)
 `rpn_batch_size_per_image` anchors (half positive at most); RoI targets by matching the proposals plus the
 ground-truth boxes (0.5 / 0.5) and a sample of `box_batch_size_per_image` RoIs (a quarter positive at
 most, positives first). Sampling draws from the `dropout` RNG stream (the engine's per-step key). The
-output holds the raw head outputs and their targets; `dense_jax.losses_detection` turns them into
+output holds the raw head outputs and their targets; `dense_jax.losses.detection` turns them into
 torchvision's losses. Eval (`train=False`): detections padded to `box_detections_per_img` with `valid`.
 
 Static sizes: every count is a config number (pre/post-NMS top-k, sampled anchors and RoIs, positive RoIs
@@ -63,8 +63,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax.losses_detection import keypoint_targets
-from dense_jax.models import _rcnn_targets as tg
 from dense_jax.models._common import Dtype, check_image, scaled
 from dense_jax.models.backbones.fpn import ResNetFPN
 from dense_jax.models.heads.box import FastRCNNPredictor, TwoMLPHead
@@ -73,7 +71,9 @@ from dense_jax.models.heads.mask import MaskHead, MaskPredictor
 from dense_jax.models.heads.rpn import RPNHead
 from dense_jax.models.registry import register_model
 from dense_jax.ops import boxes as box_ops
+from dense_jax.ops import rcnn_targets
 from dense_jax.ops.anchors import FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, anchors_per_location, fpn_anchors_per_level
+from dense_jax.ops.keypoint_targets import keypoint_targets
 from dense_jax.ops.nms import batched_nms_padded
 from dense_jax.ops.roi_align import multilevel_roi_align
 
@@ -335,16 +335,16 @@ class MaskRCNN(nn.Module):
   # ------------------------------------------------------------------------------------------ train
 
   def training_outputs(self, feats, anchors, logits, deltas, proposals, proposal_valid, targets, image_size):
-    gt = tg.ground_truth(targets, self.num_keypoints)
+    gt = rcnn_targets.ground_truth(targets, self.num_keypoints)
     if self.merge_classes:
-      gt = tg.merge_classes(gt, self.object_classes)
+      gt = rcnn_targets.merge_classes(gt, self.object_classes)
     key_rpn, key_roi = jax.random.split(self.make_rng("dropout"))
     anchors_all = jnp.asarray(np.concatenate(anchors, 0))
-    rpn_labels, rpn_box_targets = tg.rpn_targets(
+    rpn_labels, rpn_box_targets = rcnn_targets.rpn_targets(
         key_rpn, anchors_all, gt, fg_iou=self.rpn_fg_iou_thresh, bg_iou=self.rpn_bg_iou_thresh,
         num_samples=self.rpn_batch_size_per_image, positive_fraction=self.rpn_positive_fraction)
     num_pos = self.head_slots
-    rois, roi_labels, roi_gt, roi_box_targets = tg.roi_targets(
+    rois, roi_labels, roi_gt, roi_box_targets = rcnn_targets.roi_targets(
         key_roi, proposals, proposal_valid, gt, fg_iou=self.box_fg_iou_thresh, bg_iou=self.box_bg_iou_thresh,
         num_samples=self.box_batch_size_per_image, positive_fraction=self.box_positive_fraction)
     cls_logits, box_deltas = self.box_branch(feats, rois, image_size)
@@ -360,8 +360,8 @@ class MaskRCNN(nn.Module):
       m = self.mask_branch(feats, pos_rois, image_size)
       out["mask_logits"] = jnp.take_along_axis(m, jnp.maximum(pos_labels, 0)[:, :, None, None, None],
                                                axis=-1)[..., 0]
-      out["mask_targets"] = tg.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio,
-                                            self.mask_target_aligned)
+      out["mask_targets"] = rcnn_targets.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio,
+                                                      self.mask_target_aligned)
       out["mask_valid"] = pos_valid
     if self.num_keypoints:
       out["keypoint_logits"] = self.keypoint_branch(feats, pos_rois, image_size)

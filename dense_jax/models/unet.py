@@ -32,10 +32,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dense_jax import nn as dnn
+from dense_jax.checks import check_rank
 from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.ops import resize_bilinear
-from dense_jax.ops._checks import check_rank
 
 # He et al. initialisation, as the paper prescribes (std = sqrt(2 / fan_in)).
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")

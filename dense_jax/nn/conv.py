@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Union
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dense_jax.ops._checks import as_pair
+from dense_jax.checks import as_pair
 from dense_jax.ops.conv import conv2d, conv_transpose2d
 from dense_jax.ops.resize import bilinear_upsample_kernel
 

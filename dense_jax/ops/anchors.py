@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dense_jax.ops._checks import as_pair
+from dense_jax.checks import as_pair
 
 FPN_ANCHOR_SIZES = (32, 64, 128, 256, 512)
 FPN_ASPECT_RATIOS = (0.5, 1.0, 2.0)

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dense_jax.ops._checks import as_pad_pairs, as_pair, check_channels, check_choice, check_floating, check_rank
+from dense_jax.checks import as_pad_pairs, as_pair, check_channels, check_choice, check_floating, check_rank
 
 _DN = ("NHWC", "HWIO", "NHWC")
 

@@ -13,9 +13,12 @@ matrices, built here by a scatter-add of the sample weights). The sample grid is
 before the mask is touched, so the static bound on the adaptive grid (`ceil(max(H, W) / M)` by default:
 exact for every box inside the image; proposals are clipped to it) costs `R * M * bound * 2` scattered
 weights, not `bound^2` reads per bin. Cost: gathering the matched masks (`R * H * W` values) and
-`R * M * H * W` multiply-adds: trivial at dense_shapes sizes; at COCO size (128 RoIs, 800 x 1088 masks)
-~1.5 s on 2 loaded CPU cores against torchvision's ~0.45 s (which reads only the samples). Boxes are
-xyxy in mask pixels (see `dense_jax.ops.boxes`).
+`R * M * H * W` multiply-adds, where torchvision reads only the samples. Boxes are xyxy in mask pixels
+(see `dense_jax.ops.boxes`).
+
+Units: the target of RoI r is `(M, M)` values in [0, 1], bin (p, q) the fraction of the bin that its
+matched mask covers as RoIAlign samples it; matched_idxs picks the ground-truth row (from the box
+head's matching, `dense_jax.ops.rcnn_targets`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dense_jax.ops._checks import as_pair
+from dense_jax.checks import as_pair
 from dense_jax.ops.roi_align import _rois_to_samples
 
 

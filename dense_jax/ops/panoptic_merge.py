@@ -28,7 +28,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dense_jax.ops._checks import check_in_range, check_rank
+from dense_jax.checks import check_in_range, check_rank
 
 # detectron2's PANOPTIC_FPN.COMBINE defaults. STUFF_AREA_LIMIT is 4096 pixels, applied at the original
 # image resolution; COCO images are mostly 640 x 480, hence the fraction.

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dense_jax.ops._checks import as_pair, check_choice, check_rank
+from dense_jax.checks import as_pair, check_choice, check_rank
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.checks import check_rank
 
 
 class ReceptiveField(NamedTuple):

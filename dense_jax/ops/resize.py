@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dense_jax.ops._checks import as_pair, check_rank
+from dense_jax.checks import as_pair, check_rank
 
 
 def _source_coordinates(out_size: int, in_size: int, align_corners: bool) -> np.ndarray:

@@ -71,7 +71,7 @@ from jax import lax
 
 import warnings
 
-from dense_jax.ops._checks import as_pair, check_choice, check_in_range, check_rank, concrete
+from dense_jax.checks import as_pair, check_choice, check_in_range, check_rank, concrete
 from dense_jax.ops.boxes import box_area
 
 BACKENDS = ("gather", "einsum")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from dense_jax.ops._checks import as_pair, check_rank
+from dense_jax.checks import as_pair, check_rank
 
 
 def unpool_nearest(x, factor):

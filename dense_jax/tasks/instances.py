@@ -8,7 +8,7 @@ Model output `outputs[name]` (`dense_jax.models.maskrcnn.MaskRCNN`, a dict):
 Labels (the data contract of `dense_jax.data.sources`): boxes (B, G, 4) (y0, x0, y1, x1), classes (B, G),
 num_instances (B,), masks (B, G, H, W) uint8. The model's training reads them too (`targets=`).
 
-Loss: `Σ` of `dense_jax.losses_detection.detection_losses` (torchvision's terms: RPN objectness + box,
+Loss: `Σ` of `dense_jax.losses.detection_losses` (torchvision's terms: RPN objectness + box,
 RoI classifier + box, mask BCE; each normalised by its count over the global batch, padded examples
 dropped); train metrics `<name>/loss_<term>`.
 
@@ -102,7 +102,7 @@ class DetectionTask(Task):
 
   # ---- training -------------------------------------------------------------------------------
   def loss(self, outputs, batch):
-    from dense_jax.losses_detection import detection_losses  # pylint: disable=g-import-not-at-top
+    from dense_jax.losses import detection_losses  # pylint: disable=g-import-not-at-top
     out = outputs[self.name]
     terms = detection_losses(out, example_mask(batch, out["rpn_logits"].shape[0]))
     total = sum(terms.values())

@@ -8,7 +8,7 @@ Model output `outputs[name]` (`dense_jax.models.maskrcnn.MaskRCNN` with `num_key
 Labels: boxes, classes, num_instances, keypoints (B, G, K, 3) (x, y, visibility) and, when the dataset
 has them, masks (their pixel counts are the instances' areas, which scale OKS, as in COCO).
 
-Loss: `Σ` of `dense_jax.losses_detection.detection_losses` of the output — RPN and box terms (the model
+Loss: `Σ` of `dense_jax.losses.detection_losses` of the output — RPN and box terms (the model
 has no other task to train them) and the keypoint term: per visible keypoint, cross-entropy over the 56²
 cells of its map, divided by the number of visible keypoints. Train metrics `<name>/loss_<term>`.
 

@@ -14,7 +14,7 @@ model's training also reads `boxes`, `classes`, `num_instances`, `masks`, so the
 Loss: softmax cross-entropy of the semantic head over the valid pixels of the global batch, the label of
 a pixel being its stuff class's channel, or the "thing" channel for any thing class (Panoptic FPN's
 semantic target). `instance_weight > 0` adds `instance_weight · Σ` of Mask R-CNN's losses
-(`dense_jax.losses_detection.detection_losses` of `outputs['instances']`), for configs that train the
+(`dense_jax.losses.detection_losses` of `outputs['instances']`), for configs that train the
 instance branch without listing the `instances` task; leave it 0 when that task is listed.
 Train metrics: `panoptic/train_pixel_accuracy` (of the stuff+thing labels).
 
@@ -142,7 +142,7 @@ class PanopticTask(Task):
     correct = jnp.sum((jnp.argmax(logits, -1) == targets) & valid)
     aux = {f"{self.name}/train_pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1)}
     if self.instance_weight > 0:
-      from dense_jax.losses_detection import detection_losses  # pylint: disable=g-import-not-at-top
+      from dense_jax.losses import detection_losses  # pylint: disable=g-import-not-at-top
       terms = detection_losses(outputs["instances"], example_mask(batch, targets.shape[0]))
       instance_loss = sum(terms.values())
       aux.update({f"{self.name}/loss_{k}": v for k, v in terms.items()})
@@ -190,7 +190,7 @@ class PanopticTask(Task):
         image_ids = predictions.get("image_id")
         sizes = predictions.get("original_size")
         if sizes is not None:
-          from dense_jax.data.augment import check_original_sizes  # pylint: disable=g-import-not-at-top
+          from dense_jax.data.sources import check_original_sizes  # pylint: disable=g-import-not-at-top
           sizes = check_original_sizes(sizes, real)
         for i in np.flatnonzero(real):
           buffer = io.BytesIO()

@@ -35,7 +35,7 @@ The load average is printed before and after; torchvision rows need `torch` + `t
 2. Where the time goes (`--skip-parts` to leave out). Ours: each part a separately jitted function of
    the model's own methods (`MaskRCNN.features`, `rpn_outputs`, `proposals`, `roi_features`, the head
    modules, `detect`, `box_branch`, `mask_branch`) or of the functions the model calls
-   (`_rcnn_targets.rpn_targets / roi_targets / mask_targets`, `losses_detection.rpn_loss /
+   (`ops.rcnn_targets.rpn_targets / roi_targets / mask_targets`, `losses.rpn_loss /
    fast_rcnn_loss / mask_loss`, the optimizer update), fed the real intermediate arrays of this batch
    (computed once, untimed). 'fwd' runs the part alone; 'fwd+bwd' its forward plus the VJP with a
    random cotangent with respect to what the gradient flows through in training (parameters and
@@ -101,14 +101,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dense_jax import losses_detection as ld
 from dense_jax import tasks as tasks_lib
-from dense_jax.models import _rcnn_targets as tg
+from dense_jax.losses import detection as ld
 from dense_jax.models._random import random_variables
 from dense_jax.models.build import apply_model
 from dense_jax.models.flops import count_params
 from dense_jax.models.panoptic_fpn import PanopticFPN
 from dense_jax.models.registry import get_model
+from dense_jax.ops import rcnn_targets as tg
 from dense_jax.ops.anchors import fpn_anchors_per_level
 from dense_jax.train.state import TrainState
 from dense_jax.train.step import make_train_step

@@ -1,4 +1,5 @@
-"""sRGB <-> Lab against hand-computed values, and the quantized ab bins (encode / decode)."""
+"""sRGB <-> Lab against hand-computed values, the quantized ab bins (encode / decode) and the class-
+rebalancing weights of the colorization loss."""
 
 import numpy as np
 import pytest
@@ -128,3 +129,39 @@ def test_colorization_inputs_split_lab():
   lum, ab = color.colorization_inputs(batch)
   assert lum.shape == (2, 6, 5, 1) and ab.shape == (2, 6, 5, 2) and lum.dtype == ab.dtype == np.float32
   np.testing.assert_allclose(color.lab_to_rgb(np.concatenate([lum, ab], -1)), batch, atol=1e-4)
+
+
+def test_rebalancing_weights_follow_the_paper():
+  bins = color.AbBins()
+  rng = np.random.default_rng(0)
+  ab = np.concatenate([rng.normal(0, 5, (5000, 2)), rng.uniform(-80, 80, (500, 2))])   # mostly grey
+  prior = color.ab_prior(ab, bins)
+  assert prior.shape == (bins.num_bins,) and prior.sum() == pytest.approx(1.0)
+  w = color.rebalancing_weights(prior, bins)
+  # Independent float64 formula: Gaussian smoothing of each bin's mass, mix with uniform, invert.
+  d2 = ((bins.centres[:, None] - bins.centres[None]) ** 2).sum(-1)
+  k = np.exp(-d2 / 50.0)
+  smooth = (k / k.sum(0)) @ prior
+  ref = 1 / (0.5 * smooth + 0.5 / bins.num_bins)
+  ref /= (smooth * ref).sum()
+  np.testing.assert_allclose(w, ref, rtol=1e-5)
+  assert np.sum(smooth * w) == pytest.approx(1.0, rel=1e-5)
+  grey = bins.hard_encode(np.zeros(2))
+  assert w[grey] < 1.0 < w.max()                           # common colours down, rare ones up
+  assert w.max() / w.min() <= 2 * bins.num_bins            # bounded by λ: at most 1/λ · Q / ... ratio
+  with pytest.raises(ValueError, match="prior: expected"):
+    color.rebalancing_weights(np.ones(3), bins)
+
+
+def test_colorization_encode_decode_round_trip():
+  bins = color.AbBins()
+  _, ab = color.colorization_inputs(np.random.default_rng(0).uniform(0, 1, (400, 3)))   # in-gamut colours
+  ab = ab.astype(np.float64)
+  dense = bins.soft_encode_dense(ab)
+  # The annealed mean (T = 0.38) of the soft encoding returns the colour up to the quantisation: within
+  # half a cell's diagonal (5 sqrt 2) of it, and on average much closer.
+  err = np.linalg.norm(bins.decode(dense) - ab, axis=-1)
+  assert err.max() < 5 * np.sqrt(2) and err.mean() < 2.5
+  # The mode (hard decoding) is the nearest centre; bin centres themselves come back exactly.
+  np.testing.assert_array_equal(bins.decode_mode(dense), bins.centres[bins.hard_encode(ab)])
+  np.testing.assert_array_equal(bins.decode_mode(bins.soft_encode_dense(bins.centres)), bins.centres)

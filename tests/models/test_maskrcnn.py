@@ -8,8 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from dense_jax import losses_detection as ld
-from dense_jax.models import _rcnn_targets as tg
+from dense_jax.losses import detection as ld
 from dense_jax.models import build as build_lib
 from dense_jax.models._random import random_variables
 from dense_jax.models.flops import param_counts
@@ -112,17 +111,6 @@ def test_bad_arguments():
   with pytest.raises(ValueError, match="targets"):
     m = get_model("maskrcnn_resnet50_fpn_narrow")
     jax.eval_shape(lambda: m.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, train=True))
-
-
-def test_merge_classes_keeps_the_object_classes_as_class_one():
-  gt = {"boxes": jnp.zeros((2, 3, 4)), "classes": jnp.asarray([[4, 5, 6], [6, 0, 5]]),
-        "valid": jnp.asarray([[True, True, True], [True, False, False]])}
-  merged = tg.merge_classes(gt, (5, 6))   # dense_shapes' squares and triangles; a disc (4) is background
-  np.testing.assert_array_equal(merged["valid"], [[False, True, True], [True, False, False]])
-  np.testing.assert_array_equal(merged["classes"], [[0, 1, 1], [1, 0, 0]])
-  every = tg.merge_classes(gt)   # () = every valid instance
-  np.testing.assert_array_equal(every["valid"], gt["valid"])
-  np.testing.assert_array_equal(every["classes"], [[1, 1, 1], [1, 0, 0]])
 
 
 # ------------------------------------------------------------------------------------------ training

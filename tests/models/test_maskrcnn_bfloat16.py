@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax import losses_detection as ld
+from dense_jax.losses import detection as ld
 from dense_jax.models._random import random_variables
 from dense_jax.models.maskrcnn import MaskRCNN
 from dense_jax.models.registry import get_model

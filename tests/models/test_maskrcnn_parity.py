@@ -161,7 +161,7 @@ def test_training_losses_equal_torchvision(kind):
   model, v = _ours(f"{kind}_resnet50_fpn", imported, images, **extra, **TRAIN)
   batch = {"boxes": jnp.asarray(boxes[None][..., [1, 0, 3, 2]]), "classes": jnp.asarray(labels[None], jnp.int32),
            "num_instances": jnp.asarray([3]), "masks": jnp.asarray(masks[None]), "keypoints": jnp.asarray(kps[None])}
-  from dense_jax import losses_detection as ld
+  from dense_jax.losses import detection as ld
   out = jax.jit(lambda v, x, b: ld.detection_losses(model.apply(
       v, x, train=True, targets=b, mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})[0][model.task]))(
           v, images, batch)

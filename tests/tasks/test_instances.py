@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dense_jax import data, evaluation, tasks as tasks_lib
-from dense_jax.losses_detection import detection_losses
+from dense_jax.losses import detection_losses
 from dense_jax.metrics import coco
 from dense_jax.tasks.instances import InstancesTask
 from dense_jax.tasks.keypoints import KeypointsTask

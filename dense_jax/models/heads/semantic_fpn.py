@@ -20,8 +20,8 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dense_jax.checks import check_rank
 from dense_jax.models._common import Dtype, conv, kaiming_fan_out
-from dense_jax.ops._checks import check_rank
 from dense_jax.ops.resize import resize_bilinear
 
 LEVELS = ("p2", "p3", "p4", "p5")

@@ -1,4 +1,5 @@
-"""Segmentation cross-entropy with the ignore label, and the centre crop of labels."""
+"""Segmentation cross-entropy with the ignore label: a hand case, torch's ignore_index, an all-ignored
+batch, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -37,15 +38,6 @@ def test_all_ignored_gives_zero_loss_and_gradient():
   labels = jnp.full((1, 2, 2), 255, jnp.int32)
   loss, grad = jax.value_and_grad(lambda l: losses.segmentation_cross_entropy(l, labels)[0])(logits)
   assert float(loss) == 0.0 and not np.any(np.asarray(grad))
-
-
-def test_centre_crop_labels():
-  labels = np.arange(2 * 6 * 8).reshape(2, 6, 8)
-  out = losses.centre_crop_labels(labels, (2, 4))
-  np.testing.assert_array_equal(out, labels[:, 2:4, 2:6])
-  assert losses.centre_crop_labels(labels, (6, 8)) is labels
-  with pytest.raises(ValueError, match="at least"):
-    losses.centre_crop_labels(labels, (8, 8))
 
 
 def test_shape_mismatch_is_an_error():

@@ -1,4 +1,9 @@
-"""Argument validation shared by the ops: every error names the argument, what was expected, what came."""
+"""Argument checks every package shares; each raises a ValueError naming the argument, what was expected
+and what was got.
+
+Shape and type checks run at trace time. Value checks (`check_in_range`) read values only when they are
+known on the host (`concrete`) and are skipped for tracers, so a checked function stays jit-able.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ def as_pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
 
 
 def check_channels(actual: int, expected: int, name: str) -> None:
+  """Raise ValueError unless a channel count `actual` equals `expected`."""
   if actual != expected:
     raise ValueError(f"{name}: expected {expected} channels, got {actual}")
 

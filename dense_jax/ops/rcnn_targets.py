@@ -1,11 +1,32 @@
-"""Training targets of the two-stage detectors (torchvision's `RegionProposalNetwork.assign_targets_to_anchors`
-and `RoIHeads.select_training_samples`) with static shapes, on top of `dense_jax.ops` (matching, sampling,
-box coding, mask targets). Used by `models.maskrcnn`; every array is batched `(B, ...)`.
+"""Training targets of the two-stage detectors (Faster / Mask / Keypoint R-CNN) with static shapes:
+torchvision's `RegionProposalNetwork.assign_targets_to_anchors` and `RoIHeads.select_training_samples`
+built from `dense_jax.ops` (matching, sampling, box coding, mask targets). Every array is batched
+`(B, ...)`; boxes are xyxy in input-image pixels.
 
 Ground truth comes from the data contract (`dense_jax.data.sources`): `boxes (B, M, 4)` as (y0, x0, y1, x1)
-(converted to the ops' xyxy here), `classes (B, M)` (0 = padding), `num_instances (B,)`; row m is a real
-instance iff `m < num_instances` and its class is > 0. Padding rows are never matched; an image without
-instances gets background-only targets.
+(converted to xyxy by `ground_truth`), `classes (B, M)` (0 = padding), `num_instances (B,)`; row m is a
+real instance iff `m < num_instances` and its class is > 0. Padding rows are never matched; an image
+without instances gets background-only targets.
+
+What is matched to what, and the targets:
+
+  rpn_targets   anchors (A, 4) to the ground-truth boxes by IoU (`ops.matching.match_boxes`): IoU >= fg_iou
+                is positive, < bg_iou negative, in between ignored, and each ground truth's best anchors are
+                positive too (low-quality matches). A balanced sample of `num_samples` anchors
+                (`ops.sampling`) gets label 1 / 0, the rest -1. Box target of a positive: its matched box
+                encoded against the anchor (`ops.boxes.encode_boxes`, weights (1, 1, 1, 1)):
+                dx = (g_cx - a_cx) / a_w, dy = (g_cy - a_cy) / a_h (fractions of the anchor's size),
+                dw = log(g_w / a_w), dh = log(g_h / a_h) (log size ratios); 0 elsewhere.
+  roi_targets   the proposals plus the ground-truth boxes to the ground-truth boxes by IoU (no low-quality
+                matches): IoU >= fg_iou is positive with its box's class, < bg_iou background (0). A balanced
+                sample of `num_samples` RoIs, positives first; label = class / 0 / -1 (not sampled). Box
+                target of a positive: the same encoding against the RoI with weights (10, 10, 5, 5), i.e.
+                10 dx, 10 dy, 5 dw, 5 dh; 0 elsewhere.
+  mask_targets  each RoI's matched ground-truth mask cropped to the RoI and resized to m x m
+                (`ops.mask_targets`): soft values in [0, 1], RoIAlign's average of the binary mask over
+                each of the m x m bins.
+
+Targets carry no gradient (`stop_gradient`). Keypoint targets: `dense_jax.ops.keypoint_targets`.
 """
 
 from __future__ import annotations

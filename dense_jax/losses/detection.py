@@ -16,19 +16,17 @@ an image (or a batch) without instances gives finite losses (0 for the terms tha
                   valid RoIs' pixels.
   keypoint_loss   per visible keypoint, softmax cross-entropy over the S² positions of its map against the
                   target cell; summed, divided by the number of visible keypoints.
-  keypoint_targets  torchvision's `keypoints_to_heatmap`: the flat target cell `y·S + x` of each keypoint
-                  in its RoI's S×S grid and whether it is visible and inside the RoI.
 
 Counts are over the whole (global) batch, as torchvision concatenates its images before averaging.
+The targets these losses take come from `dense_jax.ops.rcnn_targets` and `dense_jax.ops.keypoint_targets`.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from dense_jax.ops._checks import check_rank
+from dense_jax.checks import check_rank
 
 SMOOTH_L1_BETA = 1.0 / 9.0
 
@@ -122,31 +120,6 @@ def keypoint_loss(keypoint_logits, keypoint_targets, valid, example_mask=None):
   logits = jnp.moveaxis(keypoint_logits.reshape(b, r, s * s, k), 2, 3).astype(jnp.float32)   # (B, R, K, S²)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.clip(keypoint_targets, 0, s * s - 1))
   return _mean(ce, valid)
-
-
-def keypoint_targets(keypoints, rois, heatmap_size: int = 56):
-  """torchvision's `keypoints_to_heatmap`: `(index (R, K) int32, valid (R, K) bool)`.
-
-  `keypoints (R, K, 3)` = (x, y, visibility) px, `rois (R, 4)` xyxy px. The cell of a keypoint is
-  `x = floor((x - x0) · S / (x1 - x0))` (likewise y), `S - 1` for a keypoint exactly on the far edge;
-  valid when visibility > 0 and the cell is inside the grid; index `y·S + x` (0 where invalid).
-  Degenerate RoIs (zero width or height: padding) give no valid keypoint.
-  """
-  check_rank(keypoints, 3, "keypoints", "(R, K, 3)")
-  _check_same("rois", rois, keypoints.shape[:1] + (4,))
-  s = heatmap_size
-  x0, y0, x1, y1 = (rois[:, i:i + 1] for i in range(4))
-  width, height = x1 - x0, y1 - y0
-  proper = (width > 0) & (height > 0)
-  scale_x = s / jnp.where(width > 0, width, 1.0)
-  scale_y = s / jnp.where(height > 0, height, 1.0)
-  kx, ky = keypoints[..., 0], keypoints[..., 1]
-  x = jnp.floor((kx - x0) * scale_x).astype(jnp.int32)
-  y = jnp.floor((ky - y0) * scale_y).astype(jnp.int32)
-  x = jnp.where(kx == x1, s - 1, x)
-  y = jnp.where(ky == y1, s - 1, y)
-  valid = (x >= 0) & (y >= 0) & (x < s) & (y < s) & (keypoints[..., 2] > 0) & proper
-  return jnp.where(valid, y * s + x, 0).astype(jnp.int32), valid
 
 
 def detection_losses(out: dict, example_mask=None) -> dict:
