@@ -194,7 +194,8 @@ _conv_padded.defvjp(_conv_padded_fwd, _conv_padded_bwd)
 
 
 def _weight_grad_flat(x, dy, k_hw):
-  """`dw[a, b] = sum_{n, i, j} x[n, i + a, j + b]ᵀ dy[n, i, j]` (a VALID stride-1 conv) as ONE matmul, for the phase form's few big taps.
+  """`dw[a, b] = sum_{n, i, j} x[n, i + a, j + b]ᵀ dy[n, i, j]` (a VALID stride-1 conv) as ONE matmul,
+  for the phase form's few big taps.
 
   Flatten x to `xᵀ (C_in, N·H·W)`: tap `(a, b)` is then the contiguous window starting at `a·W + b`
   (entries that wrap past the image edge meet the zeros `dy` is padded with to x's size), so
@@ -360,11 +361,11 @@ def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
   reads is built in cache and `Pᵀ @ dy_block` (one matmul, kh·kw·C_in x C_out) is added to an
   accumulator in a `fori_loop`. XLA:CPU lowers the autodiff weight gradient to a convolution whose
   "kernel" is the whole output, and a single long-K matmul over a materialised patch matrix runs
-  from memory; the blocked form runs near matmul speed (docs/results.md). Blocks never split the batch axis, so a batch sharded over
-  devices stays sharded (each device contracts its own images, then one sum over devices); the
-  price is that a block holds at least one row of every image (N·W_out pixels: large batches of
-  wide images get blocks above the cache-sized target). Rows that do not fill a block are one more
-  block after the loop.
+  from memory; the blocked form runs near matmul speed (docs/results.md). Blocks never split the
+  batch axis, so a batch sharded over devices stays sharded (each device contracts its own images,
+  then one sum over devices); the price is that a block holds at least one row of every image
+  (N·W_out pixels: large batches of wide images get blocks above the cache-sized target). Rows that
+  do not fill a block are one more block after the loop.
   """
   (kh, kw), (sh, sw), (dh, dw_) = k_hw, conf.stride, conf.dilation
   x = jnp.pad(x, ((0, 0), *conf.pads, (0, 0)))
