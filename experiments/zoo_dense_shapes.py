@@ -5,7 +5,7 @@ Quick (CPU: the narrow variants on `dense_shapes/small_64`, batch 16, 2 JAX CPU 
     python -m experiments.sweep experiments/zoo_dense_shapes.py:quick --root runs/zoo
     python -m experiments.report runs/zoo          # params, GFLOPs, steps/s, val mIoU per model
 
-  Measured (2-core VM shared with other jobs): 800 steps each, 1.3–6.3 min per model, 26 min for
+  Measured 2026-11-24 (2-core VM shared with other jobs): 800 steps each, 1.3–6.3 min per model, 26 min for
   the eleven; val mIoU from 0.338 (FCN-32s) to 0.557 (U-Net) — the table is in the README's
   "Model zoo" section and in docs/results.md. Rerunning the sweep skips finished runs and resumes
   interrupted ones.
