@@ -40,10 +40,8 @@ RoI layouts: `boxes (N, R, 4)` (R RoIs per image, output `(N, R, out_h, out_w, C
 with `batch_indices (K,)` (output `(K, out_h, out_w, C)`, torchvision's (K, 5) split in two). Padding
 RoIs give finite values; mask them. Gradients flow to the features (torchvision's backward) and also
 to the boxes through the bilinear weights (torchvision gives boxes none; detach them if you need that).
-Speed (MultiScaleRoIAlign-sized: 2 images x 512 RoIs, P2-P5 of a 512x512 input, C=256, ratio 2, 2-core CPU
-under load average 10-15, so rough): 7x7 forward 1.5 s vs torchvision 1.0 s, forward+backward 1.9 s vs
-5.2 s; 14x14 forward 5.4 s vs 2.6 s, forward+backward 7.2 s vs 16.9 s. The forward materialises the
-gathered neighbours (K x samples x 2 x C) before the weighted sum; chunking over RoIs (lax.map) was slower.
+The forward materialises the gathered neighbours (K x samples x 2 x C) before the weighted sum
+(chunking over RoIs with `lax.map` is slower; timings against torchvision in docs/results.md).
 The public functions are jitted with their configuration static (sizes, ratios, flags as hashable
 Python values: tuples, not lists), so eager calls compile once per shape.
 
