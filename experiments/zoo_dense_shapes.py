@@ -49,7 +49,8 @@ QUICK_STEPS = 800
 # fc6 and fc7 in FCN and the dilated nets, 0.5 in DeepLabV3's ASPP, 0.1 in FCN-ResNet's head).
 # Checked, not assumed: in the quick run all eleven end far above the majority-class answer, and a
 # lower learning rate for the plain-VGG nets without batch norm gains nothing beyond one run's noise
-# (docs/results.md, "Model zoo"), so no model gets its own learning rate. FCN's zero-initialised score layers are no obstacle to Adam (the first steps move them).
+# (docs/results.md, "Model zoo"), so no model gets its own learning rate. FCN's zero-initialised score
+# layers are no obstacle to Adam (the first steps move them).
 # The sliding window needs nothing either: its default `mode='dense'` computes the patch classifier
 # at every pixel in one pass (the same numbers as classifying each pixel's 18x18 patch, `mode='sliding'`,
 # tested equal), so the trainer gets (N, H, W, K) logits and a loss on every pixel like any other model.
