@@ -10,9 +10,8 @@ Quick (minutes on a 2-core CPU; the narrow network, 64×64 scenes):
     python -m dense_jax.train --config experiments/colorization_dense_shapes.py:quick \
         --workdir /tmp/dense_jax_colorization
 
-  Measured once (2-core VM shared with other jobs, load average 10-16, 2 JAX CPU devices; ~1.3 steps/s,
-  about 9 min): 600 steps of batch 16 — validation AuC 0.858, rebalanced AuC 0.772 (step 300: 0.838,
-  0.760).
+  Measured 2026-11-30 (shared 2-core CPU, about 9 min): 600 steps of batch 16, validation AuC 0.858,
+  rebalanced AuC 0.772 (details in docs/results.md).
 
 Full (128×128 scenes, the paper's widths):
 

@@ -5,11 +5,8 @@ Quick (minutes on a 2-core CPU; the narrow network, 64×64 scenes):
     python -m dense_jax.train --config experiments/depth_normals_dense_shapes.py:quick \
         --workdir /tmp/dense_jax_depth_normals
 
-  Measured once (2-core VM shared with other jobs, load average 10-16, 2 JAX CPU devices; ~0.3-1.4
-  steps/s, about 15 min): 600 steps of batch 16 — validation depth abs_rel 0.780, RMSE 17.4, silog 66.0,
-  δ<1.25 0.394; normals mean 15.5°, median 9.96°, within 11.25° 0.570, within 30° 0.863 (step 300:
-  abs_rel 0.857, normals mean 16.1°). Normals are learnt in this budget; depth only coarsely (its
-  global scale, which the λ = 0.5 loss half ignores, is still off).
+  Measured 2026-11-30 (shared 2-core CPU, about 15 min): 600 steps of batch 16, validation depth abs_rel
+  0.780, δ<1.25 0.394; normals mean 15.5°, within 11.25° 0.570 (details in docs/results.md).
 
 Full (128×128 scenes, the paper's widths):
 

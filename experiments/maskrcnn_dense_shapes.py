@@ -1,39 +1,21 @@
 """Mask R-CNN (narrow ResNet-50-FPN) on `dense_shapes`: instance segmentation scored by COCO box / mask AP.
 
-Quick (64×64 scenes, 1600 steps of batch 8, AdamW peak 2e-3 with cosine decay, two anchor sizes per level).
-Measured 2026-11-30 on the shared 2-core machine (load average 3.7-6.9, 1.5-2.2 steps/s; 14 m 35 s wall
-with compilation and the evaluation of 128 validation images): val box AP 0.194 / AP50 0.342 / AP75 0.220
-(AR 0.393), mask AP 0.172 / AP50 0.311 / AP75 0.162; train losses at step 50 -> 1600: mask BCE 0.61 -> 0.30,
-RPN objectness 0.14 -> 0.05, RoI classifier 0.63 -> 0.55.
+Quick (64×64 scenes, 1600 steps of batch 8, AdamW peak 2e-3 with cosine decay, two anchor sizes per level):
 
     python -m dense_jax.train --config experiments/maskrcnn_dense_shapes.py:quick --workdir /tmp/dense_jax_maskrcnn
 
-History: the former quick mode (300 steps, lr 1e-3, one anchor size per level) ended at box AP 0.004-0.008 /
-AP50 0.02-0.03. That was under-training, not a bug: the same model memorises a fixed batch of 8 training
-images in 150 steps (box AP50 1.00, AP 0.85 on those images; `experiments/maskrcnn_overfit.py`, and the
-slow test tests/models/test_maskrcnn_overfit.py), its inference and losses equal torchvision's
-(tests/models/test_maskrcnn_parity.py), and on fresh batches from scratch its validation box AP50 stays
-near 0 for ~300 steps, then climbs (lr 1e-3 constant: 0.02 at 200 steps, 0.09 at 400, 0.20 at 600, 0.25
-at 800, on 32 validation images). Same settings at 1200 steps: box AP50 0.265, AP 0.144 (9 m 53 s, load ~5).
+  Measured 2026-11-30 (shared 2-core CPU, 14 m 35 s): val box AP 0.194 / AP50 0.342, mask AP 0.172 / AP50 0.311.
 
-Full (the narrow model to convergence on `dense_shapes/medium_128`; the issue's aim is mask AP >= 0.5):
+Full (the narrow model to convergence on `dense_shapes/medium_128`, 20,000 steps of batch 16):
 
     python -m dense_jax.train --config experiments/maskrcnn_dense_shapes.py --workdir runs/maskrcnn_dense_shapes
 
-The full mode (20,000 steps of batch 16) is ~6 h on 2 cores; measured instead on its model and data with a
-shortened schedule (4000 steps of batch 8, peak lr 2e-3, 50 warm-up steps; quiet 2-core CPU, load ~2, 1.75
-steps/s, 39.5 min wall with compilation and two evaluations of the 200 validation images; docs/results.md 5c):
-val mask AP 0.722 / AP50 0.908 / AP75 0.817, box AP 0.714 / AP50 0.922 (mask AP 0.655 at step 2000); train
-losses at step 100 -> 4000: mask BCE 0.59 -> 0.19, RoI classifier 0.71 -> 0.25, RoI box 0.57 -> 0.24.
+  Measured 2026-12-01 on a shortened schedule (docs/results.md 5c, its command there): 4000 steps of batch 8,
+  val mask AP 0.722 / AP50 0.908, box AP 0.714 / AP50 0.922.
 
-    python -m dense_jax.train --config experiments/maskrcnn_dense_shapes.py:steps=4000,lr=0.002 \
-        --config.batch_size=8 --config.optimizer.warmup_steps=50 --config.eval_every=2000 \
-        --config.checkpoint_every=2000 --workdir runs/maskrcnn_medium_4000
-
-`metrics.jsonl` gets `val/box_ap`, `val/box_ap50`, `val/box_ap75`, `val/mask_ap`, `val/mask_ap50`,
-`val/mask_ap75` (and the small/medium/large and recall entries) from the `instances` task, and the train
-losses `loss/instances` with each term `instances/loss_<term>`. Evaluate a checkpoint, writing the COCO
-results JSON next to the report:
+`metrics.jsonl` gets `val/box_ap*` and `val/mask_ap*` (with small/medium/large and recall) from the
+`instances` task and the train losses `loss/instances`, `instances/loss_<term>`. Evaluate a checkpoint,
+writing the COCO results JSON next to the report:
 
     python -m dense_jax.evaluate --workdir /tmp/dense_jax_maskrcnn --num_figures=4
 

@@ -16,8 +16,8 @@ Quick (minutes on a 2-core CPU; the narrow net, 64×64 scenes):
     python -m dense_jax.train --config experiments/multitask_dense_shapes.py:quick,tasks=depth \
         --workdir /tmp/dense_jax_multitask_depth                            # one task alone
 
-The study (each task alone, all together, all together with partial labels; measured with two seeds
-in docs/results.md section 4: all four together Δ_MTL −4.8% / +1.1% against each task alone, about
+The study (each task alone, all together, all together with partial labels; measured 2026-11-30 with
+two seeds, docs/results.md section 4: all four together Δ_MTL −4.8% / +1.1% against each task alone, about
 half the training time of four networks; partial labels −14.0% / −8.8%):
 
     python -m experiments.sweep experiments/multitask_dense_shapes.py --root runs/multitask_study
@@ -29,7 +29,7 @@ per example); the losses are masked per task and per example and normalised by t
 the label. Evaluation is always on the full labels of the validation split.
 
 Reported (prefixed `val/`): `miou` (semantic), `depth/abs_rel, rmse, delta1, ...`, `normals/mean,
-median, within_*`, `colorization/auc, auc_rebalanced`. Δ_MTL of issue 11 compares each multi-task
+median, within_*`, `colorization/auc, auc_rebalanced`. Δ_MTL compares each multi-task
 run with the single-task runs: (1/T) Σ_i (−1)^{l_i} (M_mtl,i − M_single,i) / M_single,i with l_i = 1
 where lower is better (`delta_mtl` below; `PRIMARY_METRICS` are the M_i).
 

@@ -4,11 +4,11 @@ Quick (the narrow model, 64×64 scenes, learns on a 2-core CPU in minutes):
 
     python -m dense_jax.train --config experiments/panoptic_fpn_dense_shapes.py:quick --workdir /tmp/dense_jax_panoptic
 
-Full (the narrow model on `dense_shapes/medium_128`, the issue's PQ target):
+Full (the narrow model on `dense_shapes/medium_128`, 20k steps of batch 16):
 
     python -m dense_jax.train --config experiments/panoptic_fpn_dense_shapes.py --workdir runs/panoptic_fpn_dense_shapes
 
-Measured (quiet 2-core CPU; `docs/results.md` §5, §5b): quick, PQ 0.502 (things 0.171, stuff 0.916) in 8 min;
+Measured 2026-11-30 (quiet 2-core CPU; docs/results.md §5, §5b): quick, PQ 0.502 (things 0.171, stuff 0.916) in 8 min;
 the full mode's model and data on a shortened schedule (`:steps=1600,score=0.3 --config.batch_size=8
 --config.optimizer.learning_rate=2e-3 --config.optimizer.warmup_steps=50`), 17 min: PQ 0.687 (things 0.472,
 stuff 0.957), mask AP 0.436, semantic-head mIoU 0.940. The full schedule (20k steps of batch 16) was not run.

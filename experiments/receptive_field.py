@@ -20,6 +20,9 @@ Quick (CPU, ≈10 min for the 5 runs on 2 cores):
     python -m experiments.evaluate_breakdown runs/receptive_field   # + erf.png, ERF widths per run
     python -m experiments.report runs/receptive_field
 
+  Measured 2026-11-24 (one seed, shared 2-core CPU; docs/results.md §2): val mIoU constant 0.36,
+  gridding_2 0.38, gridding_4 0.45, hybrid 0.48, exponential 0.57.
+
 One schedule by hand, and its layer table / ERF:
 
     python -m dense_jax.train --config experiments/receptive_field.py:quick,schedule=hybrid --workdir /tmp/hdc

@@ -5,7 +5,7 @@ Quick (CPU: the narrow variants on `dense_shapes/small_64`, batch 16, 2 JAX CPU 
     python -m experiments.sweep experiments/zoo_dense_shapes.py:quick --root runs/zoo
     python -m experiments.report runs/zoo          # params, GFLOPs, steps/s, val mIoU per model
 
-  Measured (2-core VM shared with other jobs): 800 steps each, 1.3–6.3 min per model, 26 min for
+  Measured 2026-11-24 (2-core VM shared with other jobs): 800 steps each, 1.3–6.3 min per model, 26 min for
   the eleven; val mIoU from 0.338 (FCN-32s) to 0.557 (U-Net) — the table is in the README's
   "Model zoo" section and in docs/results.md. Rerunning the sweep skips finished runs and resumes
   interrupted ones.
@@ -47,11 +47,10 @@ QUICK_STEPS = 800
 #   optimizer   changes to RECIPE (none is needed: see below)
 # Every model trains with the same recipe and its constructor's defaults, dropout included (0.5 after
 # fc6 and fc7 in FCN and the dilated nets, 0.5 in DeepLabV3's ASPP, 0.1 in FCN-ResNet's head).
-# Checked, not assumed: in the quick run all eleven end far above the majority-class answer (val mIoU
-# 0.034: grass everywhere), and the three plain-VGG nets without batch norm (FCN-8s, dilated front-end,
-# dilated context) trained with AdamW at 1e-3 instead of 3e-3 reached val mIoU 0.394 / 0.394 / 0.351
-# against 0.439 / 0.377 / 0.340 — no gain beyond one run's noise, so no model gets its own learning
-# rate. FCN's zero-initialised score layers are no obstacle to Adam (the first steps move them).
+# Checked, not assumed: in the quick run all eleven end far above the majority-class answer, and a
+# lower learning rate for the plain-VGG nets without batch norm gains nothing beyond one run's noise
+# (docs/results.md, "Model zoo"), so no model gets its own learning rate. FCN's zero-initialised score
+# layers are no obstacle to Adam (the first steps move them).
 # The sliding window needs nothing either: its default `mode='dense'` computes the patch classifier
 # at every pixel in one pass (the same numbers as classifying each pixel's 18x18 patch, `mode='sliding'`,
 # tested equal), so the trainer gets (N, H, W, K) logits and a loss on every pixel like any other model.

@@ -1,70 +1,41 @@
-"""COCO-style detection metrics through pycocotools, on in-memory ground truth: box AP, mask AP and
-keypoint AP (OKS), plus a writer of COCO-format results JSON. Host side, NumPy in, floats out.
+"""COCO detection metrics through pycocotools on in-memory ground truth: box AP, mask AP and keypoint
+AP (OKS), plus a writer of COCO-format results JSON. Host side, NumPy in, floats out.
 
     acc = CocoAccumulator(category_ids=info.thing_classes, iou_types=("box", "mask"))
     for detections, batch in ...:        # padded, fixed-size arrays, one evaluation batch at a time
       acc.add(detections, batch)
     metrics = acc.compute()              # {'box_ap': ..., 'box_ap50': ..., 'mask_ap75': ..., ...}
     acc.write_results_json(path)         # [{image_id, category_id, bbox, score, segmentation, keypoints}]
-                                         # (in the original images' pixels when batches carry original_size)
 
-Inputs (the batch axis B first; every array may be NumPy or JAX):
-  detections  boxes (B, N, 4) float **(x0, y0, x1, y1)** in pixels (the layout of `dense_jax.ops.boxes`,
-              torchvision's), scores (B, N), labels (B, N) int class ids, valid (B, N) bool (padded-NMS
-              slots that hold a detection), masks (B, N, M, M) RoI probabilities of the detection's class
-              (M = 28; for "mask"), keypoints (B, N, K, 3) (x, y, score/visibility) in pixels (for
-              "keypoint"; only x and y are compared).
-  batch       the data contract of `dense_jax.data.sources`: boxes (B, G, 4) **(y0, x0, y1, x1)** half-open,
-              classes (B, G), num_instances (B,), masks (B, G, H, W) (for "mask"; also sets the instance
-              areas), keypoints (B, G, K, 3) (x, y, visibility) (for "keypoint"), image (B, H, W, 3) (its
-              size, when there are no masks), and batch_mask (B,) (0 = padding example, skipped);
-              optionally original_size (B, 2) int (h, w): each source image's size before the
-              evaluation resize (`dense_jax.data.augment.eval_transform`), for the results JSON only.
-Class ids are the dataset's own (contiguous, 0 = background) and double as COCO category ids;
-`category_ids` lists those evaluated (e.g. `DatasetInfo.thing_classes`).
+Inputs (NumPy or JAX, batch axis B first):
+  detections  boxes (B, N, 4) **(x0, y0, x1, y1)** pixels (`dense_jax.ops.boxes`' layout), scores (B, N),
+              labels (B, N) class ids, valid (B, N) bool; masks (B, N, M, M) RoI probabilities of the
+              detection's class (for "mask"); keypoints (B, N, K, 3) (x, y, score) pixels (for "keypoint").
+  batch       the `dense_jax.data.sources` contract: boxes (B, G, 4) **(y0, x0, y1, x1)** half-open,
+              classes (B, G), num_instances (B,), masks (B, G, H, W), keypoints (B, G, K, 3) (x, y,
+              visibility), image (B, H, W, 3), batch_mask (B,) (0 = padding, skipped); optional
+              original_size (B, 2) (h, w) before `eval_transform`'s resize, used by the results JSON only.
+Class ids are the dataset's (0 = background) and double as COCO category ids; `category_ids` lists those
+evaluated.
 
-Ground truth becomes a COCO dataset dict (image and annotation ids start at 1: pycocotools treats a
-matched ground-truth id 0 as "no match"): bbox `[x0, y0, w, h]`, area = mask pixel count (the box area
-when the batch has no masks; COCO's area ranges use it: small [0, 32²], medium [32², 96²], large
-[96², ∞), bounds inclusive as in pycocotools), RLE
-segmentation, keypoints with `num_keypoints` = count of visibility > 0 (instances with none are
-ignored by the keypoint evaluation, as in COCO), iscrowd 0. Capped ground truth: row i of an image is
-an instance when i < num_instances; `num_instances` larger than the G rows (the task cut the arrays
-to its cap) or than `max_gt_instances` drops the extra instances from the evaluation (they cannot be
-found, so they are not counted as misses) and counts them: `gt_dropped` (instances) and
-`images_gt_capped` (images) in `compute()`.
+Conventions. Ground-truth bbox `[x0, y0, w, h]`; area = mask pixel count (box area without masks), which
+sets COCO's small/medium/large ranges (32², 96², bounds inclusive as in pycocotools); `num_keypoints` =
+count of visibility > 0; iscrowd 0; image and annotation ids from 1 (pycocotools reads id 0 as "no
+match"). Detections become results as torchvision's reference evaluation makes them: masks pasted at image
+resolution (`dense_jax.metrics.paste`, `mask_paste` mode), thresholded `> 0.5`, RLE-encoded. AP is
+pycocotools' own: 101-point interpolated precision, mean over categories with ground truth and IoU (OKS)
+thresholds 0.50:0.05:0.95, at most 100 detections per image (20 for keypoints).
+OKS = mean over labelled keypoints of `exp(-d² / (2 s² k²))`, s² the area, k = 2σ: `COCO_OKS_SIGMAS` (the
+17 COCO person keypoints) when K = 17, else pass `oks_sigmas`.
 
-Detections become COCO results as torchvision's reference evaluation makes them, one list per type:
-box `{bbox, score}`; mask `{segmentation, score}` with the map pasted at image resolution
-(`dense_jax.metrics.paste.paste_masks` in `mask_paste` mode: 'exact', detectron2's, by default, the inverse
-of the aligned mask-target crop; 'torchvision' for its paste_masks_in_image), thresholded `> 0.5` and
-RLE-encoded, so its area (for the size ranges) is the mask's; keypoint `{keypoints, score}` (area =
-the keypoints' bounding box, pycocotools' rule). pycocotools then computes, per category, precision at
-the 101 recall points 0, 0.01, ..., 1 (each the best precision at that recall or above), averaged over
-recall, over the categories that have ground truth, and for AP over IoU (OKS) thresholds
-0.50:0.05:0.95; at most 100 detections per image (20 for keypoints), taken by score.
+Results (`compute()`, AP in [0, 1]): `{p}_ap, {p}_ap50, {p}_ap75, {p}_ap_small` (not keypoints),
+`{p}_ap_medium, {p}_ap_large, {p}_ar` per evaluated type p, NaN where undefined (pycocotools' -1).
 
-The metrics are those of the evaluated resolution (the batch's images and ground truth as given). The
-results JSON (`results_json`, `write_results_json`) is too, unless the batch carries `original_size`:
-then each image's detections are written in its original (h, w) pixels, as COCO's own annotation files
-have them. The evaluation resize scaled the image to (new_h, new_w) = `eval_resized_size((h, w), (H, W))`
-(H, W: the evaluated size) and padded it bottom/right, so a point maps back by x -> x / sx, y -> y / sy
-with (sy, sx) = (new_h / h, new_w / w): box corners (the box is then clipped to [0, w] x [0, h], the
-image, as torchvision's and detectron2's postprocessing clip to it) and keypoint (x, y) (not clipped;
-their third value stays). Masks are pasted at (h, w) with the mapped, unclipped box (the RoI the map
-was predicted for), in `mask_paste` mode, when the detection is added (one RLE per detection is kept,
-not the RoI maps). An image whose original_size equals the evaluated size is written as it is.
-
-Results (`compute()`), AP in [0, 1]: for each type p in ("box", "mask", "keypoint") evaluated
-  {p}_ap, {p}_ap50, {p}_ap75, {p}_ap_small (not for keypoints: COCO has no small keypoint range),
-  {p}_ap_medium, {p}_ap_large, {p}_ar (recall with 100 detections per image; 20 for keypoints)
-and `gt_dropped`, `images_gt_capped`. A value is NaN where it is undefined (no ground truth in that
-range; pycocotools' -1); ground truth without any (valid) detection gives 0.
-
-OKS (keypoints): `oks = mean over the ground truth's labelled keypoints of exp(-d² / (2 s² k²))` with
-d the distance, s² the instance area and k = 2σ per keypoint (`object_keypoint_similarity`). The σ are
-per dataset: `COCO_OKS_SIGMAS` (the 17 COCO person keypoints; the default when K = 17), else pass
-`oks_sigmas` (dense_shapes defines its own).
+What differs from the official evaluation: metrics are at the evaluated resolution, not the original
+images' (the results JSON maps back to original pixels when batches carry `original_size`: x / sx,
+y / sy with (sy, sx) = resized / original size, boxes clipped to the image, masks pasted with the
+unclipped box); ground truth beyond the G rows or `max_gt_instances` is dropped, not counted as missed,
+and reported as `gt_dropped` (instances) and `images_gt_capped` (images).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Small pieces shared by the model-zoo families: PyTorch-style conv/BN, width scaling, input checks.
 
-Conventions (DESIGN.md): activations NHWC, conv kernels HWIO `(kh, kw, in, out)`; transposed convs
+Conventions: activations NHWC, conv kernels HWIO `(kh, kw, in, out)`; transposed convs
 and FCN's bilinear upsamplers are `dense_jax.nn.ConvTranspose` / `BilinearUpsample`.
 
 Convolutions use *symmetric* integer padding like `torch.nn.Conv2d(padding=p)` (not XLA's 'SAME',

@@ -20,15 +20,11 @@ depths are summed coarse to fine at their own resolution, and a depth finer than
 resized *before* its 1×1 conv (the two commute), so colorization's Q = 262 channels never exist at the
 finest depth's resolution. Both the trunk and each head also run under `nn.remat` (`remat=True`): the
 backward pass recomputes their inner activations instead of storing them, one head after another.
-Measured with `experiments/benchmarks/multitask_memory.py` (XLA CPU memory analysis of the compiled
-training step, batch 2, 128×128, 1 task = semantic vs all 5):
-  multitask_narrow  remat: 40.9 → 75.3 MiB (×1.84)   no remat: 36.3 → 60.0 MiB (×1.65)
-  multitask (VGG16) remat: 326.9 → 435.2 MiB (×1.33) no remat: 320.5 → 428.9 MiB (×1.34)
-(before the head design above the narrow model went 40.9 → 239.1 MiB, ×5.8). On XLA CPU at these sizes
-remat does not lower the peak (within 2%, slightly above): XLA fuses the batch norms into the 1×1 convs, so
-the heads store little, and the peak is the trunk's own backward pass, which remat recomputes in full.
-It is kept because on accelerators, larger images and batches the stored trunk activations are what
-remat removes; check there with the benchmark. tests/models/test_multitask.py bounds the 5/1 ratio.
+Five tasks cost well under twice one task's training-step memory (`experiments/benchmarks/multitask_memory.py`;
+numbers in docs/results.md; tests/models/test_multitask.py bounds the 5/1 ratio). On XLA CPU at small sizes
+remat does not lower the peak: XLA fuses the batch norms into the 1×1 convs, so the heads store little, and
+the peak is the trunk's own backward pass, which remat recomputes in full. It is kept because on
+accelerators, larger images and batches the stored trunk activations are what remat removes.
 
 Colour would give colorization's answer away, so when `colorization` is among the tasks the trunk sees
 the grey image (CIE L*/100 replicated on three channels; `gray_input=None` decides so, True/False force

@@ -15,8 +15,9 @@ Two forms:
 
 Layers are `dense_jax.nn.Conv` / `dense_jax.nn.ConvTranspose` (PyTorch semantics, fast forms per
 backend). Up-sampling: `up='transposed'` is the paper's 2×2 stride-2 transposed convolution
-(`(2, 2, C, C/2)` kernel, torch's `ConvTranspose2d` weight `.transpose(2, 3, 0, 1)`); `up='bilinear'` is a parameter-free ×2 bilinear resize (PyTorch `align_corners=True`)
-followed by a 1×1 convolution that halves the channels.
+(`(2, 2, C, C/2)` kernel, torch's `ConvTranspose2d` weight `.transpose(2, 3, 0, 1)`); `up='bilinear'` is a
+parameter-free ×2 bilinear resize (PyTorch `align_corners=True`) followed by a 1×1 convolution that halves
+the channels.
 
 `norm='batch'` adds batch norm after every 3×3 convolution (the common modern variant; the
 convolutions then carry no bias). Parameter counts (checked in tests against a PyTorch build of the
@@ -83,9 +84,9 @@ def max_pool_2x2(x):
   """2×2 max pooling with stride 2 (the map's height and width must be even) as a reshape and a max.
 
   Same values as `nn.max_pool(x, (2, 2), strides=(2, 2))`; the gradient is a compare-and-select
-  instead of XLA's `select_and_scatter`, which on CPU costs ~3x more (measured at the quick U-Net's
-  sizes). Ties share the gradient (PyTorch gives it to the first maximum); after a ReLU the only
-  likely ties are zeros, whose gradient the ReLU discards anyway.
+  instead of XLA's `select_and_scatter`, which costs several times more on CPU (docs/results.md).
+  Ties share the gradient (PyTorch gives it to the first maximum); after a ReLU the only likely ties
+  are zeros, whose gradient the ReLU discards anyway.
   """
   n, h, w, c = x.shape
   return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))

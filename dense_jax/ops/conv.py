@@ -9,8 +9,7 @@ and *fast* forms that compute the same function with convolutions XLA runs well:
 
 * `conv_transpose2d(method='reference')` inserts `stride - 1` zeros between input pixels
   (`lhs_dilation`) and convolves with the flipped kernel. XLA multiplies the inserted zeros, and on
-  CPU the weight gradient of that convolution falls off the fast (Eigen) path: ~15x slower than
-  PyTorch for a typical FCN/U-Net upsampler.
+  CPU the weight gradient of that convolution falls off the fast (Eigen) path.
 * `conv_transpose2d(method='phase')` (sub-pixel / phase decomposition): output pixel `t = q·s + r`
   only sees the kernel taps `a` with `a·d ≡ r (mod s)`, so the `s²` output phases are `s²` small
   stride-1 convolutions of the *un-dilated* input. They are packed into ONE stride-1 convolution with
@@ -20,7 +19,7 @@ and *fast* forms that compute the same function with convolutions XLA runs well:
   flipped phase kernel, the weight gradient the blocked matmuls below.
 * For stride 1 the phase form is a plain convolution with the same hand-written VJP; it is used
   only when the output is larger than the input (e.g. padding 0, the "full" convolution), the case
-  where XLA:CPU's weight gradient leaves its fast path (~10x slower).
+  where XLA:CPU's weight gradient leaves its fast path.
 * The phase packing has zero taps (padding `d·(k-1)+1` taps up to a multiple of `s`, the zeros of a
   dilated kernel) that would turn a NaN/Inf input into more NaNs than the reference form gives, so
   the phase forward and VJP run under a `lax.cond` on "all inputs finite", with the reference form
@@ -29,17 +28,15 @@ and *fast* forms that compute the same function with convolutions XLA runs well:
 `conv2d(method='reference')` is one `lax.conv_general_dilated` with XLA's autodiff (an unpadded 1x1
 conv: one matmul, see `_conv1x1`). `conv2d(method='blocked')` has the same forward and input
 gradient, and a hand-written weight gradient: XLA:CPU computes `dw` as a convolution whose "kernel"
-is the whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80) against
-150-190 for the forward; `_weight_grad_blocked` computes it as im2col matmuls over blocks of output
-rows that stay in cache, 2-20x faster (experiments/benchmarks/conv.py --only sweep). Tried for the
-forward and the input gradient on CPU, none faster than XLA's conv: space-to-depth + stride-1 conv
-for strided convs; im2col / per-tap matmuls and row-im2col for 3x3 convs; space-to-batch for
-dilated convs, whose cost XLA already keeps flat in the rate.
+is the whole output, far below its forward speed; `_weight_grad_blocked` computes it as im2col
+matmuls over blocks of output rows that stay in cache. The forward and the input gradient stay
+XLA's: no rewrite of them (space-to-depth, im2col, per-tap matmuls, space-to-batch) beat it on CPU.
 
 `method='auto'` picks per backend (`jax.default_backend()`) and shape, see `_auto` and `_conv_auto`:
-the fast forms on CPU; on GPU XLA's own gradients except the blocked weight gradient of dilated convs
-(measured there, experiments/benchmarks/gpu_suite.py); XLA's on TPU (not measured). Every form is tested equal to the reference form (values,
-gradients, dtypes, NaN/Inf) in tests/ops/test_conv.py.
+the fast forms on CPU; on GPU XLA's own gradients except the blocked weight gradient of dilated convs;
+XLA's on TPU (not measured). Every form is tested equal to the reference form (values, gradients,
+dtypes, NaN/Inf) in tests/ops/test_conv.py. The timings behind these choices are in docs/results.md,
+"Measurements behind design choices".
 """
 
 from __future__ import annotations
@@ -59,9 +56,9 @@ CONV_TRANSPOSE_METHODS = ("auto", "reference", "phase")
 
 
 def _auto(method: str) -> str:
-  """'auto' -> 'phase' on CPU (5-20x faster forward+backward, experiments/benchmarks/conv.py);
-  'reference' elsewhere: on GPU/TPU XLA's own transposed convolutions (cuDNN's backward-data conv,
-  the TPU conv emitter) do not multiply the inserted zeros. Not yet measured there."""
+  """'auto' -> 'phase' on CPU (faster forward+backward, numbers in docs/results.md); 'reference'
+  elsewhere: on GPU/TPU XLA's own transposed convolutions (cuDNN's backward-data conv, the TPU conv
+  emitter) do not multiply the inserted zeros."""
   if method != "auto":
     return method
   return "phase" if jax.default_backend() == "cpu" else "reference"
@@ -139,7 +136,7 @@ def _pad_or_crop(x, pads):
 
 
 def _all_finite(*arrays):
-  """One boolean scalar: every entry of every array is finite (a read of each, ~1 ms per 8 MB)."""
+  """One boolean scalar: every entry of every array is finite (costs one read of each array)."""
   return functools.reduce(jnp.logical_and, [jnp.isfinite(a).all() for a in arrays])
 
 
@@ -197,13 +194,13 @@ _conv_padded.defvjp(_conv_padded_fwd, _conv_padded_bwd)
 
 
 def _weight_grad_flat(x, dy, k_hw):
-  """`dw[a, b] = sum_{n, i, j} x[n, i + a, j + b]ᵀ dy[n, i, j]` (a VALID stride-1 conv) as ONE matmul, for the phase form's few big taps.
+  """`dw[a, b] = sum_{n, i, j} x[n, i + a, j + b]ᵀ dy[n, i, j]` (a VALID stride-1 conv) as ONE matmul,
+  for the phase form's few big taps.
 
   Flatten x to `xᵀ (C_in, N·H·W)`: tap `(a, b)` is then the contiguous window starting at `a·W + b`
   (entries that wrap past the image edge meet the zeros `dy` is padded with to x's size), so
-  `[windows stacked] @ dy_flat` gives every tap at once. Measured ~5-8% faster than one matmul per
-  tap on the U-Net upsampler's gradient (2x2 taps, 128 -> 4·64 channels); slower with 3x3 taps of
-  64 channels, hence only here.
+  `[windows stacked] @ dy_flat` gives every tap at once. Faster than one matmul per tap for a few
+  big taps, slower for 3x3 taps (docs/results.md), hence only here.
   """
   (kh, kw), (n, h, w, ci), (_, oh, ow, co) = k_hw, x.shape, dy.shape
   size = n * h * w
@@ -279,10 +276,7 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
 CONV2D_METHODS = ("auto", "reference", "blocked")
 
 # 'auto' takes the blocked weight gradient on CPU from this many input and output channels on:
-# below it XLA's own weight-gradient conv is as fast or faster, above it 2-20x slower. Backward pass
-# (dx + dw) of a 3x3 'SAME' conv at N4 64x64, quiet 2-core machine: 32 -> 32 channels XLA 8.0 ms vs
-# blocked 9.0; 48 -> 48 27.7 vs 15.0; 64 -> 64 40.3 vs 23.1; 96 -> 96 79.8 vs 37.8
-# (experiments/benchmarks/conv.py --only sweep).
+# below it XLA's own weight-gradient conv is as fast or faster, above it slower (docs/results.md).
 _BLOCKED_MIN_CHANNELS = 48
 
 
@@ -290,23 +284,18 @@ def _loops_ok() -> bool:
   """Whether the blocked weight gradient (a `fori_loop` of matmuls) may run: only when JAX has one
   device. With a batch sharded over several devices, XLA's partitioner puts the sum over devices
   (an all-reduce) inside the loop, and XLA:CPU's concurrent executor then deadlocks (two devices
-  waiting in different all-reduces; measured on the quick U-Net step over 2 CPU devices: "Termination
-  timeout for all reduce ... exceeded"). Until that is solved, multi-device programs keep XLA's
-  own (loop-free) weight gradients."""
+  waiting in different all-reduces: "Termination timeout for all reduce ... exceeded"), so
+  multi-device programs keep XLA's own (loop-free) weight gradients."""
   return jax.device_count() == 1
 
 
 def _conv_auto(method: str, x, w_shape, groups: int, dilation=(1, 1)) -> str:
   """'auto' -> 'blocked' for ungrouped convs with >= `_BLOCKED_MIN_CHANNELS` channels in and out on a
   single-device JAX (`_loops_ok`): on CPU always, on GPU only when dilated; else 'reference'.
-  On GPU, XLA's weight gradient (cuDNN's backward-filter conv) beats the blocked one 1.6-7x on undilated
-  3x3 convs, but not on dilated ones: H200, 2x64x128 512->512 at rate 12, fwd+bwd 4.55 ms (XLA; its
-  weight gradient at 18.5 TFLOP/s) vs 1.29 ms blocked in bfloat16, 2.81 vs 2.11 ms in float32
-  (experiments/benchmarks/gpu_suite.py, 2026-11-30); whole training steps (float32, 512x512, batch 2,
-  experiments/benchmarks/zoo.py --ab-conv-vjp): FCN-ResNet50 101.4 vs 78.8 img/s with XLA's gradients
-  (x1.29), DeepLabV3-ResNet50 76.0 vs 54.6 (x1.39). TPU keeps XLA's (not measured). Also 'reference'
-  when `x` is explicitly sharded along H, W or C (spatial partitioning): the blocks slice rows, which
-  would gather a sharded H."""
+  On GPU, XLA's weight gradient (cuDNN's backward-filter conv) beats the blocked one on undilated
+  convs but not on dilated ones; TPU keeps XLA's (not measured). Timings: docs/results.md. Also
+  'reference' when `x` is explicitly sharded along H, W or C (spatial partitioning): the blocks slice
+  rows, which would gather a sharded H."""
   if method != "auto":
     return method
   backend = jax.default_backend()
@@ -353,8 +342,8 @@ def _conv_blocked_bwd(conf, res, dy):
 _conv_blocked.defvjp(_conv_blocked_fwd, _conv_blocked_bwd)
 
 # Pixels of `dy` per block of the blocked weight gradient: the block's im2col patch matrix
-# (pixels x kh·kw·C_in) stays in the L2 cache for the channel counts of U-Net / ResNet layers.
-# 256-1024 measured alike; 16-64 x slower from loop overhead, whole images (>= 4096) 3-4x slower.
+# (pixels x kh·kw·C_in) stays in the L2 cache for the channel counts of U-Net / ResNet layers;
+# much smaller blocks pay loop overhead, whole images fall out of cache (docs/results.md).
 _DW_BLOCK_PIXELS = 512
 
 
@@ -371,13 +360,12 @@ def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
   (`_block_rows`); per block the patch matrix `P` (pixels, kh·kw·C_in) of the input rows the block
   reads is built in cache and `Pᵀ @ dy_block` (one matmul, kh·kw·C_in x C_out) is added to an
   accumulator in a `fori_loop`. XLA:CPU lowers the autodiff weight gradient to a convolution whose
-  "kernel" is the whole output, at 30-40 GFLOP/s (3 GFLOP/s at some channel counts, e.g. 96 -> 80),
-  and a single long-K matmul over a materialised patch matrix runs from memory at 70-100; the
-  blocked form runs near matmul speed. Blocks never split the batch axis, so a batch sharded over
-  devices stays sharded (each device contracts its own images, then one sum over devices); the
-  price is that a block holds at least one row of every image (N·W_out pixels: large batches of
-  wide images get blocks above the cache-sized target). Rows that do not fill a block are one more
-  block after the loop.
+  "kernel" is the whole output, and a single long-K matmul over a materialised patch matrix runs
+  from memory; the blocked form runs near matmul speed (docs/results.md). Blocks never split the
+  batch axis, so a batch sharded over devices stays sharded (each device contracts its own images,
+  then one sum over devices); the price is that a block holds at least one row of every image
+  (N·W_out pixels: large batches of wide images get blocks above the cache-sized target). Rows that
+  do not fill a block are one more block after the loop.
   """
   (kh, kw), (sh, sw), (dh, dw_) = k_hw, conf.stride, conf.dilation
   x = jnp.pad(x, ((0, 0), *conf.pads, (0, 0)))
@@ -414,9 +402,8 @@ def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
 def _conv1x1(x, w, stride):
   """An unpadded 1x1 conv is a matmul over channels of the stride-subsampled input.
 
-  XLA:CPU runs the matmul 1.3-2x faster than the same 1x1 `conv_general_dilated`, forward and
-  (much more) backward (ResNet bottleneck shapes, experiments/benchmarks/conv.py table 4); on
-  GPU/TPU both lower to the same dot.
+  XLA:CPU runs the matmul faster than the same 1x1 `conv_general_dilated`, forward and (more so)
+  backward (docs/results.md); on GPU/TPU both lower to the same dot.
   """
   x = x[:, ::stride[0], ::stride[1]]
   n, h, wd, c = x.shape
@@ -500,7 +487,7 @@ def _phase_or_reference_forward(x, w, conf):
 
   The packed phase kernel has zero taps (the padding of `d·(k-1)+1` taps to a multiple of `s`, and
   the zeros of a dilated kernel) which multiply x: a NaN/Inf input then spreads further than in the
-  reference (80 vs 45 NaNs for one NaN pixel, k3 s2, 5 channels) and ±Inf becomes NaN (0·Inf). Only
+  reference and ±Inf becomes NaN (0·Inf). Only
   then is the reference form run (`lax.cond`: one branch executes; under `vmap` with a per-example
   predicate both run), so non-finite values propagate exactly as in the reference.
   """
@@ -536,15 +523,14 @@ def _phase_vjp(conf, x, w, dy):
   dz = _space_to_depth(dz, conf.stride)
   wc = _phase_kernel(w, conf.stride, conf.dilation)
   # dx: the "full" stride-1 correlation of dz with the flipped, in/out-swapped phase kernel (XLA's
-  # fast path), un-padded back to x. (This measured ~1.6x faster than the equivalent strided conv
-  # of dy with w, the transposed conv's adjoint written directly.)
+  # fast path), un-padded back to x; faster on CPU than the equivalent strided conv of dy with w,
+  # the transposed conv's adjoint written directly.
   dxp = lax.conv_general_dilated(dz, jnp.flip(wc, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
                                  ((gh.taps - 1, gh.taps - 1), (gw.taps - 1, gw.taps - 1)),
                                  dimension_numbers=_DN)
   dx = _pad_or_crop(dxp, ((-gh.pad_lo, -gh.pad_hi), (-gw.pad_lo, -gw.pad_hi)))
-  # dw: dwc = the weight gradient of the stride-1 phase conv (blocked im2col matmuls: 1.75x faster
-  # than one matmul over the whole flattened input's shifted windows for the U-Net upsampler,
-  # 4x64x64, 128 -> 64, k4 s2), then back through the phase-kernel packing.
+  # dw: dwc = the weight gradient of the stride-1 phase conv (blocked im2col matmuls, faster than
+  # `_weight_grad_flat` here), then back through the phase-kernel packing.
   xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
   if _loops_ok():
     dwc = _weight_grad_blocked(xp, dz, (gh.taps, gw.taps), _CConf((1, 1), ((0, 0), (0, 0)), (1, 1)))

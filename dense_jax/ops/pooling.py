@@ -134,9 +134,8 @@ def max_pool_with_argmax(x, window, stride=None, padding=0):
   Cost: `kh·kw` fused compare-selects per output; the backward pass is `kh·kw` pads summed
   (one fused loop; for non-overlapping windows a depth-to-space), with no scatter. With
   overlapping windows XLA fuses the running max into each of the backward's pads and recomputes
-  it there: on a shared 2-core CPU, 4×64×64×64 forward+backward takes ≈ 0.6 ms for 2×2/2,
-  ≈ 4-10 ms for 3×3/2 and ≈ 110 ms for 3×3/1, against ≈ 10, 20-60 and 170 ms for
-  `flax.linen.max_pool` (whose gradient is a select-and-scatter).
+  it there; still faster on CPU than `flax.linen.max_pool`, whose gradient is a select-and-scatter
+  (docs/results.md).
   """
   g = _pool_geometry(x, window, stride, padding)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -308,9 +307,8 @@ def _unpool_overlapping(y, indices, g: _Geometry):
   the window that comes last in row-major order (the one with the smaller offset) is written last,
   as in PyTorch's sequential loop. Cost: kh·kw selects over the output. When the pooling is in the
   same jit, XLA fuses the pooling's running max into each of the kh·kw placements (recomputing
-  it; `optimization_barrier` does not stop this on CPU): on CPU, 3×3/2 pooling + unpooling of
-  4×64×64×64 takes ~5 ms forward against ~1 ms for the two apart, and about as long as
-  `flax.linen.max_pool` forward+backward (whose gradient is a select-and-scatter) for both passes.
+  it; `optimization_barrier` does not stop this on CPU), which makes the fused forward slower than
+  the two apart (docs/results.md).
   """
   n, oh, ow, c = y.shape
   a, b = _window_offsets(indices, g)

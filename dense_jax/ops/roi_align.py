@@ -40,10 +40,8 @@ RoI layouts: `boxes (N, R, 4)` (R RoIs per image, output `(N, R, out_h, out_w, C
 with `batch_indices (K,)` (output `(K, out_h, out_w, C)`, torchvision's (K, 5) split in two). Padding
 RoIs give finite values; mask them. Gradients flow to the features (torchvision's backward) and also
 to the boxes through the bilinear weights (torchvision gives boxes none; detach them if you need that).
-Speed (MultiScaleRoIAlign-sized: 2 images x 512 RoIs, P2-P5 of a 512x512 input, C=256, ratio 2, 2-core CPU
-under load average 10-15, so rough): 7x7 forward 1.5 s vs torchvision 1.0 s, forward+backward 1.9 s vs
-5.2 s; 14x14 forward 5.4 s vs 2.6 s, forward+backward 7.2 s vs 16.9 s. The forward materialises the
-gathered neighbours (K x samples x 2 x C) before the weighted sum; chunking over RoIs (lax.map) was slower.
+The forward materialises the gathered neighbours (K x samples x 2 x C) before the weighted sum
+(chunking over RoIs with `lax.map` is slower; timings against torchvision in docs/results.md).
 The public functions are jitted with their configuration static (sizes, ratios, flags as hashable
 Python values: tuples, not lists), so eager calls compile once per shape.
 
@@ -152,7 +150,7 @@ def _gather_backend(features, boxes, batch, level, scales, out_hw, sampling_rati
   `(sum_l N (H_l + 1)(W_l + 1), C)` table, so the horizontal neighbours `(x_lo, x_lo + 1)` of a sample are
   two consecutive table rows: one gather of `(2, C)` slices per sample and vertical neighbour (at the
   last column `x_lo + 1` is the zero column, whose weight is 0 there). Fewer, contiguous reads than four
-  single-pixel gathers, and half the scatter-adds in the gradient (measured ~1.4x faster backward)."""
+  single-pixel gathers, and half the scatter-adds in the gradient (a faster backward)."""
   n, c = features[0].shape[0], features[0].shape[-1]
   sizes = [(f.shape[1], f.shape[2]) for f in features]
   padded = [jnp.pad(f, ((0, 0), (0, 1), (0, 1), (0, 0))) for f in features]

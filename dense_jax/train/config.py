@@ -134,7 +134,7 @@ def apply_cpu_devices(config) -> None:
   """Makes JAX's CPU backend `config.cpu_devices` devices, if set — possible only before JAX runs
   anything (the command line calls this first). Why: XLA:CPU spreads one device's many small ops
   poorly over cores; one device per core running its share of the batch (data parallelism, the
-  same global-batch semantics) trains the quick U-Net ~1.3x faster on 2 cores. Leaves an explicit
+  same global-batch semantics) trains the quick U-Net faster (docs/results.md). Leaves an explicit
   `--xla_force_host_platform_device_count` in XLA_FLAGS alone; on a GPU/TPU host it changes nothing
   the run uses. Once the backend is up it only prints a note if the count differs.
   """
@@ -147,7 +147,7 @@ def apply_cpu_devices(config) -> None:
     jax.config.update("jax_num_cpu_devices", int(n))
     if n > 1 and "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
       # One device per core: each device runs single-threaded instead of all of them fighting over
-      # one shared intra-op pool (measured 92 -> 107 images/s for the quick U-Net on 2 cores).
+      # one shared intra-op pool.
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
   except RuntimeError:
     have = len(jax.devices("cpu"))
