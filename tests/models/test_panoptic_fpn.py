@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax.metrics import paste as paste_ref
+from dense_jax.ops import paste_masks as paste_ref
 from dense_jax.models import get_model
 from dense_jax.models.panoptic_fpn import PanopticFPN, paste_masks
 
