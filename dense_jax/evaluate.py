@@ -52,7 +52,8 @@ def _define_flags():
   flags.DEFINE_enum("multiscale_base", _DEFAULTS.multiscale_base, list(inference.MODES),
                     "multiscale: how each scale is predicted.")
   flags.DEFINE_integer("pad_to_multiple", None, "Pad images to this multiple (default: found from the model).")
-  flags.DEFINE_integer("num_figures", _DEFAULTS.num_figures, "Draw this many examples (truth and prediction) into a PNG.")
+  flags.DEFINE_integer("num_figures", _DEFAULTS.num_figures,
+                       "Draw this many examples (truth and prediction) into a PNG.")
   flags.mark_flag_as_required("workdir")
 
 

@@ -239,7 +239,7 @@ def evaluate(config=None, workdir: str | paths.Path = ".", settings: EvalSetting
         figure["grid"] = viz.grid(loop.figure_rows(tasks, local["image"], predictions, local, n))
 
     accs, examples = loop.run(eval_step, variables, it, tasks, max_batches=s.max_batches, on_batch=draw,
-                                    to_device=lambda b: {k: jnp.asarray(v) for k, v in b.items()})
+                              to_device=lambda b: {k: jnp.asarray(v) for k, v in b.items()})
   finally:
     it.close()
 
@@ -269,7 +269,7 @@ def evaluate(config=None, workdir: str | paths.Path = ".", settings: EvalSetting
     if confusion is not None:
       result["files"]["png"] = str(png_path)
       viz.plot_confusion_matrix(confusion, png_path, class_names=names,
-                                  title=f"{config.model.name} · {split} · {mode} · step {step}")
+                                title=f"{config.model.name} · {split} · {mode} · step {step}")
     for name, task in tasks.items():   # the tasks' own result files (e.g. COCO-format results JSON)
       result["files"].update(task.write_outputs(accs[name], json_path.parent, json_path.stem))
     if "grid" in figure:

@@ -1,10 +1,10 @@
-"""`dense_jax.evaluate`: a tiny U-Net trained for a few steps by the engine, then evaluated.
+"""`dense_jax.evaluation.workdir.evaluate` on the tiny U-Net of conftest.py (and a fixed-size model).
 
 Checks: the JSON and the PNG are written; the mIoU equals the trainer's own `val/miou` at that step and
 an independent NumPy computation (per-class boolean masks, no confusion matrix) on predictions made
 directly with `model.apply`; padding to the model's multiple is found; sliding/multi-scale modes run and
-reduce to 'whole' where they must; an untrained workdir and bad arguments give clear errors; the command
-line works.
+reduce to 'whole' where they must; options given as `EvalSettings` or as keywords are the same; an
+untrained workdir, bad arguments and a damaged checkpoint give clear errors.
 """
 
 import gc
@@ -14,43 +14,17 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-_REGISTER = """
-import dataclasses
-from dense_jax.data import dense_shapes
-from dense_jax.data.dense_shapes import config as _shapes_config
-dense_shapes.register_config(dataclasses.replace(
-    _shapes_config.CONFIGS["small_64"], name="eval_test_32", image_size=32,
-    splits=(("train", 32), ("validation", 12))), live=True)
-"""
-exec(_REGISTER)  # pylint: disable=exec-used
-DATASET = "dense_shapes/eval_test_32"
+from dense_jax.evaluation.settings import EvalSettings
+from dense_jax.evaluation.workdir import evaluate, result_paths
+from tests.evaluation.conftest import DATASET, tiny_config, write_config_file
 
-
-def tiny_config() -> ml_collections.ConfigDict:
-  """4 steps of a width-4, depth-1 U-Net at 32×32, on one device; 12 validation examples = 1.5 batches."""
-  return ml_collections.ConfigDict(dict(
-      seed=0, total_steps=4, batch_size=8, eval_batch_size=8, mesh_shape=(-1, 1), num_devices=1,
-      log_every=4, eval_every=4, checkpoint_every=4, num_figures=0, tensorboard=False,
-      model=dict(name="unet", width=4, depth=1, padding="same", norm="batch"),
-      dataset=dict(name=DATASET, num_threads=1),
-      optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=1,
-                     weight_decay=1e-4, grad_clip_norm=1.0)))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  from dense_jax.train import train_and_evaluate
-  workdir = tmp_path_factory.mktemp("run")
-  final = train_and_evaluate(tiny_config(), workdir)
-  return workdir, final
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _direct_metrics(workdir):
@@ -77,7 +51,6 @@ def _direct_metrics(workdir):
 
 
 def test_whole_writes_files_and_matches_trainer_and_direct(trained):
-  from dense_jax.evaluate import evaluate, result_paths
   workdir, final = trained
   result = evaluate(tiny_config(), workdir, mode="whole", verbose=False)
   json_path, png_path = result_paths(workdir, "validation", "whole")
@@ -95,30 +68,22 @@ def test_whole_writes_files_and_matches_trainer_and_direct(trained):
   assert result["pixel_accuracy"] == pytest.approx(accuracy, abs=1e-12)
 
 
-def test_evaluate_trainer_and_breakdown_report_the_same_miou(trained):
-  """The one evaluation loop: `python -m dense_jax.evaluate`'s function, the trainer's `val/miou` and
-  `experiments/evaluate_breakdown` (its semantic task with the breakdown regions) agree exactly."""
-  from dense_jax.evaluate import evaluate
-  from dense_jax.tools import restore
-  from experiments import evaluate_breakdown
-  workdir, final = trained
-  config = tiny_config()
-  result = evaluate(config, workdir, mode="whole", write=False, verbose=False)
-  model, _, _ = restore.build_model(config)
-  _, variables = restore.restore_variables(config, workdir)
-  breakdown, examples = evaluate_breakdown.breakdown_metrics_for_run(
-      config, model, variables, dict(band_radius=1, small_area=20))
-  assert examples == result["examples"] == 12
-  assert result["miou"] == final["val/miou"] == breakdown["miou"]
-  assert result["pixel_accuracy"] == final["val/pixel_accuracy"] == breakdown["pixel_accuracy"]
-  # The regions partition the valid pixels: band + interior fractions sum to 1.
-  assert breakdown["band/fraction"] + breakdown["interior/fraction"] == pytest.approx(1.0)
-  assert {"small/miou", "large/miou"} <= set(breakdown)
+def test_settings_object_and_keywords_are_the_same(trained):
+  workdir, _ = trained
+  by_keywords = evaluate(tiny_config(), workdir, mode="multiscale", scales=(1.0,), flip=False, write=False,
+                         verbose=False)
+  settings = EvalSettings(mode="multiscale", scales=(1.0,), flip=False, write=False, verbose=False)
+  by_settings = evaluate(tiny_config(), workdir, settings)
+  assert by_settings["confusion_matrix"] == by_keywords["confusion_matrix"]
+  assert by_settings["settings"] == by_keywords["settings"]
+  # keywords replace fields of the settings given
+  assert evaluate(tiny_config(), workdir, settings, mode="whole")["mode"] == "whole"
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['modes'\]"):
+    evaluate(tiny_config(), workdir, modes="whole")
 
 
 def test_figures_drawn_by_the_tasks(trained):
   from PIL import Image
-  from dense_jax.evaluate import evaluate
   workdir, _ = trained
   result = evaluate(tiny_config(), workdir, mode="whole", split="validation", verbose=False, num_figures=2)
   grid = np.asarray(Image.open(result["files"]["examples"]))
@@ -126,7 +91,6 @@ def test_figures_drawn_by_the_tasks(trained):
 
 
 def test_config_from_the_workdir_and_padding_found(trained):
-  from dense_jax.evaluate import evaluate
   workdir, _ = trained
   # config.json of the run; 33×33 images: the depth-1 U-Net needs even sizes, so they are padded to 34
   result = evaluate(None, workdir, mode="whole", image_size=33, write=False, verbose=False)
@@ -135,7 +99,6 @@ def test_config_from_the_workdir_and_padding_found(trained):
 
 
 def test_sliding_and_multiscale(trained, capsys):
-  from dense_jax.evaluate import evaluate, result_paths
   workdir, _ = trained
   whole = evaluate(tiny_config(), workdir, mode="whole", write=False, verbose=False)
   sliding = evaluate(tiny_config(), workdir, mode="sliding", image_size=48, margin=2)
@@ -151,7 +114,6 @@ def test_sliding_and_multiscale(trained, capsys):
 
 
 def test_untrained_workdir_and_bad_arguments(tmp_path, trained):
-  from dense_jax.evaluate import evaluate
   with pytest.raises(ValueError, match="train first"):
     evaluate(tiny_config(), tmp_path)
   workdir, _ = trained
@@ -166,35 +128,12 @@ def test_untrained_workdir_and_bad_arguments(tmp_path, trained):
 # orbax's abandoned read coroutines of the failed restore are reported when collected: not an error here
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_config_that_does_not_match_the_checkpoint(trained):
-  from dense_jax.evaluate import evaluate
   workdir, _ = trained
   wider = tiny_config()
   wider.model.width = 8
   with pytest.raises(ValueError, match="does not restore"):
     evaluate(wider, workdir, write=False)
   gc.collect()
-
-
-def test_command_line(trained, tmp_path):
-  workdir, _ = trained
-  config_file = tmp_path / "eval_test_config.py"
-  config_file.write_text(_REGISTER + textwrap.dedent(f"""
-      import json
-      import ml_collections
-
-      def get_config(arg=None):
-        return ml_collections.ConfigDict(json.loads({tiny_config().to_json()!r}))
-      """))
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
-  run = lambda *args: subprocess.run([sys.executable, "-m", "dense_jax.evaluate", f"--config={config_file}",
-                                      *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                                     timeout=300)
-  done = run(f"--workdir={workdir}", "--split=train", "--max_batches=1")
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert "mIoU" in done.stdout and (workdir / "eval_train_whole.json").exists()
-  assert json.loads((workdir / "eval_train_whole.json").read_text())["examples"] == 8
-  empty = run(f"--workdir={tmp_path / 'nothing'}")
-  assert empty.returncode == 2 and "train first" in empty.stderr
 
 
 def _damage_state(step_dir: pathlib.Path) -> None:
@@ -204,7 +143,6 @@ def _damage_state(step_dir: pathlib.Path) -> None:
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_path, capsys):
-  from dense_jax.evaluate import evaluate
   source, _ = trained
   workdir = tmp_path / "run"
   shutil.copytree(source, workdir)
@@ -224,14 +162,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_p
   with pytest.raises(ValueError, match=r"no checkpoint under .* can be read \(step 4: "):
     evaluate(None, workdir, step=4, write=False, verbose=False)
   _damage_state(workdir / "checkpoints" / "2")
-  config_file = tmp_path / "eval_test_config.py"   # registers the test dataset in the subprocess
-  config_file.write_text(_REGISTER + textwrap.dedent(f"""
-      import json
-      import ml_collections
-
-      def get_config(arg=None):
-        return ml_collections.ConfigDict(json.loads({tiny_config().to_json()!r}))
-      """))
+  config_file = write_config_file(tmp_path / "eval_test_config.py")   # registers the dataset there too
   proc = subprocess.run([sys.executable, "-m", "dense_jax.evaluate", f"--config={config_file}",
                          f"--workdir={workdir}"], cwd=REPO_ROOT,
                         env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT)),
@@ -260,7 +191,6 @@ def trained_fixed_size(tmp_path_factory):
     (dict(mode="multiscale"), "40×40"),                 # scales 0.75, 1, 1.25 of 32: 24 pads to 32, 40 does not
 ])
 def test_fixed_input_size_model_says_which_modes_work(trained_fixed_size, kwargs, fed):
-  from dense_jax.evaluate import evaluate
   workdir, config = trained_fixed_size
   with pytest.raises(ValueError, match=rf"'eigen_fergus_narrow' takes only 32×32 images.*would feed it {fed}"
                                        r".*mode 'sliding' with the default tile \(32, 32\)"):
@@ -268,7 +198,6 @@ def test_fixed_input_size_model_says_which_modes_work(trained_fixed_size, kwargs
 
 
 def test_fixed_input_size_model_evaluates_whole_sliding_and_multiscale_on_tiles(trained_fixed_size):
-  from dense_jax.evaluate import evaluate
   workdir, config = trained_fixed_size
   whole = evaluate(config, workdir, write=False)
   assert whole["image_size"] == [32, 32] and np.isfinite(whole["metrics"]["depth/abs_rel"])
