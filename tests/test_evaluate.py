@@ -7,7 +7,10 @@ import pathlib
 import subprocess
 import sys
 
-from tests.evaluation.conftest import trained, write_config_file  # noqa: F401  (trained: a fixture)
+from tests.evaluation import conftest as evaluation_run
+from tests.evaluation.conftest import write_config_file
+
+trained = evaluation_run.trained   # the fixture: the tiny U-Net's run
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
