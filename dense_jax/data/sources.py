@@ -38,10 +38,15 @@ detection tasks' results files map their boxes, keypoints and masks back to thos
 A source may also offer `with_keys(keys) -> source` returning a view that reads only those keys; the
 pipeline calls it when asked for a subset of keys (optional: others are filtered after reading).
 
-Sources are registered by name (e.g. 'dense_shapes/small_64', 'voc2012'): a factory
-`factory(split, data_dir) -> source` plus a `DatasetInfo` describing classes and available keys.
-Names 'tfds:<name>[:<version>]' are looked up in `dense_jax.data.tfds_catalog` instead (prepared TFDS
-catalog datasets read with `tfds.data_source`; `tfds_catalog.available()` lists the mapped ones).
+Sources are registered by name (e.g. 'dense_shapes/small_64', 'voc2012') in a `NamedRegistry`
+(`dense_jax._registry`, the models' and tasks' mechanism): a factory `factory(split, data_dir) -> source`
+plus a `DatasetInfo` describing classes and available keys. A name is taken once: registering the same
+info with a factory of the same qualified name again is harmless, anything else under a taken name is a
+ValueError. Each real loader in `dense_jax.data.real` registers itself at the end of its module; the
+first lookup (`available`, `dataset_info`, `get_source`) imports every module of that package.
+Names 'tfds:<name>[:<version>]' that are not registered are looked up in `dense_jax.data.tfds_catalog`
+(prepared TFDS catalog datasets read with `tfds.data_source`; `tfds_catalog.available()` lists the
+mapped ones).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ import dataclasses
 from typing import Callable, Protocol
 
 import numpy as np
+
+from dense_jax._registry import NamedRegistry, same_callable
 
 
 def check_original_sizes(sizes, real) -> np.ndarray:
@@ -100,36 +107,44 @@ class _Entry:
   info: DatasetInfo
   factory: Callable[[str, str | None], Source]
 
+  def __repr__(self) -> str:
+    return f"a source of factory {getattr(self.factory, '__qualname__', self.factory)!r}"
 
-_REGISTRY: dict[str, _Entry] = {}
+
+def _same_entry(previous: _Entry, new: _Entry) -> bool:
+  return previous.info == new.info and same_callable(previous.factory, new.factory)
+
+
+def _tfds_entry(name) -> _Entry | None:
+  if not (isinstance(name, str) and name.startswith("tfds:")):
+    return None
+  from dense_jax.data import tfds_catalog  # pylint: disable=g-import-not-at-top
+  return _Entry(*tfds_catalog.entry_factory(name))
+
+
+_REGISTRY = NamedRegistry("dataset", "dense_jax.data.real", same=_same_entry, fallback=_tfds_entry,
+                          hint=" (or a TFDS catalog dataset 'tfds:<name>[:<version>]', see "
+                               "dense_jax.data.tfds_catalog)")
 
 
 def register_source(info: DatasetInfo, factory: Callable[[str, str | None], Source]) -> None:
-  """Registers `factory(split, data_dir)` under `info.name` (re-registering replaces)."""
-  _REGISTRY[info.name] = _Entry(info, factory)
+  """Registers `factory(split, data_dir)` under `info.name`; ValueError if another source has the name."""
+  _REGISTRY.register(info.name, _Entry(info, factory))
 
 
 def available() -> list[str]:
-  return sorted(_REGISTRY)
-
-
-def _entry(name: str) -> _Entry:
-  if name not in _REGISTRY:
-    if isinstance(name, str) and name.startswith("tfds:"):   # TFDS catalog datasets, looked up by name
-      from dense_jax.data import tfds_catalog  # pylint: disable=g-import-not-at-top
-      return _Entry(*tfds_catalog.entry_factory(name))
-    raise ValueError(f"dataset: expected one of {available()}, got {name!r} (or a TFDS catalog dataset "
-                     f"'tfds:<name>[:<version>]', see dense_jax.data.tfds_catalog)")
-  return _REGISTRY[name]
+  """Sorted names of every registered dataset (`tfds:` names: `tfds_catalog.available()`)."""
+  return _REGISTRY.available()
 
 
 def dataset_info(name: str) -> DatasetInfo:
-  return _entry(name).info
+  """The `DatasetInfo` of dataset `name`; ValueError naming the known ones for an unknown name."""
+  return _REGISTRY.get(name).info
 
 
 def get_source(name: str, split: str, data_dir: str | None = None) -> Source:
   """The random-access source of `split` of dataset `name`; clear errors for unknown names and splits."""
-  entry = _entry(name)
+  entry = _REGISTRY.get(name)
   if split not in entry.info.splits:
     raise ValueError(f"split: expected one of {list(entry.info.splits)} for dataset {name!r}, got {split!r}")
   return entry.factory(split, data_dir)

@@ -355,5 +355,6 @@ class TfdsCatalogSource:
 
 
 def entry_factory(name: str) -> tuple[sources.DatasetInfo, Callable]:
-  """(info, factory(split, data_dir)) for `sources`' look-up of a 'tfds:' name."""
+  """(info, factory(split, data_dir)) of a 'tfds:' name: the source registry's fallback
+  (`dense_jax.data.sources`) for 'tfds:' names that are not registered."""
   return dataset_info(name), functools.partial(TfdsCatalogSource, name)

@@ -52,7 +52,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from dense_jax import paths
-from dense_jax.metrics.paste import PASTE_MODES, pasted_regions
+from dense_jax.ops.paste_masks import PASTE_MODES, pasted_regions
 
 _ORIGINAL = "_original"   # a detection record's fields in the original image's pixels (for the JSON)
 

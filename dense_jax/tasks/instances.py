@@ -75,7 +75,7 @@ class DetectionTask(Task):
                max_gt_instances: int | None = None, oks_sigmas: Sequence[float] | None = None,
                draw_threshold: float = 0.5, mask_paste: str = "exact"):
     super().__init__(info=info, name=name, weight=weight)
-    from dense_jax.metrics.paste import PASTE_MODES  # pylint: disable=g-import-not-at-top
+    from dense_jax.ops.paste_masks import PASTE_MODES  # pylint: disable=g-import-not-at-top
     if mask_paste not in PASTE_MODES:
       raise ValueError(f"config.tasks.{self.name}.mask_paste: expected one of {PASTE_MODES}, got {mask_paste!r}")
     self.mask_paste = mask_paste
@@ -232,7 +232,7 @@ class InstancesTask(DetectionTask):
 
   def draw(self, image, prediction, example):
     from dense_jax import viz  # pylint: disable=g-import-not-at-top
-    from dense_jax.metrics.paste import paste_masks  # pylint: disable=g-import-not-at-top
+    from dense_jax.ops.paste_masks import paste_masks  # pylint: disable=g-import-not-at-top
     image = viz.to_uint8(image)
     h, w = image.shape[:2]
     n = int(example["num_instances"])

@@ -105,7 +105,7 @@ def test_metrics_do_not_depend_on_original_size_and_equal_size_is_today():
 
 
 def test_torchvision_paste_mode_is_used_for_the_original_mask():
-  from dense_jax.metrics.paste import paste_masks
+  from dense_jax.ops.paste_masks import paste_masks
   probs = np.random.default_rng(0).random((1, 28, 28)).astype(np.float32)
   dets = _detections()
   dets["masks"] = probs[None]

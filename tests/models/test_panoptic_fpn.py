@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax.metrics import paste as paste_ref
+from dense_jax.ops import paste_masks as paste_ref
 from dense_jax.models import get_model
 from dense_jax.models.panoptic_fpn import PanopticFPN, paste_masks
 
@@ -59,7 +59,7 @@ def test_semantic_head_adds_its_layer_table_to_mask_rcnn():
 
 
 def test_paste_masks_equals_the_exact_paste_and_agrees_with_torchvision_rule():
-  """The jit-able JAX paste equals `metrics.paste`'s 'exact' mode (NumPy, checked against grid_sample
+  """The jit-able JAX paste equals `ops.paste_masks`'s 'exact' mode (NumPy, checked against grid_sample
   there); torchvision's rule (integer corners grown by one pixel) differs only along the box border."""
   y, x = np.mgrid[0:28, 0:28]
   blob = np.exp(-((y - 13.5) ** 2 + (x - 11) ** 2) / (2 * 7.0 ** 2)).astype(np.float32)

@@ -42,11 +42,11 @@ class _SlowSource(_shapes_source.GeneratedSource):
 
 _cfg = dataclasses.replace(_shapes_config.CONFIGS["small_64"], name="engine_test_32", image_size=32,
                            splits=(("train", 48), ("validation", 16)))
-dense_shapes.register_config(_cfg, live=True)
-if float(os.environ.get("ENGINE_TEST_SLOW", "0")):
+if float(os.environ.get("ENGINE_TEST_SLOW", "0")):   # a name is registered once: the slow source instead
   from dense_jax.data import sources as _sources
-  _sources.register_source(_sources.dataset_info(f"dense_shapes/{_cfg.name}"),
-                           lambda split, data_dir=None: _SlowSource(_cfg, split))
+  _sources.register_source(_shapes_source.dataset_info(_cfg), lambda split, data_dir=None: _SlowSource(_cfg, split))
+else:
+  dense_shapes.register_config(_cfg, live=True)
 """
 exec(_REGISTER)  # pylint: disable=exec-used
 

@@ -1,5 +1,9 @@
 """Real datasets, registered by name as data sources (see `dense_jax.data.sources`).
 
+Each loader module registers its datasets at its end (`register_source(INFO, make_source)`); the source
+registry imports every public module of this package on its first lookup, so a new loader needs no
+entry anywhere else. The datasets:
+
   name                 module             keys                                           splits
   voc2012              voc                image, semantic (21)                           train, validation
   voc2012_sbd          voc                image, semantic (21), train = SBD train_aug    train, validation
@@ -27,18 +31,4 @@ does what the dataset's official tools do. The input pipeline turns both into `D
 Ignored pixels are 255 everywhere.
 """
 
-from dense_jax.data.real import ade20k, cityscapes, cityscapes_panoptic, coco, coco_panoptic, nyu_depth_v2
-from dense_jax.data.real import oxford_iiit_pet, voc
 from dense_jax.data.real._common import BadLabelError, MissingDataError, UnreadableFileError  # noqa: F401
-from dense_jax.data.sources import register_source
-
-register_source(voc.INFO, voc.make_source)
-register_source(voc.SBD_INFO, voc.make_sbd_source)
-register_source(cityscapes.INFO, cityscapes.make_source)
-register_source(coco.INFO, coco.make_source)
-register_source(coco.INSTANCES_INFO, coco.make_instances_source)
-register_source(coco_panoptic.INFO, coco_panoptic.make_source)
-register_source(cityscapes_panoptic.INFO, cityscapes_panoptic.make_source)
-register_source(nyu_depth_v2.INFO, nyu_depth_v2.make_source)
-register_source(ade20k.INFO, ade20k.make_source)
-register_source(oxford_iiit_pet.INFO, oxford_iiit_pet.make_source)

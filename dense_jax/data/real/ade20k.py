@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from dense_jax.data.real import _common
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 CLASS_NAMES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -81,3 +81,5 @@ class Ade20kSource:
 
 
 make_source = Ade20kSource
+
+register_source(INFO, make_source)

@@ -32,7 +32,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import extractor
 
 from dense_jax.data.real import _common
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 CLASS_NAMES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -98,3 +98,5 @@ class CityscapesSource:
 
 
 make_source = CityscapesSource
+
+register_source(INFO, make_source)

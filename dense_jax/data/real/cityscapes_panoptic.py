@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from dense_jax.data.real import _common, _panoptic, cityscapes
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 _SUBSETS = {"train": "train", "validation": "val"}
 KEYS = ("image", "semantic", "panoptic", "segment_classes", "segment_is_thing")
@@ -101,3 +101,5 @@ class CityscapesPanopticSource(_panoptic.PanopticPngSource):
 
 
 make_source = CityscapesPanopticSource
+
+register_source(INFO, make_source)

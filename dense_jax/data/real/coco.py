@@ -63,7 +63,7 @@ from pycocotools import mask as mask_utils
 
 from dense_jax import paths
 from dense_jax.data.real import _common, _panoptic
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 THING_CATEGORIES = (
     (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"), (7, "train"),
@@ -367,3 +367,6 @@ def make_source(split: str, data_dir=None) -> CocoSource:
 
 def make_instances_source(split: str, data_dir=None) -> CocoSource:
   return CocoSource(split, data_dir, panoptic=False)
+
+register_source(INFO, make_source)
+register_source(INSTANCES_INFO, make_instances_source)

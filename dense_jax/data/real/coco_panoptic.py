@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from dense_jax.data.real import _common, coco
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 _SUBSETS = {"train": "train2017", "validation": "val2017"}
 KEYS = ("image", "semantic", "panoptic", "segment_classes", "segment_is_thing")
@@ -78,3 +78,5 @@ class CocoPanopticSource(coco.PanopticLabels):
 
 
 make_source = CocoPanopticSource
+
+register_source(INFO, make_source)

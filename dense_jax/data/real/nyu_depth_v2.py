@@ -38,7 +38,7 @@ import scipy.io
 
 from dense_jax import paths
 from dense_jax.data.real import _common
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 CLASS_NAMES = (
     "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
@@ -145,3 +145,5 @@ def _load_mat(files: _common.Files, path: paths.Path, key: str) -> np.ndarray:
 
 
 make_source = NyuDepthV2Source
+
+register_source(INFO, make_source)

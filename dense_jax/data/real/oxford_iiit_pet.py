@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from dense_jax.data.real import _common
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 CLASS_NAMES = ("background", "pet")
 _LISTS = {"train": "trainval.txt", "test": "test.txt"}
@@ -66,3 +66,5 @@ class OxfordIiitPetSource:
 
 
 make_source = OxfordIiitPetSource
+
+register_source(INFO, make_source)

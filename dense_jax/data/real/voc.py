@@ -44,7 +44,7 @@ from PIL import Image
 
 from dense_jax import paths
 from dense_jax.data.real import _common
-from dense_jax.data.sources import DatasetInfo
+from dense_jax.data.sources import DatasetInfo, register_source
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -219,3 +219,6 @@ class VocSource:
 
 make_source = functools.partial(VocSource, config="segmentation")
 make_sbd_source = functools.partial(VocSource, config="train_aug")
+
+register_source(INFO, make_source)
+register_source(SBD_INFO, make_sbd_source)

@@ -2,8 +2,8 @@
 
 import pytest
 
-import dense_jax.data.real  # noqa: F401  (registers the real datasets)
 from dense_jax.data import sources
+from dense_jax.data.real import MissingDataError
 
 NAMES = ["voc2012", "voc2012_sbd", "cityscapes", "coco2017", "coco2017_instances", "nyu_depth_v2", "ade20k",
          "oxford_iiit_pet", "coco2017_panoptic", "cityscapes_panoptic"]
@@ -24,7 +24,7 @@ def test_info_is_consistent(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_missing_files_name_the_directory(name, tmp_path):
-  with pytest.raises(dense_jax.data.real.MissingDataError, match=str(tmp_path)):
+  with pytest.raises(MissingDataError, match=str(tmp_path)):
     sources.get_source(name, sources.dataset_info(name).splits[0], data_dir=str(tmp_path / "empty"))
 
 

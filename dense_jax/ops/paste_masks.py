@@ -1,7 +1,11 @@
-"""Pasting RoI mask probabilities into the image, in NumPy (host): two geometries, `mode=`.
+"""Pasting RoI mask probabilities into the image: host-side NumPy, not jit; two geometries, `mode=`.
 
 A Mask R-CNN mask head predicts an `M x M` probability map (M = 28) per detection, covering the
-detection's box. To compare it with ground truth at image resolution (COCO mask AP) it is pasted.
+detection's box. To compare it with ground truth at image resolution (COCO mask AP, the instance tasks'
+results files) it is pasted. It lives beside `dense_jax.ops.mask_targets`, the crop it inverts, and
+serves both `dense_jax.tasks.instances` and `dense_jax.metrics.coco`; unlike the other ops it runs on
+the host after the model (per detection, with data-dependent integer corners in 'torchvision' mode), so
+`dense_jax.ops` does not export it: import `dense_jax.ops.paste_masks`.
 
 `mode='exact'` (the default; detectron2's `paste_masks_in_image`, a `grid_sample` with align_corners=False
 and zero padding): the map's cell `m` covers `[x0 + m w / M, x0 + (m + 1) w / M)` of the continuous box
@@ -26,10 +30,9 @@ cropped to its own box and pasted back is the mask again (up to the 28×28 resam
 
   Steps 1-2 run in float32 as torchvision does, so the integer corners (which decide whole rows and
   columns) agree with it. The inclusive corners spread the map over one pixel more than the box and the
-  truncation moves it by up to a pixel: harmless on COCO's objects of hundreds of pixels, but on small
-  ones the round trip loses much of the mask (measured on dense_shapes/small_64 validation, objects of
-  5-25 px: ground-truth masks cropped by torchvision's aligned=False targets and pasted back score mask AP
-  0.515 against the ground truth, 0.771 on medium_128; the exact pair scores 1.000 on both).
+  truncation moves it by up to a pixel: harmless on COCO's objects of hundreds of pixels, but on objects
+  of a few tens of pixels the round trip (torchvision's aligned=False targets, then this paste) loses
+  much of the mask, where the exact pair gives the mask back.
 
 The result is a probability map per detection; COCO evaluation thresholds it (`> 0.5`, as
 torchvision's reference evaluation does) before RLE encoding. Boxes are `(x0, y0, x1, y1)` in pixels,

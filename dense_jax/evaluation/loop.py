@@ -1,4 +1,4 @@
-"""The one evaluation loop: tasks' accumulators over a split (the trainer, `python -m dense_jax.evaluate`,
+"""The one evaluation loop: tasks' accumulators over a split (the trainer, `dense_jax.evaluation.workdir`,
 `experiments/evaluate_breakdown.py`).
 
     step = make_eval_step(model, tasks)                      # (variables, batch) -> (accs, predictions)
@@ -9,10 +9,9 @@
 such as a `dense_jax.inference` mode), each task's per-batch accumulator `task.update(task.init(), ...)`
 and each task's prediction (`task.predict`, e.g. the argmax, for figures). `run` folds the per-batch
 accumulators on the host in 64 bits (`task.to_host`, by default `dense_jax.tasks.host_accumulator`;
-`task.combine`), so counts do
-not overflow and the numbers do not depend on the batching; padded examples (batch_mask 0) count for
-nothing, as each task's `update` guarantees. `results` merges every task's `result` into one dict and
-refuses two tasks that report the same key.
+`task.combine`), so counts do not overflow and the numbers do not depend on the batching; padded
+examples (batch_mask 0) count for nothing, as each task's `update` guarantees. `results` merges every
+task's `result` into one dict and refuses two tasks that report the same key.
 """
 
 from __future__ import annotations
