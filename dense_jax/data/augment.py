@@ -226,8 +226,10 @@ def scale(ex: dict, factor: float) -> dict:
   return resize(ex, scaled_size(_hw(ex), factor))
 
 
-def scaled_size(hw: tuple[int, int], factor: float) -> tuple[int, int]:
-  return max(1, int(round(hw[0] * factor))), max(1, int(round(hw[1] * factor)))
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:  # pylint: disable=redefined-outer-name
+  """`(round(s·H), round(s·W))`, at least 1 (Python's round: halves to even): the size `scale` resizes an
+  example to, and the size `dense_jax.inference.predict_multiscale` resizes an image to."""
+  return max(1, int(round(size[0] * scale))), max(1, int(round(size[1] * scale)))
 
 
 def crop(ex: dict, y0: int, x0: int, size: tuple[int, int], ignore_label: int = 255) -> dict:

@@ -46,10 +46,10 @@ from dense_jax.train import config as config_lib
 from dense_jax.train import optimizers
 from dense_jax.train import reporting
 from dense_jax.train import sharding as sharding_lib
+from dense_jax.train import workdir as workdir_lib
 from dense_jax.train.state import TrainState, init_train_state
 from dense_jax.train.step import make_train_step, output_constraint  # make_train_step: re-exported
-
-CONFIG_FILE = "config.json"
+from dense_jax.train.workdir import CHECKPOINTS, CONFIG_FILE
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -184,7 +184,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   `restart`, which sets that run aside first (see dense_jax.train.workdir).
   """
   from dense_jax.tools import restore as restore_lib  # pylint: disable=g-import-not-at-top
-  from dense_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
   try:
     workdir = paths.absolute(workdir, "workdir")   # RemotePathError for a scheme no filesystem serves
@@ -291,7 +290,7 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
     abstract = jax.eval_shape(init_fn, rng, sample)
     state_sharding = sharding_lib.tree_shardings(abstract, mesh, rules)
     checkpointer = checkpoint_lib.Checkpointer(
-        workdir / "checkpoints", save_every=config.checkpoint_every, keep=config.keep_checkpoints,
+        workdir / CHECKPOINTS, save_every=config.checkpoint_every, keep=config.keep_checkpoints,
         async_save=config.async_checkpoints)
     stack.callback(checkpointer.close)
     abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -443,5 +442,5 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
                  wall_time_s=time.perf_counter() - start_time)
     if not interrupted:
       reporter.message(f"Done: step {step}, val {evaluation.summary(tasks, final, 'val/')}. Results in {workdir}: "
-                       f"{reporting.METRICS_FILE}, {CONFIG_FILE}, figures/, tensorboard/, checkpoints/")
+                       f"{reporting.METRICS_FILE}, {CONFIG_FILE}, figures/, tensorboard/, {CHECKPOINTS}/")
     return final
