@@ -156,7 +156,7 @@ class StopRequest:
 # The run.
 # --------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
-class _Setup:
+class _PreparedRun:
   """What the checks before compiling produce."""
   config: ml_collections.ConfigDict
   info: Any                      # dense_jax.data.DatasetInfo
@@ -200,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     setup.train_input.close()
 
 
-def _prepare(config, fresh: bool = True) -> _Setup:
+def _prepare(config, fresh: bool = True) -> _PreparedRun:
   """Validates the config and builds everything that needs no compilation (raises ValueError); for a
   `fresh` run (no checkpoint to resume) also reads `config.init` and plans what loads."""
   # pylint: disable=g-import-not-at-top
@@ -253,7 +253,7 @@ def _prepare(config, fresh: bool = True) -> _Setup:
   except Exception:
     train_input.close()
     raise
-  return _Setup(config, info, image_size, mesh, spatial, model, tasks, tx, schedule, rules, train_input,
+  return _PreparedRun(config, info, image_size, mesh, spatial, model, tasks, tx, schedule, rules, train_input,
                 make_eval_input, init_plan)
 
 
@@ -267,7 +267,7 @@ def _apply_init(state: TrainState, plan, tx, state_sharding) -> TrainState:
   return state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
 
 
-def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any]:
+def _run(setup: _PreparedRun, workdir: paths.Path, start_time: float) -> dict[str, Any]:
   """The compiled part of the run (see `train_and_evaluate`)."""
   config, info, image_size, mesh, spatial = (setup.config, setup.info, setup.image_size, setup.mesh,
                                              setup.spatial)
