@@ -57,6 +57,7 @@ import numpy as np
 from jax import lax
 
 from dense_jax.checks import as_pair, check_choice, check_rank, concrete
+from dense_jax.data.augment import scaled_size
 from dense_jax.ops import resize_bilinear
 
 ApplyFn = Callable[[jax.Array], jax.Array]
@@ -278,11 +279,6 @@ def predict_sliding(apply_fn: ApplyFn, images, *, tile, stride=None, overlap=Non
 
   acc, _ = lax.scan(body, jnp.zeros((n, h, w, k), jnp.float32), xs)
   return acc[..., 0] if single_channel else acc
-
-
-def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-  """`(round(s·H), round(s·W))`, at least 1: the size `predict_multiscale` resizes an image to."""
-  return tuple(max(1, int(round(scale * v))) for v in size)  # type: ignore[return-value]
 
 
 def required_multiple(apply_fn: ApplyFn, sizes, *, channels: int = 3, max_multiple: int = 256) -> int:

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from dense_jax import paths
+from dense_jax.train.workdir import CONFIG_FILE
 
 BREAKDOWN_RECORD = "breakdown.json"
 METRICS_FILE = "metrics.jsonl"
@@ -162,7 +163,7 @@ def evaluate_run(workdir, *, force: bool = False, experiment: str | None = None,
 def run_dirs(root) -> list[paths.Path]:
   """`root` itself if it is a run (has config.json), else its finished sweep runs."""
   root = paths.as_path(root)
-  if (root / "config.json").exists():
+  if (root / CONFIG_FILE).exists():
     return [root]
   dirs = []
   for record in sorted(root.glob(f"*/{RUN_RECORD}")):

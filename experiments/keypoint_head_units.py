@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from dense_jax.data.pipeline import create_iterator
-from dense_jax.ops import rcnn_targets as tg
+from dense_jax.ops import rcnn_targets
 from dense_jax.tools import restore
 from dense_jax.train import config as config_lib
 
@@ -25,7 +25,7 @@ def head_units(model, variables, batch) -> dict:
   """`{'roi_std': float, 'alive': [fraction per layer]}` on the batch's ground-truth (object class) boxes."""
   def run(module, images):
     feats = module.features(images, False)
-    gt = tg.merge_classes(tg.ground_truth(batch, module.num_keypoints), module.object_classes)
+    gt = rcnn_targets.merge_classes(rcnn_targets.ground_truth(batch, module.num_keypoints), module.object_classes)
     x = module.roi_features(feats, gt["boxes"], 14, tuple(images.shape[1:3]))
     x = x.reshape(-1, *x.shape[2:])[gt["valid"].reshape(-1)]
     module.keypoint_head(x)

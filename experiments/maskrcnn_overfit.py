@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from dense_jax.data import sources
-from dense_jax.losses import detection as ld
+from dense_jax.losses import detection as detection_losses
 from dense_jax.metrics.coco import CocoAccumulator
 from dense_jax.models import build as build_lib
 from dense_jax.models.registry import get_model
@@ -129,7 +129,7 @@ def main(argv=None):
   def loss_fn(params, batch_stats, batch, rng):
     out, new = build_lib.apply_model(model, {"params": params, "batch_stats": batch_stats}, batch["image"],
                                      train=True, batch=batch, mutable=["batch_stats"], rngs={"dropout": rng})
-    terms = ld.detection_losses(out[model.task], batch["batch_mask"])
+    terms = detection_losses.detection_losses(out[model.task], batch["batch_mask"])
     return sum(terms.values()), (terms, new["batch_stats"])
 
   @jax.jit

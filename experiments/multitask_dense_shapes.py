@@ -46,7 +46,7 @@ from __future__ import annotations
 import ml_collections
 
 from dense_jax.train.config import default_config
-from experiments.configs_common import parse_arg
+from experiments.configs_common import parse_arg, set_dense_shapes_training
 from experiments.depth_normals_dense_shapes import parse_tasks
 
 TASKS = ("semantic", "depth", "normals", "colorization")   # the study's tasks (the default)
@@ -77,17 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The rebalancing prior from the base dataset's training split (the same images with any labels).
     config.tasks.colorization.prior_examples = 256 if arg.quick else 2000
 
-  config.total_steps = arg.steps or (600 if arg.quick else 20_000)
-  config.batch_size = 16 if arg.quick else 32
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, schedule="cosine", warmup_steps=50 if arg.quick else 500,
-      weight_decay=1e-4, grad_clip_norm=1.0))
-
-  config.log_every = 25 if arg.quick else 100
-  config.eval_every = 300 if arg.quick else 2000
-  config.checkpoint_every = 300 if arg.quick else 2000
-  config.keep_checkpoints = 2
-  config.num_figures = 4
+  set_dense_shapes_training(config, quick=arg.quick, steps=arg.steps)
   config.experiment = {"tasks": list(tasks), "partial_labels": bool(arg.partial)}
   return config
 

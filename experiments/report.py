@@ -24,10 +24,10 @@ import pathlib
 import sys
 
 from dense_jax import paths
+from dense_jax.train.workdir import CONFIG_FILE
 from experiments import sweep as sweep_lib
 
 METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
 # Kept in the CSV, left out of the Markdown table and the plots: optimiser state and per-class detail.
 DETAIL_ONLY = ("step", "learning_rate", "grad_norm")
 DETAIL_ONLY_PARTS = ("/iou/", "/fraction")

@@ -85,7 +85,8 @@ def resize_nearest(x: np.ndarray, size: tuple[int, int], axes: tuple[int, int] =
   return np.take(np.take(x, iy, axis=axes[0]), ix, axis=axes[1])
 
 
-def _hw(ex: dict) -> tuple[int, int]:
+def example_size(ex: dict) -> tuple[int, int]:
+  """`(H, W)` of an example: the size of its first spatial key (image, semantic, depth, panoptic, masks)."""
   for key in ("image", "semantic", "depth", "panoptic"):
     if key in ex:
       return tuple(np.shape(ex[key])[:2])
@@ -153,7 +154,7 @@ def resize_crop(ex: dict, scaled_size: tuple[int, int], y0: int, x0: int, size: 
 
   Equal to `crop(resize(ex, scaled_size), y0, x0, size)`; `resize` and `crop` are its special cases.
   """
-  h0, w0 = _hw(ex)
+  h0, w0 = example_size(ex)
   hs, ws = int(scaled_size[0]), int(scaled_size[1])
   h, w = int(size[0]), int(size[1])
   if min(hs, ws, h, w) < 1:
@@ -216,23 +217,25 @@ def affine_intrinsics(k, sy: float, sx: float, ty: float, tx: float) -> np.ndarr
 
 def resize(ex: dict, size: tuple[int, int]) -> dict:
   """Resizes every spatial key to `size` = (h, w) (see the module table)."""
-  if tuple(size) == _hw(ex):
+  if tuple(size) == example_size(ex):
     return dict(ex)
   return resize_crop(ex, size, 0, 0, size)
 
 
 def scale(ex: dict, factor: float) -> dict:
   """Resizes by `factor` (output size rounded to whole pixels; boxes use the exact size ratio)."""
-  return resize(ex, scaled_size(_hw(ex), factor))
+  return resize(ex, scaled_size(example_size(ex), factor))
 
 
-def scaled_size(hw: tuple[int, int], factor: float) -> tuple[int, int]:
-  return max(1, int(round(hw[0] * factor))), max(1, int(round(hw[1] * factor)))
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:  # pylint: disable=redefined-outer-name
+  """`(round(s·H), round(s·W))`, at least 1 (Python's round: halves to even): the size `scale` resizes an
+  example to, and the size `dense_jax.inference.predict_multiscale` resizes an image to."""
+  return max(1, int(round(size[0] * scale))), max(1, int(round(size[1] * scale)))
 
 
 def crop(ex: dict, y0: int, x0: int, size: tuple[int, int], ignore_label: int = 255) -> dict:
   """The window [y0, y0 + h) x [x0, x0 + w); parts outside the image are padded (see module table)."""
-  return resize_crop(ex, _hw(ex), y0, x0, size, ignore_label)
+  return resize_crop(ex, example_size(ex), y0, x0, size, ignore_label)
 
 
 def _flip_perm_rows(perm) -> np.ndarray | None:
@@ -251,7 +254,7 @@ def hflip(ex: dict, keypoint_flip_perm=None) -> dict:
   keypoint_flip_perm: (K,) or (C, K) int; row c is the permutation for instances of class c (new slot k
     takes old slot perm[k]); None or () keeps the slots.
   """
-  _, w = _hw(ex)
+  _, w = example_size(ex)
   out = dict(ex)
   for key in ("image", "semantic", "depth", "panoptic"):
     if key in ex:
@@ -347,7 +350,7 @@ def random_augment(ex: dict, rng: np.random.Generator, size: tuple[int, int],
   if config.photometric and "image" in ex:
     ex["image"] = photometric(ex["image"], rng, config.brightness, config.contrast, config.saturation)
   lo, hi = config.scale_range
-  h, w = scaled_size(_hw(ex), rng.uniform(lo, hi)) if (lo, hi) != (1.0, 1.0) else _hw(ex)
+  h, w = scaled_size(example_size(ex), rng.uniform(lo, hi)) if (lo, hi) != (1.0, 1.0) else example_size(ex)
   th, tw = size
   y0 = int(rng.integers(min(0, h - th), max(0, h - th) + 1))
   x0 = int(rng.integers(min(0, w - tw), max(0, w - tw) + 1))
@@ -381,7 +384,7 @@ def eval_transform(ex: dict, size: tuple[int, int] | None, ignore_label: int = 2
   ex = to_float_image(ex)
   if size is None:
     return ex
-  h, w = _hw(ex)
+  h, w = example_size(ex)
   th, tw = size
   if (h, w) == (th, tw):
     return ex

@@ -111,7 +111,7 @@ class _ExampleFn:
       # they were (and training without augmentation, which also comes here).
       original = None
       if not self.train and "image_id" in ex:
-        original = augment_lib._hw(ex)   # pylint: disable=protected-access
+        original = augment_lib.example_size(ex)
       ex = augment_lib.eval_transform(ex, self.size, self.ignore_label)
       if original is not None:
         ex["original_size"] = np.asarray(original, np.int32)

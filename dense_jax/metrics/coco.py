@@ -190,7 +190,7 @@ def evaluate_coco(ground_truth: Mapping, results: Sequence[Mapping], iou_type: s
   return {k: (float(stats[i]) if stats[i] >= 0 else math.nan) for k, i in keys.items()}
 
 
-def _host(x, name: str, shape_prefix: tuple, ndim: int, what: str) -> np.ndarray:
+def _checked_array(x, name: str, shape_prefix: tuple, ndim: int, what: str) -> np.ndarray:
   x = np.asarray(x)
   if x.ndim != ndim or tuple(x.shape[:len(shape_prefix)]) != shape_prefix:
     expected = "(" + ", ".join(map(str, shape_prefix)) + ", ...)" if shape_prefix else f"rank {ndim}"
@@ -327,16 +327,16 @@ class CocoAccumulator:
       raise ValueError(f"detections['boxes']: expected (B, N, 4) (x0, y0, x1, y1), got shape {boxes.shape}")
     bn = boxes.shape[:2]
     out = {"boxes": boxes,
-           "scores": _host(detections["scores"], "detections['scores']", bn, 2, "scores (B, N)"),
-           "labels": _host(detections["labels"], "detections['labels']", bn, 2, "class ids (B, N)"),
-           "valid": _host(detections["valid"], "detections['valid']", bn, 2, "bool (B, N)").astype(bool)}
+           "scores": _checked_array(detections["scores"], "detections['scores']", bn, 2, "scores (B, N)"),
+           "labels": _checked_array(detections["labels"], "detections['labels']", bn, 2, "class ids (B, N)"),
+           "valid": _checked_array(detections["valid"], "detections['valid']", bn, 2, "bool (B, N)").astype(bool)}
     if "mask" in self.iou_types:
-      masks = _host(detections["masks"], "detections['masks']", bn, 4, "(B, N, M, M) RoI probabilities")
+      masks = _checked_array(detections["masks"], "detections['masks']", bn, 4, "(B, N, M, M) RoI probabilities")
       if masks.shape[2] != masks.shape[3]:
         raise ValueError(f"detections['masks']: expected (B, N, M, M) RoI probabilities, got shape {masks.shape}")
       out["masks"] = masks
     if "keypoint" in self.iou_types:
-      kpts = _host(detections["keypoints"], "detections['keypoints']", bn, 4, "(B, N, K, 3) (x, y, score)")
+      kpts = _checked_array(detections["keypoints"], "detections['keypoints']", bn, 4, "(B, N, K, 3) (x, y, score)")
       if kpts.shape[3] != 3:
         raise ValueError(f"detections['keypoints']: expected (B, N, K, 3) (x, y, score), got shape {kpts.shape}")
       out["keypoints"] = kpts
@@ -350,25 +350,25 @@ class CocoAccumulator:
     for key in self._required("batch"):
       if key not in batch:
         raise ValueError(f"batch: expected key {key!r} (iou_types {self.iou_types}), got {sorted(batch)}")
-    boxes = _host(batch["boxes"], "batch['boxes']", (b,), 3, "(B, G, 4) (y0, x0, y1, x1)")
+    boxes = _checked_array(batch["boxes"], "batch['boxes']", (b,), 3, "(B, G, 4) (y0, x0, y1, x1)")
     if boxes.shape[2] != 4:
       raise ValueError(f"batch['boxes']: expected (B, G, 4) (y0, x0, y1, x1), got shape {boxes.shape}")
     bg = boxes.shape[:2]
     out = {"boxes": boxes,
-           "classes": _host(batch["classes"], "batch['classes']", bg, 2, "class ids (B, G)"),
-           "num_instances": _host(batch["num_instances"], "batch['num_instances']", (b,), 1,
-                                  "counts (B,)").astype(np.int64)}
+           "classes": _checked_array(batch["classes"], "batch['classes']", bg, 2, "class ids (B, G)"),
+           "num_instances": _checked_array(batch["num_instances"], "batch['num_instances']", (b,), 1,
+                                          "counts (B,)").astype(np.int64)}
     if np.any(out["num_instances"] < 0):
       raise ValueError(f"batch['num_instances']: expected counts >= 0, got {out['num_instances'].tolist()}")
     if "masks" in batch:
-      out["masks"] = _host(batch["masks"], "batch['masks']", bg, 4, "(B, G, H, W) instance masks")
+      out["masks"] = _checked_array(batch["masks"], "batch['masks']", bg, 4, "(B, G, H, W) instance masks")
       out["size"] = out["masks"].shape[2:]
     elif "image" in batch:
       out["size"] = np.shape(batch["image"])[1:3]
     else:
       raise ValueError(f"batch: expected 'masks' or 'image' (for the image size), got {sorted(batch)}")
     if "keypoint" in self.iou_types:
-      kpts = _host(batch["keypoints"], "batch['keypoints']", bg, 4, "(B, G, K, 3) (x, y, visibility)")
+      kpts = _checked_array(batch["keypoints"], "batch['keypoints']", bg, 4, "(B, G, K, 3) (x, y, visibility)")
       if kpts.shape[3] != 3:
         raise ValueError(f"batch['keypoints']: expected (B, G, K, 3) (x, y, visibility), got shape {kpts.shape}")
       out["keypoints"] = kpts

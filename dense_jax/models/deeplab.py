@@ -23,8 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv, torch_like_dropout
-from dense_jax.models.backbones.resnet import ResNet
-from dense_jax.models.fcn import FCNHead
+from dense_jax.models.fcn import resnet_trunk
 from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 
@@ -81,13 +80,7 @@ class DeepLabV3(nn.Module):
     check_image(x)
     size = x.shape[1:3]
     rates = default_rates(self.output_stride) if self.atrous_rates is None else tuple(self.atrous_rates)
-    feats = ResNet(self.depth, self.width, self.output_stride, self.multi_grid, self.frozen_bn, self.dtype,
-                   name="backbone")(x, train)
-    out = {}
-    if self.aux_classifier:
-      aux = FCNHead(self.num_classes, frozen_bn=self.frozen_bn, dtype=self.dtype, name="aux_classifier")(
-          feats["layer3"], train)
-      out["semantic_aux"] = resize_bilinear(aux, size)
+    feats, out = resnet_trunk(self, x, train, multi_grid=self.multi_grid)
     h = ASPP(rates, self.aspp_channels, frozen_bn=self.frozen_bn, dtype=self.dtype, name="aspp")(
         feats["layer4"], train)
     h = conv(self.aspp_channels, 3, padding=1, use_bias=False, name="head_conv", dtype=self.dtype)(h)

@@ -173,6 +173,24 @@ def _resize_to(x, size):
   return resize_bilinear(x, size, align_corners=False)
 
 
+def resnet_trunk(model: nn.Module, x, train: bool, *, multi_grid=None, aux_dropout_rate: float = 0.1):
+  """The ResNet front FCN-ResNet and DeepLabV3 share, called inside `model`'s compact `__call__` so that
+  its submodules are `model`'s own: the trunk `backbone` (`model.depth`, `.width`, `.output_stride`,
+  `.frozen_bn`, `.dtype`) and, with `model.aux_classifier`, torchvision's auxiliary `FCNHead` named
+  `aux_classifier` on layer3. `x` is the normalised image batch.
+
+  Returns `(features, extra outputs)`: the trunk's maps `{'layer1'..'layer4'}` and
+  `{'semantic_aux': aux logits resized to the input}` (empty without the auxiliary head)."""
+  feats = ResNet(model.depth, model.width, model.output_stride, multi_grid, model.frozen_bn, model.dtype,
+                 name="backbone")(x, train)
+  out = {}
+  if model.aux_classifier:
+    aux = FCNHead(model.num_classes, aux_dropout_rate, model.frozen_bn, model.dtype, name="aux_classifier")(
+        feats["layer3"], train)
+    out["semantic_aux"] = _resize_to(aux, x.shape[1:3])
+  return feats, out
+
+
 class FCNResNet(nn.Module):
   """torchvision's `fcn_resnet50` / `fcn_resnet101` (see the module docstring)."""
   num_classes: int = 21
@@ -190,13 +208,7 @@ class FCNResNet(nn.Module):
     x = normalise_images(x, self.input_norm)
     check_image(x)
     size = x.shape[1:3]
-    feats = ResNet(self.depth, self.width, self.output_stride, frozen_bn=self.frozen_bn, dtype=self.dtype,
-                   name="backbone")(x, train)
-    out = {}
-    if self.aux_classifier:
-      aux = FCNHead(self.num_classes, self.head_dropout_rate, self.frozen_bn, self.dtype, name="aux_classifier")(
-          feats["layer3"], train)
-      out["semantic_aux"] = _resize_to(aux, size)
+    feats, out = resnet_trunk(self, x, train, aux_dropout_rate=self.head_dropout_rate)
     y = FCNHead(self.num_classes, self.head_dropout_rate, self.frozen_bn, self.dtype, name="classifier")(
         feats["layer4"], train)
     return {"semantic": _resize_to(y, size), **out}

@@ -6,7 +6,8 @@ unnormalised — and normalises them itself, first thing in its `__call__`, with
 
   'imagenet'  (x - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225), per RGB channel: the families whose
               weights `dense_jax.convert` imports from torchvision (VGG16 / ResNet encoders: FCN,
-              FCN-ResNet, DeepLabV3, SegNet, DeconvNet, the dilated front-end and context network),
+              FCN-ResNet, DeepLabV3, SegNet, DeconvNet, the dilated front-end and context network, Mask
+              R-CNN / Keypoint R-CNN),
               because torchvision's weights were trained on images normalised so.
   'centred'   (x - 0.5) / 0.25: the ablation networks (trained from scratch; a zero-mean input of
               roughly unit spread).

@@ -69,6 +69,7 @@ from dense_jax.models.heads.box import FastRCNNPredictor, TwoMLPHead
 from dense_jax.models.heads.keypoint import KeypointHead, KeypointPredictor
 from dense_jax.models.heads.mask import MaskHead, MaskPredictor
 from dense_jax.models.heads.rpn import RPNHead
+from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.ops import boxes as box_ops
 from dense_jax.ops import rcnn_targets
@@ -76,10 +77,6 @@ from dense_jax.ops.anchors import FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, anchors_p
 from dense_jax.ops.keypoint_targets import keypoint_targets
 from dense_jax.ops.nms import batched_nms_padded
 from dense_jax.ops.roi_align import multilevel_roi_align
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def _take(x, idx):
   """`x (B, N, ...)[b, idx[b]]` for `idx (B, K)`: per-image gather along axis 1."""
@@ -141,8 +138,7 @@ class MaskRCNN(nn.Module):
   box_bg_iou_thresh: float = 0.5
   box_batch_size_per_image: int = 512
   box_positive_fraction: float = 0.25
-  pixel_mean: Sequence[float] = IMAGENET_MEAN
-  pixel_std: Sequence[float] = IMAGENET_STD
+  input_norm: str = "imagenet"   # see dense_jax.models.inputs
   roi_align_backend: str = "gather"   # 'einsum' on TPU (ops.roi_align)
   mask_target_sampling_ratio: int = -1  # torchvision's adaptive grid; 2 is cheaper on large images
   # Mask targets cropped from the exact box (detectron2's), the crop the instances task's 'exact' paste
@@ -234,10 +230,9 @@ class MaskRCNN(nn.Module):
   # ------------------------------------------------------------------------------------------ pieces
 
   def features(self, images, train: bool):
-    """FPN maps `{'p2'..'p6'}` of images in [0, 1] (normalised here, as torchvision's transform)."""
-    mean = jnp.asarray(self.pixel_mean, jnp.float32)
-    std = jnp.asarray(self.pixel_std, jnp.float32)
-    return self.backbone(((images.astype(jnp.float32) - mean) / std).astype(self.dtype), train)
+    """FPN maps `{'p2'..'p6'}` of images in [0, 1], normalised (in float32) by `input_norm`."""
+    images = normalise_images(images.astype(jnp.float32), self.input_norm)
+    return self.backbone(images.astype(self.dtype), train)
 
   def rpn_outputs(self, feats, image_size):
     """Per level: anchors `(N_l, 4)` (NumPy), objectness logits `(B, N_l)`, deltas `(B, N_l, 4)`."""

@@ -182,7 +182,7 @@ def _conv_padded_vjp(pads, dilation, x, w, dy):
   dx = _pad_or_crop(dxp, [(-lo, -hi) for lo, hi in pads])
   xp = _pad_or_crop(x, pads)
   if _loops_ok():
-    dw = _weight_grad_blocked(xp, dy, w.shape[:2], _CConf((1, 1), ((0, 0), (0, 0)), dilation))
+    dw = _weight_grad_blocked(xp, dy, w.shape[:2], _ConvGeometry((1, 1), ((0, 0), (0, 0)), dilation))
   else:
     dw = jnp.stack([jnp.einsum("nhwc,nhwd->cd", xp[:, a * dilation[0]:a * dilation[0] + dy.shape[1],
                                                      b * dilation[1]:b * dilation[1] + dy.shape[2]], dy)
@@ -268,7 +268,7 @@ def conv2d(x, w, *, stride=1, padding=0, dilation=1, feature_group_count: int = 
   if w.shape[:2] == (1, 1) and g == 1 and pads == ((0, 0), (0, 0)):
     return _conv1x1(x, w, stride)
   if _conv_auto(method, x, w.shape, g, dilation) == "blocked":
-    return _conv_blocked(x, w, _CConf(stride, pads, dilation))
+    return _conv_blocked(x, w, _ConvGeometry(stride, pads, dilation))
   return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_DN,
                                   feature_group_count=g)
 
@@ -307,19 +307,19 @@ def _conv_auto(method: str, x, w_shape, groups: int, dilation=(1, 1)) -> str:
   return "reference"
 
 
-class _CConf(NamedTuple):
+class _ConvGeometry(NamedTuple):
   stride: tuple
   pads: tuple
   dilation: tuple
 
 
-def _conv_lax(x, w, conf: _CConf):
+def _conv_lax(x, w, conf: _ConvGeometry):
   return lax.conv_general_dilated(x, w, conf.stride, conf.pads, rhs_dilation=conf.dilation,
                                   dimension_numbers=_DN)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_blocked(x, w, conf: _CConf):
+def _conv_blocked(x, w, conf: _ConvGeometry):
   """`lax.conv_general_dilated` with a hand-written VJP: XLA's input gradient, the blocked weight
   gradient."""
   return _conv_lax(x, w, conf)
@@ -352,7 +352,7 @@ def _block_rows(n: int, oh: int, ow: int) -> int:
   return max(1, min(oh, _DW_BLOCK_PIXELS // (n * ow)))
 
 
-def _weight_grad_blocked(x, dy, k_hw, conf: _CConf):
+def _weight_grad_blocked(x, dy, k_hw, conf: _ConvGeometry):
   """`dw[a, b] = sum_{n, i, j} x_pad[n, i·s_h + a·d_h, j·s_w + b·d_w]ᵀ dy[n, i, j]`, accumulated in
   float32 (float64 for float64 inputs).
 
@@ -455,14 +455,14 @@ def _phase_kernel(w, stride, dilation):
   return wk.transpose(0, 2, 4, 1, 3, 5).reshape(mh, mw, ci, sh * sw * co)
 
 
-class _TConf(NamedTuple):
+class _TransposeGeometry(NamedTuple):
   stride: tuple
   padding: tuple
   output_padding: tuple
   dilation: tuple
 
 
-def _phase_forward(x, w, conf: _TConf):
+def _phase_forward(x, w, conf: _TransposeGeometry):
   gh, gw = (_tgeom(size, k, s, p, op, d) for size, k, s, p, op, d in zip(
       x.shape[1:3], w.shape[:2], conf.stride, conf.padding, conf.output_padding, conf.dilation))
   xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
@@ -472,13 +472,13 @@ def _phase_forward(x, w, conf: _TConf):
   return y[:, gh.crop:gh.crop + gh.out, gw.crop:gw.crop + gw.out]
 
 
-def _reference_of(conf: _TConf):
+def _reference_of(conf: _TransposeGeometry):
   return lambda x, w: _conv_transpose_reference(x, w, conf.stride, conf.padding, conf.output_padding,
                                                 conf.dilation)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_transpose_phase(x, w, conf: _TConf):
+def _conv_transpose_phase(x, w, conf: _TransposeGeometry):
   return _phase_or_reference_forward(x, w, conf)
 
 
@@ -533,7 +533,7 @@ def _phase_vjp(conf, x, w, dy):
   # `_weight_grad_flat` here), then back through the phase-kernel packing.
   xp = _pad_or_crop(x, ((gh.pad_lo, gh.pad_hi), (gw.pad_lo, gw.pad_hi)))
   if _loops_ok():
-    dwc = _weight_grad_blocked(xp, dz, (gh.taps, gw.taps), _CConf((1, 1), ((0, 0), (0, 0)), (1, 1)))
+    dwc = _weight_grad_blocked(xp, dz, (gh.taps, gw.taps), _ConvGeometry((1, 1), ((0, 0), (0, 0)), (1, 1)))
   else:
     dwc = _weight_grad_flat(xp, dz, (gh.taps, gw.taps))
   _, kernel_vjp = jax.vjp(lambda v: _phase_kernel(v, conf.stride, conf.dilation), w)
@@ -606,7 +606,7 @@ def conv_transpose2d(x, w, *, stride, padding=0, output_padding=0, dilation=1, m
     if any(lo + hi > d * (k - 1) for (lo, hi), k, d in zip(pads, w.shape[:2], dilation)):
       return _conv_padded(x, jnp.flip(w, (0, 1)), tuple(pads), dilation)
   elif method == "phase":
-    return _conv_transpose_phase(x, w, _TConf(stride, padding, output_padding, dilation))
+    return _conv_transpose_phase(x, w, _TransposeGeometry(stride, padding, output_padding, dilation))
   return _conv_transpose_reference(x, w, stride, padding, output_padding, dilation)
 
 

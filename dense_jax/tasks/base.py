@@ -199,3 +199,32 @@ class Task:
     batch's row). Default: none."""
     del image, prediction, example
     return []
+
+
+def merge_probabilities(outputs: Sequence):
+  """TTA merge of class (or bin) logits: `log(mean softmax(o))` over the last axis, in float32, the mean
+  clamped at the smallest normal float32 before the log. The result is used like logits (argmax,
+  softmax, losses)."""
+  if not outputs:
+    raise ValueError("outputs: expected at least one prediction to merge, got none")
+  probs = sum(jax.nn.softmax(jnp.asarray(o, jnp.float32), axis=-1) for o in outputs) / len(outputs)
+  return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.float32).tiny))
+
+
+class SinglePredictionTask(Task):
+  """A task whose predictions can be neither mirrored back nor averaged (detections, segment maps):
+  `unflip` raises, `merge` returns a single prediction and raises for more. The errors say
+  "test-time flips are not defined for {flip_refusal}" and "test-time augmentation cannot average
+  {n} {merge_refusal}"; both texts end with how to evaluate instead."""
+
+  flip_refusal: ClassVar[str] = "this task's predictions"
+  merge_refusal: ClassVar[str] = "predictions of this task"
+
+  def unflip(self, output):
+    raise ValueError(f"config.tasks.{self.name}: test-time flips are not defined for {self.flip_refusal}")
+
+  def merge(self, outputs):
+    if len(outputs) == 1:
+      return outputs[0]
+    raise ValueError(f"config.tasks.{self.name}: test-time augmentation cannot average {len(outputs)} "
+                     f"{self.merge_refusal}")

@@ -41,7 +41,7 @@ from dense_jax import paths
 from dense_jax.data import color
 from dense_jax.metrics import colorization as color_metrics
 from dense_jax.tasks import _labels
-from dense_jax.tasks.base import Task
+from dense_jax.tasks.base import Task, merge_probabilities
 from dense_jax.tasks.registry import register_task
 
 PRESENCE_LABEL = "colour"   # has_colour: the per-example flag of partial-label datasets
@@ -214,10 +214,7 @@ class ColorizationTask(Task):
 
   def merge(self, outputs):
     """log of the mean bin probabilities."""
-    if not outputs:
-      raise ValueError("outputs: expected at least one prediction to merge, got none")
-    probs = sum(jax.nn.softmax(jnp.asarray(o, jnp.float32), axis=-1) for o in outputs) / len(outputs)
-    return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.float32).tiny))
+    return merge_probabilities(outputs)
 
   def draw(self, image, prediction, example):
     from dense_jax import viz  # pylint: disable=g-import-not-at-top

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dense_jax import paths
-from dense_jax.tasks.base import Task, example_mask
+from dense_jax.tasks.base import SinglePredictionTask, example_mask
 from dense_jax.tasks.registry import register_task
 
 DETECTION_KEYS = ("boxes", "scores", "labels", "valid")
@@ -62,13 +62,15 @@ def coco_category_map(info) -> dict[int, int] | None:
   return {k: coco_id for coco_id, k in coco.CONTIGUOUS.items()}
 
 
-class DetectionTask(Task):
+class DetectionTask(SinglePredictionTask):
   """What Mask R-CNN's and Keypoint R-CNN's tasks share: the summed detection losses and the COCO
   evaluation through a host-side `CocoAccumulator` (subclasses set `iou_types` and the keys)."""
 
   iou_types: tuple[str, ...] = ()
   output_keys: tuple[str, ...] = DETECTION_KEYS   # detection arrays kept for the evaluation
   truth_keys: tuple[str, ...] = TRUTH_KEYS        # batch arrays kept for the evaluation
+  flip_refusal = "detections; evaluate with mode='whole'"
+  merge_refusal = "sets of detections; evaluate with mode='whole'"
 
   def __init__(self, *, info=None, name: str | None = None, weight: float = 1.0,
                category_ids: Sequence[int] | None = None, class_names=None,
@@ -182,16 +184,6 @@ class DetectionTask(Task):
   # ---- prediction -----------------------------------------------------------------------------
   def predict(self, output):
     return {k: output[k] for k in self.output_keys}
-
-  def unflip(self, output):
-    raise ValueError(f"config.tasks.{self.name}: test-time flips are not defined for detections; evaluate "
-                     f"with mode='whole'")
-
-  def merge(self, outputs):
-    if len(outputs) == 1:
-      return outputs[0]
-    raise ValueError(f"config.tasks.{self.name}: test-time augmentation cannot average {len(outputs)} sets of "
-                     f"detections; evaluate with mode='whole'")
 
   def label_text(self, label: int, score: float | None = None) -> str:
     name = (self.class_names[label] if self.class_names is not None and 0 <= label < len(self.class_names)

@@ -60,7 +60,7 @@ from dense_jax import paths
 from dense_jax import losses
 from dense_jax.metrics import panoptic as pq_lib
 from dense_jax.metrics import segmentation as seg_metrics
-from dense_jax.tasks.base import Task, example_mask, host_accumulator
+from dense_jax.tasks.base import SinglePredictionTask, example_mask, host_accumulator
 from dense_jax.tasks.instances import coco_category_map
 from dense_jax.tasks.registry import register_task
 
@@ -68,8 +68,12 @@ TARGET_KEYS = ("boxes", "classes", "num_instances", "masks")   # what the instan
 
 
 @register_task("panoptic")
-class PanopticTask(Task):
+class PanopticTask(SinglePredictionTask):
   """Panoptic segmentation (see the module docstring)."""
+
+  flip_refusal = ("panoptic segment maps (merge the instance and semantic predictions instead); evaluate "
+                  "without flip")
+  merge_refusal = "panoptic segment maps; evaluate with one scale and no flip"
 
   def __init__(self, *, info=None, name: str | None = None, weight: float = 1.0, num_classes: int | None = None,
                thing_classes=None, class_names=None, ignore_label: int | None = None,
@@ -245,16 +249,6 @@ class PanopticTask(Task):
     classes = jnp.where(output["segment_valid"], output["segment_classes"], 0)
     pixel_class = jnp.take_along_axis(classes, ids.reshape(ids.shape[0], -1), axis=1).reshape(ids.shape)
     return jnp.stack([ids, jnp.where(ids > 0, pixel_class, 0)], axis=-1).astype(jnp.int32)
-
-  def unflip(self, output):
-    raise ValueError(f"config.tasks.{self.name}: test-time flips are not defined for panoptic segment maps "
-                     f"(merge the instance and semantic predictions instead); evaluate without flip")
-
-  def merge(self, outputs):
-    if len(outputs) == 1:
-      return outputs[0]
-    raise ValueError(f"config.tasks.{self.name}: test-time augmentation cannot average {len(outputs)} panoptic "
-                     f"segment maps; evaluate with one scale and no flip")
 
   def draw(self, image, prediction, example):
     from dense_jax import viz  # pylint: disable=g-import-not-at-top

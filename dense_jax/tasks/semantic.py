@@ -24,14 +24,13 @@ log-probabilities (so argmax and losses treat it like logits).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dense_jax import losses
 from dense_jax.metrics import segmentation as seg_metrics
 from dense_jax.tasks import _labels
-from dense_jax.tasks.base import Task, centre_crop, example_mask
+from dense_jax.tasks.base import Task, centre_crop, example_mask, merge_probabilities
 from dense_jax.tasks.registry import register_task
 
 
@@ -150,10 +149,7 @@ class SemanticTask(Task):
 
   def merge(self, outputs):
     """log of the mean softmax probability (DeepLab's multi-scale + flip evaluation)."""
-    if not outputs:
-      raise ValueError("outputs: expected at least one prediction to merge, got none")
-    probs = sum(jax.nn.softmax(jnp.asarray(o, jnp.float32), axis=-1) for o in outputs) / len(outputs)
-    return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.float32).tiny))
+    return merge_probabilities(outputs)
 
   def draw(self, image, prediction, example):
     from dense_jax import viz  # pylint: disable=g-import-not-at-top

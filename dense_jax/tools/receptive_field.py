@@ -82,7 +82,8 @@ def _first(value, default=1) -> int:
   return int(value)
 
 
-def _hw(x) -> tuple[int, int] | None:
+def _nhwc_size(x) -> tuple[int, int] | None:
+  """`(H, W)` of a rank-4 (NHWC) array, None for anything else."""
   shape = getattr(x, "shape", None)
   if shape is None or len(shape) != 4:
     return None
@@ -179,7 +180,7 @@ def record_layers(model: nn.Module, input_shape: Sequence[int] = (1, 64, 64, 3),
   layers: list[Layer] = []
 
   def record(name, spec, x, y):
-    in_hw, out_hw = _hw(x), _hw(y)
+    in_hw, out_hw = _nhwc_size(x), _nhwc_size(y)
     if spec is None or in_hw is None or out_hw is None:
       return
     layers.append(Layer(name=name, in_hw=in_hw, out_hw=out_hw, **spec))
@@ -198,8 +199,8 @@ def record_layers(model: nn.Module, input_shape: Sequence[int] = (1, 64, 64, 3),
         {"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, train=train), x)
   out = out[0] if isinstance(out, (tuple, list)) else out
   if isinstance(out, dict):
-    out = next(v for v in out.values() if _hw(v) is not None)
-  return layers, _hw(out)
+    out = next(v for v in out.values() if _nhwc_size(v) is not None)
+  return layers, _nhwc_size(out)
 
 
 # ---------------------------------------------------------------------------------------------------

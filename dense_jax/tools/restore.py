@@ -23,9 +23,7 @@ import ml_collections
 import numpy as np
 
 from dense_jax import paths
-
-CONFIG_FILE = "config.json"
-CHECKPOINTS = "checkpoints"
+from dense_jax.train.workdir import CHECKPOINTS, CONFIG_FILE
 
 
 def load_run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:

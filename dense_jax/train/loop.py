@@ -46,10 +46,10 @@ from dense_jax.train import config as config_lib
 from dense_jax.train import optimizers
 from dense_jax.train import reporting
 from dense_jax.train import sharding as sharding_lib
+from dense_jax.train import workdir as workdir_lib
 from dense_jax.train.state import TrainState, init_train_state
 from dense_jax.train.step import make_train_step, output_constraint  # make_train_step: re-exported
-
-CONFIG_FILE = "config.json"
+from dense_jax.train.workdir import CHECKPOINTS, CONFIG_FILE
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -156,7 +156,7 @@ class StopRequest:
 # The run.
 # --------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
-class _Setup:
+class _PreparedRun:
   """What the checks before compiling produce."""
   config: ml_collections.ConfigDict
   info: Any                      # dense_jax.data.DatasetInfo
@@ -184,7 +184,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   `restart`, which sets that run aside first (see dense_jax.train.workdir).
   """
   from dense_jax.tools import restore as restore_lib  # pylint: disable=g-import-not-at-top
-  from dense_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   start_time = time.perf_counter()
   try:
     workdir = paths.absolute(workdir, "workdir")   # RemotePathError for a scheme no filesystem serves
@@ -201,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     setup.train_input.close()
 
 
-def _prepare(config, fresh: bool = True) -> _Setup:
+def _prepare(config, fresh: bool = True) -> _PreparedRun:
   """Validates the config and builds everything that needs no compilation (raises ValueError); for a
   `fresh` run (no checkpoint to resume) also reads `config.init` and plans what loads."""
   # pylint: disable=g-import-not-at-top
@@ -254,7 +253,7 @@ def _prepare(config, fresh: bool = True) -> _Setup:
   except Exception:
     train_input.close()
     raise
-  return _Setup(config, info, image_size, mesh, spatial, model, tasks, tx, schedule, rules, train_input,
+  return _PreparedRun(config, info, image_size, mesh, spatial, model, tasks, tx, schedule, rules, train_input,
                 make_eval_input, init_plan)
 
 
@@ -268,130 +267,178 @@ def _apply_init(state: TrainState, plan, tx, state_sharding) -> TrainState:
   return state.replace(params=variables["params"], batch_stats=variables["batch_stats"], opt_state=opt_state)
 
 
-def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any]:
-  """The compiled part of the run (see `train_and_evaluate`)."""
-  config, info, image_size, mesh, spatial = (setup.config, setup.info, setup.image_size, setup.mesh,
-                                             setup.spatial)
-  model, tasks, tx, schedule, rules = setup.model, setup.tasks, setup.tx, setup.schedule, setup.rules
-  train_input, make_eval_input = setup.train_input, setup.make_eval_input
+@dataclasses.dataclass
+class _Start:
+  """Where the loop starts: the state (restored or freshly initialised) and what came with it."""
+  checkpointer: checkpoint_lib.Checkpointer
+  state: TrainState
+  step: int
+  state_sharding: Any             # the TrainState's shardings (a pytree of NamedSharding)
+  abstract: Any                   # the TrainState's shapes and dtypes
+  # Per step since the last logged row: 'loss' and each task's 'loss/<task>'. Saved with every
+  # checkpoint, so a resumed run's next row averages the same steps as an uninterrupted run's.
+  interval_losses: list[dict]
+  resumed: bool
+  init_plan: Any = None           # what config.init loaded into a fresh state, if anything
+
+
+@dataclasses.dataclass
+class _Steps:
+  """The compiled step functions and the batch placement they expect."""
+  train_step: Any                 # (state, batch) -> (state, metrics on device)
+  eval_step: Any                  # (state, batch) -> ({task: accumulator}, {task: prediction})
+  to_global: Any                  # host batch -> global batch of the mesh
+
+
+def _restore_or_init(setup: _PreparedRun, workdir: paths.Path, stack: contextlib.ExitStack, is_main: bool) -> _Start:
+  """Opens the run's checkpointer (closed by `stack`) and starts from its newest good checkpoint, or from
+  a fresh initialisation (with `config.init` applied and its report written)."""
+  config, model, tx = setup.config, setup.model, setup.tx
+  init_fn = functools.partial(init_train_state, model, tx)
+  sample = jax.ShapeDtypeStruct((1, *setup.image_size, 3), jnp.float32)
+  rng = jax.random.PRNGKey(config.seed)
+  abstract = jax.eval_shape(init_fn, rng, sample)
+  state_sharding = sharding_lib.tree_shardings(abstract, setup.mesh, setup.rules)
+  checkpointer = checkpoint_lib.Checkpointer(
+      workdir / CHECKPOINTS, save_every=config.checkpoint_every, keep=config.keep_checkpoints,
+      async_save=config.async_checkpoints)
+  stack.callback(checkpointer.close)
+  abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                  abstract, state_sharding)
+  restored = checkpointer.restore_latest(abstract_sharded)
+  if restored is not None:
+    setup.train_input.set_state(restored.iterators)
+    return _Start(checkpointer, restored.state, restored.step, state_sharding, abstract, restored.unlogged,
+                  resumed=True)
+  state = jax.jit(init_fn, out_shardings=state_sharding)(rng, sample)
+  init_plan = setup.init_plan or build_lib.plan_init(config, model, setup.image_size)
+  if init_plan is not None:
+    state = _apply_init(state, init_plan, tx, state_sharding)
+    if is_main:
+      init_from.write_report(workdir, init_plan)
+  return _Start(checkpointer, state, 0, state_sharding, abstract, [], resumed=False, init_plan=init_plan)
+
+
+def _announce(setup: _PreparedRun, start: _Start, reporter, checkpointer, workdir: paths.Path,
+              last_step: int) -> None:
+  """The run's opening lines: what trains where, how it starts, the optimizer's partitions."""
+  config, mesh = setup.config, setup.mesh
+  reporter.message(
+      f"{config.model.name} on {config.dataset.name}: {config.total_steps} steps of batch {config.batch_size} "
+      f"on {mesh.size} device(s) (mesh {dict(mesh.shape)}{', spatial' if setup.spatial else ''}, "
+      f"{jax.process_count()} process(es)); writing to {workdir}")
+  if start.resumed:
+    reporter.message(f"Resuming from step {start.step} ({checkpointer.directory / str(start.step)}).")
+  elif start.init_plan is not None:
+    reporter.message(init_from.summary_line(start.init_plan))
+  if optimizers.uses_partitions(config.optimizer):
+    reporter.message(optimizers.partition_summary(config.optimizer, start.abstract.params))
+  if start.step < last_step:
+    reporter.message("Compiling the train step (the first step takes a while)...")
+
+
+def _build_steps(setup: _PreparedRun, state_sharding) -> _Steps:
+  """The jitted train and eval steps, with the batch and state shardings of the mesh (the state is
+  donated to the train step)."""
+  mesh, spatial, tasks, keys = setup.mesh, setup.spatial, setup.tasks, setup.train_input.keys
+  pixel_keys = task_build.pixel_keys(tasks)
+  specs = sharding_lib.batch_specs(spatial, keys + ("batch_mask",), pixel_keys)
+  sharding_of = lambda keys: {k: NamedSharding(mesh, specs[k]) for k in keys}
+  replicated = NamedSharding(mesh, P())
+  train_step = jax.jit(make_train_step(setup.model, setup.tx, setup.schedule, spatial, tasks),
+                       in_shardings=(state_sharding, sharding_of(keys)),
+                       out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(setup.model, tasks, spatial),
+                      in_shardings=(state_sharding, sharding_of(keys + ("batch_mask",))),
+                      out_shardings=(replicated, replicated))
+  return _Steps(train_step, eval_step, lambda local: sharding_lib.to_global(local, mesh, spatial, pixel_keys))
+
+
+def _evaluate(setup: _PreparedRun, steps: _Steps, reporter, state, step: int) -> dict:
+  """`val/...` results of `state` on the evaluation split; the first batch's first `num_figures`
+  examples are drawn into the step's figure."""
+  config, tasks = setup.config, setup.tasks
+
+  def figure(i, local, predictions):   # process 0's rows come first in the replicated predictions
+    n = min(config.num_figures, int(local["batch_mask"].sum()))
+    if i == 0 and n:
+      predictions = jax.tree.map(lambda v: np.asarray(v[:n]), predictions)   # arrays or dicts of them
+      reporter.figure(step, viz.grid(evaluation.figure_rows(tasks, local["image"], predictions, local, n)))
+
+  eval_input = setup.make_eval_input()
+  try:
+    accs, _ = evaluation.run(steps.eval_step, state, eval_input, tasks, to_device=steps.to_global,
+                             max_batches=config.eval_max_batches, on_batch=figure)
+  finally:
+    eval_input.close()
+  return evaluation.results(tasks, accs, prefix="val/")
+
+
+def _checked_metrics(step: int, metrics, checkpointer, interval_losses: list[dict]) -> dict:
+  """The train metrics of `step` on the host; NonFiniteLossError (naming the last good checkpoint) for a
+  non-finite loss, else its losses are appended to `interval_losses`."""
+  host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  if not math.isfinite(host["loss"]):
+    checkpointer.wait()
+    good = checkpointer.steps()
+    where = (f"the last good checkpoint is step {good[-1]} in {checkpointer.directory}" if good
+             else "no checkpoint was written yet")
+    raise NonFiniteLossError(
+        f"loss is {host['loss']} at step {step}: stopped without saving; {where}. Lower "
+        f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, then rerun"
+        f"{' (a rerun resumes from that checkpoint)' if good else ''}.")
+  interval_losses.append({k: v for k, v in host.items() if k == "loss" or k.startswith("loss/")})
+  return host
+
+
+def _run(setup: _PreparedRun, workdir: paths.Path, start_time: float) -> dict[str, Any]:
+  """The compiled part of the run (see `train_and_evaluate`): restore or initialise the state, build the
+  step functions, train (logging, evaluating and checkpointing on schedule), then finish (a final
+  evaluation if the last step had none, the final checkpoint, the summary)."""
+  config, tasks, train_input = setup.config, setup.tasks, setup.train_input
   is_main = jax.process_index() == 0
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
-  stack = contextlib.ExitStack()
-  with stack:
-    stack.enter_context(jax.set_mesh(mesh))
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(jax.set_mesh(setup.mesh))
     stop = stack.enter_context(StopRequest())
 
-    # ---- State: the newest good checkpoint, or a fresh initialisation.
-    init_fn = functools.partial(init_train_state, model, tx)
-    sample = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
-    rng = jax.random.PRNGKey(config.seed)
-    abstract = jax.eval_shape(init_fn, rng, sample)
-    state_sharding = sharding_lib.tree_shardings(abstract, mesh, rules)
-    checkpointer = checkpoint_lib.Checkpointer(
-        workdir / "checkpoints", save_every=config.checkpoint_every, keep=config.keep_checkpoints,
-        async_save=config.async_checkpoints)
-    stack.callback(checkpointer.close)
-    abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                    abstract, state_sharding)
-    restored = checkpointer.restore_latest(abstract_sharded)
-    init_plan = None
-    # Per step since the last logged row: 'loss' and each task's 'loss/<task>'. Saved with every
-    # checkpoint, so a resumed run's next row averages the same steps as an uninterrupted run's.
-    interval_losses: list[dict] = []
-    if restored is not None:
-      start_step, state = restored.step, restored.state
-      train_input.set_state(restored.iterators)
-      interval_losses = restored.unlogged
-    else:
-      start_step = 0
-      state = jax.jit(init_fn, out_shardings=state_sharding)(rng, sample)
-      init_plan = setup.init_plan or build_lib.plan_init(config, model, image_size)
-      if init_plan is not None:
-        state = _apply_init(state, init_plan, tx, state_sharding)
-        if is_main:
-          init_from.write_report(workdir, init_plan)
+    # ---- Restore or initialise.
+    start = _restore_or_init(setup, workdir, stack, is_main)
+    checkpointer, state, interval_losses = start.checkpointer, start.state, start.interval_losses
     last_step = min(config.total_steps, config.stop_at_step or config.total_steps)
-
     reporter = reporting.Reporter(workdir, enabled=is_main, total_steps=config.total_steps,
-                                  start_step=start_step, tensorboard=config.tensorboard)
+                                  start_step=start.step, tensorboard=config.tensorboard)
     stack.callback(reporter.close)
-    reporter.message(
-        f"{config.model.name} on {config.dataset.name}: {config.total_steps} steps of batch {config.batch_size} "
-        f"on {mesh.size} device(s) (mesh {dict(mesh.shape)}{', spatial' if spatial else ''}, "
-        f"{jax.process_count()} process(es)); writing to {workdir}")
-    if restored is not None:
-      reporter.message(f"Resuming from step {start_step} ({checkpointer.directory / str(start_step)}).")
-    elif init_plan is not None:
-      reporter.message(init_from.summary_line(init_plan))
-    if optimizers.uses_partitions(config.optimizer):
-      reporter.message(optimizers.partition_summary(config.optimizer, abstract.params))
-    if start_step < min(config.total_steps, config.stop_at_step or config.total_steps):
-      reporter.message("Compiling the train step (the first step takes a while)...")
+    _announce(setup, start, reporter, checkpointer, workdir, last_step)
 
-    # ---- Compiled steps.
-    pixel_keys = task_build.pixel_keys(tasks)
-    specs = sharding_lib.batch_specs(spatial, train_input.keys + ("batch_mask",), pixel_keys)
-    sharding_of = lambda keys: {k: NamedSharding(mesh, specs[k]) for k in keys}
-    to_global = lambda local: sharding_lib.to_global(local, mesh, spatial, pixel_keys)
-    replicated = NamedSharding(mesh, P())
-    train_step = jax.jit(make_train_step(model, tx, schedule, spatial, tasks),
-                         in_shardings=(state_sharding, sharding_of(train_input.keys)),
-                         out_shardings=(state_sharding, replicated), donate_argnums=(0,))
-    eval_step = jax.jit(make_eval_step(model, tasks, spatial),
-                        in_shardings=(state_sharding, sharding_of(train_input.keys + ("batch_mask",))),
-                        out_shardings=(replicated, replicated))
+    # ---- Step functions.
+    steps = _build_steps(setup, start.state_sharding)
 
-    def evaluate(step: int) -> dict:
-      def figure(i, local, predictions):   # process 0's rows come first in the replicated predictions
-        n = min(config.num_figures, int(local["batch_mask"].sum()))
-        if i == 0 and n:
-          predictions = jax.tree.map(lambda v: np.asarray(v[:n]), predictions)   # arrays or dicts of them
-          reporter.figure(step, viz.grid(evaluation.figure_rows(tasks, local["image"], predictions, local, n)))
+    def evaluate(step: int) -> dict:   # of the current `state`
+      return _evaluate(setup, steps, reporter, state, step)
 
-      eval_input = make_eval_input()
-      try:
-        accs, _ = evaluation.run(eval_step, state, eval_input, tasks, to_device=to_global,
-                                 max_batches=config.eval_max_batches, on_batch=figure)
-      finally:
-        eval_input.close()
-      return evaluation.results(tasks, accs, prefix="val/")
-
-    # ---- The loop.
-    step = start_step
+    # ---- The loop: train a step; log, evaluate and save on schedule.
+    step = start.step
     final: dict[str, Any] = {}
     timer = reporting.Timer()
     steps_timed = 0   # steps trained by this process since the last logged row (for steps/s)
-    pending = None   # (step, metrics on device) not yet checked for finiteness
-
-    def check(item) -> dict:
-      s, metrics = item
-      host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not math.isfinite(host["loss"]):
-        checkpointer.wait()
-        good = checkpointer.steps()
-        where = (f"the last good checkpoint is step {good[-1]} in {checkpointer.directory}" if good
-                 else "no checkpoint was written yet")
-        raise NonFiniteLossError(
-            f"loss is {host['loss']} at step {s}: stopped without saving; {where}. Lower "
-            f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, then rerun"
-            f"{' (a rerun resumes from that checkpoint)' if good else ''}.")
-      interval_losses.append({k: v for k, v in host.items() if k == "loss" or k.startswith("loss/")})
-      return host
-
+    # (step, metrics on device) not yet checked for finiteness: checking step s - 1 while step s runs
+    # keeps the device busy.
+    pending = None
     last_host: dict = {}
     evaluated_at = None
     while step < last_step:
       if stop.requested():
         break
-      batch = to_global(next(train_input))
-      state, metrics = train_step(state, batch)
+      batch = steps.to_global(next(train_input))
+      state, metrics = steps.train_step(state, batch)
       step += 1
       steps_timed += 1
       if pending is not None:
-        last_host = check(pending)
+        last_host = _checked_metrics(*pending, checkpointer, interval_losses)
       pending = (step, metrics)
       is_last = step == last_step
       # Rows at log_every multiples and the end only, not at stop_at_step: the rows of a run stopped
@@ -401,8 +448,10 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
       do_save = checkpointer.should_save(step) or is_last
       if not (do_log or do_eval or do_save):
         continue
-      last_host = check(pending)
+      last_host = _checked_metrics(*pending, checkpointer, interval_losses)
       pending = None
+
+      # ---- Log, evaluate, save.
       record = {}
       if do_log:
         rate = timer.rate(steps_timed)
@@ -425,8 +474,9 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
         reporter.write(step, record)
         final.update(record)
     if pending is not None:
-      last_host = check(pending)
+      last_host = _checked_metrics(*pending, checkpointer, interval_losses)
 
+    # ---- Finish.
     interrupted = step < last_step
     if interrupted:
       checkpointer.save(step, state, train_input.get_state(), force=True, unlogged=interval_losses)
@@ -439,9 +489,9 @@ def _run(setup: _Setup, workdir: paths.Path, start_time: float) -> dict[str, Any
     checkpointer.wait()
 
     final.update(step=step, interrupted=interrupted,
-                 train_step_compilations=train_step._cache_size(),  # pylint: disable=protected-access
+                 train_step_compilations=steps.train_step._cache_size(),  # pylint: disable=protected-access
                  wall_time_s=time.perf_counter() - start_time)
     if not interrupted:
       reporter.message(f"Done: step {step}, val {evaluation.summary(tasks, final, 'val/')}. Results in {workdir}: "
-                       f"{reporting.METRICS_FILE}, {CONFIG_FILE}, figures/, tensorboard/, checkpoints/")
+                       f"{reporting.METRICS_FILE}, {CONFIG_FILE}, figures/, tensorboard/, {CHECKPOINTS}/")
     return final

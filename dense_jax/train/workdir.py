@@ -30,7 +30,10 @@ from typing import Any
 
 from dense_jax import paths
 
+# The workdir layout: the resolved config, the checkpoint steps (`<workdir>/checkpoints/<step>`), and where
+# `--restart` sets a previous run aside.
 CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
 PREVIOUS_RUNS = "previous_runs"
 
 # Keys (dotted; a key also covers everything under it) that may differ between the runs of one
@@ -46,7 +49,7 @@ FREE_KEYS = (
 
 # What a run (the trainer, `python -m dense_jax.evaluate`) writes into its workdir: what `--restart`
 # sets aside. Other files (a sweep launcher's record and log) stay where they are.
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "checkpoints_corrupt", "figures", "tensorboard",
+RUN_FILES = (CONFIG_FILE, "metrics.jsonl", CHECKPOINTS, CHECKPOINTS + "_corrupt", "figures", "tensorboard",
              "init_report.json")
 RUN_FILE_PATTERNS = ("eval_*.json", "eval_*.png")
 
@@ -103,7 +106,7 @@ def _check_writable(workdir: paths.Path) -> None:
   if paths.is_remote(workdir):
     paths.check_writable(workdir, "workdir")
     from dense_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-    checkpoint.check_directory(workdir / "checkpoints", "workdir")
+    checkpoint.check_directory(workdir / CHECKPOINTS, "workdir")
     return
   if workdir.exists() and not workdir.is_dir():
     raise WorkdirError(f"workdir: expected a directory, got {workdir}, which is a file; pass a directory path "
@@ -141,7 +144,7 @@ def check_workdir(workdir: str | os.PathLike, config, *, restart: bool = False) 
              f"(train_and_evaluate(..., restart=True)): the previous run's files are moved to "
              f"{workdir / PREVIOUS_RUNS}/<time>/, nothing is deleted.")
   if not saved_path.exists():
-    checkpoints = workdir / "checkpoints"
+    checkpoints = workdir / CHECKPOINTS
     if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()) and not restart:
       raise WorkdirError(f"workdir: {workdir} holds checkpoints but no {CONFIG_FILE}, so they cannot be "
                          f"checked against this config; nothing was changed. {ways_on}")

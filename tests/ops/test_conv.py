@@ -395,7 +395,7 @@ def test_auto_on_cpu_inserts_no_zeros_and_has_no_scatter():
   # 'auto' on CPU is the phase form: a `cond` between its finite-input path and the reference form
   # (kept for NaN/Inf inputs, see test_phase_propagates_nonfinite_like_reference); the path every
   # finite input takes inserts no zeros.
-  conf = conv_lib._TConf((2, 2), (1, 1), (0, 0), (1, 1))
+  conf = conv_lib._TransposeGeometry((2, 2), (1, 1), (0, 0), (1, 1))
 
   def finite_path(x, w):
     y = conv_lib._phase_forward(x, w, conf)

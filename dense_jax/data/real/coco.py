@@ -62,6 +62,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from dense_jax import paths
+from dense_jax.data.panoptic_format import rgb_to_id  # noqa: F401  (coco.rgb_to_id: tfds_catalog)
 from dense_jax.data.real import _common, _panoptic
 from dense_jax.data.sources import DatasetInfo, register_source
 
@@ -180,12 +181,6 @@ def _compressed_rle_total(counts: bytes) -> int | None:
       return None
     runs.append(x)
   return sum(runs)
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-  """COCO panoptic PNG colours -> segment ids: id = R + 256 G + 256^2 B."""
-  rgb = rgb.astype(np.int32)
-  return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
 class PanopticLabels(_panoptic.PanopticPngSource):
