@@ -55,6 +55,21 @@ def images_per_s(fns: dict, batch: int, repeats: int, warmup: int = 1) -> dict:
   return {k: batch / ms * 1e3 for k, ms in median_ms(fns, repeats, warmup).items()}
 
 
+def rate_per_s(step: Callable, items_per_call: int, seconds: float, windows: int = 3) -> float:
+  """Throughput of `step` (items per second, each call `items_per_call` items): one warm-up call, then the
+  median over `windows` windows of `seconds / windows` each (for producers such as input pipelines,
+  whose per-call time varies)."""
+  step()
+  rates = []
+  for _ in range(windows):
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / windows:
+      step()
+      n += items_per_call
+    rates.append(n / (time.perf_counter() - t0))
+  return statistics.median(rates)
+
+
 @functools.lru_cache(maxsize=None)
 def torch_threads(threads: int | None = None) -> int:
   """Sets PyTorch's intra-op threads once per process (`threads`, default every core, as XLA uses);
@@ -148,9 +163,14 @@ def load() -> str:
 
 
 def write_json(path, rows: list[dict]) -> None:
-  """Writes `{"machine": machine(), "rows": rows}` to `path` (local or remote, `dense_jax.paths`)."""
-  from dense_jax import paths  # pylint: disable=g-import-not-at-top
-  out = paths.as_path(path)
+  """Writes `{"machine": machine(), "rows": rows}` to `path` (local or remote through `dense_jax.paths`;
+  a local path only where its etils is absent)."""
+  try:
+    from dense_jax import paths  # pylint: disable=g-import-not-at-top  (etils: absent on some GPU hosts)
+    out = paths.as_path(path)
+  except ImportError:
+    import pathlib  # pylint: disable=g-import-not-at-top
+    out = pathlib.Path(path).expanduser()
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1, default=_jsonable) + "\n")
 
