@@ -44,7 +44,7 @@ NARROW = ["sliding_window_narrow", "fcn32s_narrow", "fcn16s_narrow", "fcn8s_narr
 
 
 def _logits(out):
-  """A model's semantic logits: models return `{task: output}` (or, before that change, the array)."""
+  """A model's semantic logits: from its `{task: output}` dict, or the array itself."""
   return out["semantic"] if isinstance(out, dict) else out
 
 
