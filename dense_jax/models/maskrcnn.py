@@ -272,19 +272,32 @@ class MaskRCNN(nn.Module):
     return multilevel_roi_align(maps, jax.lax.stop_gradient(boxes), (size, size), image_size, sampling_ratio=2,
                                 aligned=False, backend=self.roi_align_backend)
 
-  def box_branch(self, feats, rois, image_size):
-    b, r = rois.shape[:2]
-    x = self.roi_features(feats, rois, 7, image_size)
-    h = self.box_head(x.reshape(b * r, *x.shape[2:]))
+  def box_predictions(self, pooled):
+    """Box head and predictor on RoI features `(B, R, 7, 7, C)`: class logits `(B, R, K)` and per-class
+    deltas `(B, R, K, 4)`, float32."""
+    b, r = pooled.shape[:2]
+    h = self.box_head(pooled.reshape(b * r, *pooled.shape[2:]))
     logits, deltas = self.box_predictor(h)
     return logits.reshape(b, r, -1).astype(jnp.float32), deltas.reshape(b, r, -1, 4).astype(jnp.float32)
 
+  def box_branch(self, feats, rois, image_size):
+    """`box_predictions` of the 7x7 RoIAlign features of `rois (B, R, 4)`."""
+    return self.box_predictions(self.roi_features(feats, rois, 7, image_size))
+
+  def mask_predictions(self, pooled):
+    """Mask head and predictor on RoI features `(B, R, 14, 14, C)`: logits `(B, R, 28, 28, K)`, float32."""
+    b, r = pooled.shape[:2]
+    y = self.mask_predictor(self.mask_head(pooled.reshape(b * r, *pooled.shape[2:])))
+    return y.reshape(b, r, *y.shape[1:]).astype(jnp.float32)
+
   def mask_branch(self, feats, rois, image_size):
     """Mask logits `(B, R, 28, 28, C)` of `rois (B, R, 4)`."""
-    b, r = rois.shape[:2]
-    x = self.roi_features(feats, rois, 14, image_size)
-    y = self.mask_predictor(self.mask_head(x.reshape(b * r, *x.shape[2:])))
-    return y.reshape(b, r, *y.shape[1:]).astype(jnp.float32)
+    return self.mask_predictions(self.roi_features(feats, rois, 14, image_size))
+
+  @staticmethod
+  def select_class(mask_logits, labels):
+    """Each RoI's mask of its class: `(B, R, 28, 28, K)`, labels `(B, R)` ints in [0, K) -> `(B, R, 28, 28)`."""
+    return jnp.take_along_axis(mask_logits, labels[:, :, None, None, None], axis=-1)[..., 0]
 
   def keypoint_branch(self, feats, rois, image_size):
     """Keypoint logits `(B, R, 56, 56, K)` of `rois (B, R, 4)`."""
@@ -317,8 +330,7 @@ class MaskRCNN(nn.Module):
            "labels": jnp.where(keep_valid, _take(labels, keep), 0),
            "valid": keep_valid}
     if self.masks:
-      m = self.mask_branch(feats, out["boxes"], image_size)                              # (B, D, 28, 28, C)
-      m = jnp.take_along_axis(m, out["labels"][:, :, None, None, None], axis=-1)[..., 0]
+      m = self.select_class(self.mask_branch(feats, out["boxes"], image_size), out["labels"])   # (B, D, 28, 28)
       out["masks"] = jax.nn.sigmoid(m) * keep_valid[:, :, None, None]
     if self.num_keypoints:
       logits_k = self.keypoint_branch(feats, out["boxes"], image_size)
@@ -329,34 +341,59 @@ class MaskRCNN(nn.Module):
 
   # ------------------------------------------------------------------------------------------ train
 
-  def training_outputs(self, feats, anchors, logits, deltas, proposals, proposal_valid, targets, image_size):
+  def training_ground_truth(self, targets):
+    """The batch's padded ground truth (`rcnn_targets.ground_truth`), every instance in class 1 with
+    `merge_classes` (instances outside `object_classes` left out)."""
     gt = rcnn_targets.ground_truth(targets, self.num_keypoints)
-    if self.merge_classes:
-      gt = rcnn_targets.merge_classes(gt, self.object_classes)
+    return rcnn_targets.merge_classes(gt, self.object_classes) if self.merge_classes else gt
+
+  def rpn_training_targets(self, key, anchors, gt):
+    """RPN anchor targets: `anchors` per level (NumPy, as `rpn_outputs` gives them) matched to `gt` and
+    `rpn_batch_size_per_image` of them sampled with PRNG `key`: `(labels (B, A), box targets (B, A, 4))`."""
+    return rcnn_targets.rpn_targets(key, jnp.asarray(np.concatenate(anchors, 0)), gt, fg_iou=self.rpn_fg_iou_thresh,
+                          bg_iou=self.rpn_bg_iou_thresh, num_samples=self.rpn_batch_size_per_image,
+                          positive_fraction=self.rpn_positive_fraction)
+
+  def roi_training_targets(self, key, proposals, proposal_valid, gt):
+    """The RoI sample (`rcnn_targets.roi_targets` with this model's thresholds and counts, PRNG `key`):
+    `(rois (B, R, 4), labels (B, R), matched gt index (B, R), box targets (B, R, 4))`, positives first."""
+    return rcnn_targets.roi_targets(key, proposals, proposal_valid, gt, fg_iou=self.box_fg_iou_thresh,
+                          bg_iou=self.box_bg_iou_thresh, num_samples=self.box_batch_size_per_image,
+                          positive_fraction=self.box_positive_fraction)
+
+  def head_rois(self, rois, roi_labels, roi_gt):
+    """The first `head_slots` sampled RoIs, labels and gt indices: the mask / keypoint heads' RoIs.
+    Positives come first among the sampled RoIs (in random order), so these slots hold all of them, or a
+    uniformly random `num_sampled_masks` of them."""
+    k = self.head_slots
+    return rois[:, :k], roi_labels[:, :k], roi_gt[:, :k]
+
+  def mask_training_targets(self, gt, pos_rois, pos_gt):
+    """28x28 mask targets `(B, Rp, 28, 28)` of the head RoIs, cropped from each matched instance's mask."""
+    return rcnn_targets.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio, self.mask_target_aligned)
+
+  def head_mask_logits(self, pooled, pos_labels):
+    """`mask_predictions` of the head RoIs' 14x14 features, each RoI's mask of its class `(B, Rp, 28, 28)`
+    (background slots read class 0; `mask_valid` leaves them out of the loss)."""
+    return self.select_class(self.mask_predictions(pooled), jnp.maximum(pos_labels, 0))
+
+  def training_outputs(self, feats, anchors, logits, deltas, proposals, proposal_valid, targets, image_size):
+    """The loss inputs of one training step (`losses.detection.detection_losses`): RPN outputs and anchor
+    targets, the RoI sample's head outputs and targets, and the mask / keypoint heads' on `head_rois`."""
+    gt = self.training_ground_truth(targets)
     key_rpn, key_roi = jax.random.split(self.make_rng("dropout"))
-    anchors_all = jnp.asarray(np.concatenate(anchors, 0))
-    rpn_labels, rpn_box_targets = rcnn_targets.rpn_targets(
-        key_rpn, anchors_all, gt, fg_iou=self.rpn_fg_iou_thresh, bg_iou=self.rpn_bg_iou_thresh,
-        num_samples=self.rpn_batch_size_per_image, positive_fraction=self.rpn_positive_fraction)
-    num_pos = self.head_slots
-    rois, roi_labels, roi_gt, roi_box_targets = rcnn_targets.roi_targets(
-        key_roi, proposals, proposal_valid, gt, fg_iou=self.box_fg_iou_thresh, bg_iou=self.box_bg_iou_thresh,
-        num_samples=self.box_batch_size_per_image, positive_fraction=self.box_positive_fraction)
+    rpn_labels, rpn_box_targets = self.rpn_training_targets(key_rpn, anchors, gt)
+    rois, roi_labels, roi_gt, roi_box_targets = self.roi_training_targets(key_roi, proposals, proposal_valid, gt)
     cls_logits, box_deltas = self.box_branch(feats, rois, image_size)
     out = {"rpn_logits": jnp.concatenate(logits, 1), "rpn_deltas": jnp.concatenate(deltas, 1),
            "rpn_labels": rpn_labels, "rpn_box_targets": rpn_box_targets,
            "roi_class_logits": cls_logits, "roi_box_deltas": box_deltas, "roi_labels": roi_labels,
            "roi_box_targets": roi_box_targets}
-    # Positives come first among the sampled RoIs (in random order), so the first `num_pos` slots hold all
-    # of them, or a uniformly random `num_sampled_masks` of them.
-    pos_rois, pos_labels, pos_gt = rois[:, :num_pos], roi_labels[:, :num_pos], roi_gt[:, :num_pos]
+    pos_rois, pos_labels, pos_gt = self.head_rois(rois, roi_labels, roi_gt)
     pos_valid = pos_labels > 0
     if self.masks:
-      m = self.mask_branch(feats, pos_rois, image_size)
-      out["mask_logits"] = jnp.take_along_axis(m, jnp.maximum(pos_labels, 0)[:, :, None, None, None],
-                                               axis=-1)[..., 0]
-      out["mask_targets"] = rcnn_targets.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio,
-                                                      self.mask_target_aligned)
+      out["mask_logits"] = self.head_mask_logits(self.roi_features(feats, pos_rois, 14, image_size), pos_labels)
+      out["mask_targets"] = self.mask_training_targets(gt, pos_rois, pos_gt)
       out["mask_valid"] = pos_valid
     if self.num_keypoints:
       out["keypoint_logits"] = self.keypoint_branch(feats, pos_rois, image_size)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from experiments.benchmarks import timing
 
 EXPERIMENTS = {
     "dilation": "experiments/dilation_vs_downsampling.py",
@@ -82,20 +82,20 @@ def benchmark(experiment: str, arg: str, steps: int, repeats: int) -> list[dict]
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     variants.append(dict(name=run.name, step=step, state=state, batch=batch, batch_size=b, train_mb=mb,
-                         gflops=flops.inference_flops(model, (1, *size, 3)) / 1e9, times=[]))
-  for _ in range(repeats + 1):   # round 0 is a warm-up
-    for v in variants:
-      start = time.perf_counter()
+                         gflops=flops.inference_flops(model, (1, *size, 3)) / 1e9))
+  def runner(v):
+    def run():
       state = v["state"]
       for _ in range(steps):
         state, metrics = v["step"](state, v["batch"])
       jax.block_until_ready(metrics)
       v["state"] = state
-      v["times"].append((time.perf_counter() - start) / steps)
+    return run
+  ms = timing.median_ms({v["name"]: runner(v) for v in variants}, repeats, warmup=1)   # one warm-up round
   rows = []
   for v in variants:
-    ms = statistics.median(v["times"][1:]) * 1e3
-    rows.append({"variant": v["name"], "ms/step": ms, "images/s": v["batch_size"] / ms * 1e3,
+    step_ms = ms[v["name"]] / steps
+    rows.append({"variant": v["name"], "ms/step": step_ms, "images/s": v["batch_size"] / step_ms * 1e3,
                  "train_mb": v["train_mb"], "gflops": v["gflops"]})
   return rows
 
@@ -106,17 +106,22 @@ def main(argv=None) -> int:
   parser.add_argument("--arg", default="quick", help="the experiment files' argument ('' = full mode)")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--repeats", type=int, default=3)
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
+  all_rows = []
   names = sorted(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
   print(f"backend {jax.default_backend()}, {jax.device_count()} device(s); median of {args.repeats} "
         f"interleaved rounds of {args.steps} steps")
   for name in names:
     rows = benchmark(name, args.arg, args.steps, args.repeats)
+    all_rows += [{"experiment": name, **r} for r in rows]
     print(f"\n{name} ({EXPERIMENTS[name]}:{args.arg})")
     print(f"{'variant':<14}{'ms/step':>10}{'images/s':>10}{'train_mb':>10}{'GFLOPs/img':>12}")
     for r in rows:
       print(f"{r['variant']:<14}{r['ms/step']:>10.1f}{r['images/s']:>10.1f}{r['train_mb']:>10.1f}"
             f"{r['gflops']:>12.4f}")
+  if args.json:
+    timing.write_json(args.json, all_rows)
   return 0
 
 

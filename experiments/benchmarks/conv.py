@@ -6,7 +6,7 @@ Tables (NHWC float32, batch 4; "fwd+bwd" is the output plus the VJP w.r.t. input
 fixed random cotangent, so the same three passes PyTorch's `y.backward(ct)` runs):
 1. Transposed conv 64x64 -> 128x128, 128 -> 64 channels, kernel 4, stride 2, padding 1 (the U-Net /
    FCN upsampler): `dense_jax.ops.conv_transpose2d` with each `method`, `flax.linen.ConvTranspose`
-   (padding 'SAME', same shapes), PyTorch `ConvTranspose2d` (NCHW). Figure to reach (issue 2):
+   (padding 'SAME', same shapes), PyTorch `ConvTranspose2d` (NCHW). Figure to reach:
    our fwd+bwd at least as fast as PyTorch's (`torch/ours` >= 1).
 2. FCN upsamplers (kernel 2s, stride s, 21 -> 21 channels, output 128x128), each method and PyTorch.
 3. Dilated 3x3 convs, 64x64, 64 -> 64 channels, 'SAME', rates 1, 2, 4, 8, 16, each `conv2d` method
@@ -17,11 +17,12 @@ fixed random cotangent, so the same three passes PyTorch's `y.backward(ct)` runs
    72->56), sizes 32-128 and batch sizes 1-16: forward, input-gradient and weight-gradient GFLOP/s of
    XLA's autodiff ('reference') and of the blocked weight gradient ('blocked', also as a fraction of
    the matmul peak), fwd+bwd ms of 'reference' and of what `conv2d` picks ('auto'), and PyTorch's
-   fwd+bwd; the worst shape's torch/ours ratio last (issue 14: >= 1/1.1).
+   fwd+bwd; the worst shape's torch/ours ratio last (goal: >= 1/1.1).
 "GFLOP/s" counts useful multiply-adds only (2·N·H_in·W_in·kh·kw·C_in·C_out for a transposed conv,
 2·N·H_out·W_out·kh·kw·C_in·C_out for a conv; no inserted zeros, no padding taps), per pass: fwd+bwd
 counts three passes. Times are medians of `--repeats` runs after a warm-up, interleaved between
-rows, with `jax.block_until_ready`; PyTorch uses `torch.set_num_threads(os.cpu_count())`. The first
+rows (`timing.median_ms`); PyTorch's threads: `--torch-threads` (default every core). `--json PATH` writes
+the rows and the machine record. The first
 line is a 2048² float32 matmul: the machine's practical peak.
 
 On a shared machine, PyTorch's OpenMP threads lose more to other processes than XLA's thread pool
@@ -36,8 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
-import time
 
 import flax.linen as nn
 import jax
@@ -46,6 +45,7 @@ import numpy as np
 
 from dense_jax.ops import conv as conv_lib
 from dense_jax.ops.conv import conv2d, conv_transpose2d
+from experiments.benchmarks import table, timing
 
 _BATCH = 4
 
@@ -62,31 +62,6 @@ def xla_conv_gradients():
     conv_lib._BLOCKED_MIN_CHANNELS = old
 
 
-def _timer(fn, repeats: int):
-  """Warm up `fn` (compile) and return a closure that times `repeats` runs, for interleaving."""
-  fn()
-  fn()
-  times: list[float] = []
-
-  def run():
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - t0)
-    return times
-  return run
-
-
-def _measure(fns: dict, repeats: int, rounds: int = 3) -> dict:
-  """Median ms of each callable, repeats spread over `rounds` interleaved rounds (fair under load)."""
-  timers = {name: _timer(fn, max(1, repeats // rounds)) for name, fn in fns.items()}
-  times = {}
-  for _ in range(rounds):
-    for name, timer in timers.items():
-      times[name] = timer()
-  return {name: 1e3 * statistics.median(t) for name, t in times.items()}
-
-
 def _jax_pair(f, *args):
   """Callables for jitted fwd, and jitted fwd+bwd (VJP w.r.t. every argument). The cotangent is
   random and passed as an argument: a constant one would let XLA fold work at compile time."""
@@ -99,15 +74,6 @@ def _jax_pair(f, *args):
   fwd_bwd = jax.jit(fwd_bwd)
   return (lambda: jax.block_until_ready(fwd(*args)),
           lambda: jax.block_until_ready(fwd_bwd(ct, *args)))
-
-
-def _torch(threads: int):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  torch.set_num_threads(threads)
-  return torch
 
 
 def _torch_pair(torch, module, x_nhwc: np.ndarray):
@@ -126,32 +92,33 @@ def _torch_pair(torch, module, x_nhwc: np.ndarray):
   return fwd, fwd_bwd
 
 
-def _table(title: str, rows: dict, flops: float, baseline: str | None, repeats: int):
-  """rows: name -> (fwd callable, fwd+bwd callable). Prints ms, GFLOP/s and baseline/ours."""
+def _table(title: str, rows: dict, flops: float, baseline: str | None, repeats: int) -> list[dict]:
+  """rows: name -> (fwd callable, fwd+bwd callable), timed alternately. Prints ms, GFLOP/s and
+  baseline/ours; returns one row per name."""
   fns = {}
   for name, (f, fb) in rows.items():
     fns[(name, "fwd")] = f
     fns[(name, "fb")] = fb
-  ms = _measure(fns, repeats)
-  print(f"\n{title} (load average {os.getloadavg()[0]:.1f})")
-  head = f"{'':34s} {'fwd ms':>9s} {'GFLOP/s':>8s} {'fwd+bwd ms':>11s} {'GFLOP/s':>8s}"
-  if baseline in rows:
-    head += f" {baseline + '/ours fwd':>17s} {'fwd+bwd':>8s}"
-  print(head)
+  ms = timing.median_ms(fns, repeats)
+  out = []
   for name in rows:
     f, fb = ms[(name, "fwd")], ms[(name, "fb")]
-    line = f"{name:34s} {f:9.1f} {flops / f / 1e6:8.1f} {fb:11.1f} {3 * flops / fb / 1e6:8.1f}"
+    row = {"table": title, "name": name, "fwd_ms": f, "fwd_gflop_per_s": flops / f / 1e6, "fwd_bwd_ms": fb,
+           "fwd_bwd_gflop_per_s": 3 * flops / fb / 1e6}
     if baseline in rows:
-      line += f" {ms[(baseline, 'fwd')] / f:17.2f} {ms[(baseline, 'fb')] / fb:8.2f}"
-    print(line)
-  return ms
+      row["baseline_over_ours_fwd"] = ms[(baseline, "fwd")] / f
+      row["baseline_over_ours_fwd_bwd"] = ms[(baseline, "fb")] / fb
+    out.append(row)
+  columns = ["name", "fwd_ms", "fwd_gflop_per_s", "fwd_bwd_ms", "fwd_bwd_gflop_per_s"]
+  if baseline in rows:
+    columns += ["baseline_over_ours_fwd", "baseline_over_ours_fwd_bwd"]
+  print(table.markdown(out, columns, digits=2, title=f"\n{title} ({timing.load()}; baseline: {baseline or '-'})"))
+  return out
 
 
 def matmul_peak(repeats: int) -> float:
-  a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
-  mm = jax.jit(lambda a: a @ a)
-  ms = _measure({"mm": lambda: jax.block_until_ready(mm(a))}, repeats)["mm"]
-  return 2 * 2048 ** 3 / ms / 1e6
+  """GFLOP/s of a 2048x2048 float32 matmul (`timing.matmul_peak`)."""
+  return timing.matmul_peak(jnp.float32, 2048, repeats) / 1e9
 
 
 def bench_transposed(repeats: int, torch):
@@ -170,7 +137,7 @@ def bench_transposed(repeats: int, torch):
   if torch is not None:
     rows["torch ConvTranspose2d"] = _torch_pair(torch, torch.nn.ConvTranspose2d(ci, co, k, s, p, bias=False), x)
   flops = 2 * _BATCH * h * h * k * k * ci * co
-  _table(f"Transposed conv {h}x{h}->{2 * h}x{2 * h}, {ci}->{co} ch, kernel {k}, stride {s}, pad {p}",
+  return _table(f"Transposed conv {h}x{h}->{2 * h}x{2 * h}, {ci}->{co} ch, kernel {k}, stride {s}, pad {p}",
          rows, flops, "torch ConvTranspose2d" if torch is not None else None, repeats)
 
 
@@ -178,6 +145,7 @@ def bench_fcn(repeats: int, torch, factors):
   """Table 2: FCN's bilinear-initialised upsamplers (kernel 2s, stride s, padding s/2)."""
   c, out = 21, 128
   rng = np.random.default_rng(1)
+  result = []
   for s in factors:
     h, k, p = out // s, 2 * s, s // 2
     x = rng.standard_normal((_BATCH, h, h, c), np.float32)
@@ -189,8 +157,9 @@ def bench_fcn(repeats: int, torch, factors):
     if torch is not None:
       rows["torch ConvTranspose2d"] = _torch_pair(torch, torch.nn.ConvTranspose2d(c, c, k, s, p, bias=False), x)
     flops = 2 * _BATCH * h * h * k * k * c * c
-    _table(f"FCN upsampler x{s}: {h}x{h}->{out}x{out}, {c} ch, kernel {k}, stride {s}, pad {p}",
-           rows, flops, "torch ConvTranspose2d" if torch is not None else None, repeats)
+    result += _table(f"FCN upsampler x{s}: {h}x{h}->{out}x{out}, {c} ch, kernel {k}, stride {s}, pad {p}",
+                     rows, flops, "torch ConvTranspose2d" if torch is not None else None, repeats)
+  return result
 
 
 def bench_dilated(repeats: int, torch, rates):
@@ -207,14 +176,16 @@ def bench_dilated(repeats: int, torch, rates):
     if torch is not None:
       rows[f"torch Conv2d dilation {d}"] = _torch_pair(
           torch, torch.nn.Conv2d(c, c, 3, padding=d, dilation=d, bias=False), x)
-  ms = _table(f"Dilated 3x3 conv {h}x{h}, {c}->{c} ch (ours: one lax conv with rhs_dilation)",
-              rows, flops, None, repeats)
+  result = _table(f"Dilated 3x3 conv {h}x{h}, {c}->{c} ch (ours: one lax conv with rhs_dilation)",
+                  rows, flops, None, repeats)
+  ms = {(r["name"], k): r[f"{v}_ms"] for r in result for k, v in (("fwd", "fwd"), ("fb", "fwd_bwd"))}
   top, one = max(rates), min(rates)
   for who in ("conv2d", "torch Conv2d"):
     if f"{who} dilation {top}" in rows:
       print(f"  {who}: rate {top} / rate {one} time: fwd "
             f"{ms[(f'{who} dilation {top}', 'fwd')] / ms[(f'{who} dilation {one}', 'fwd')]:.2f}, fwd+bwd "
             f"{ms[(f'{who} dilation {top}', 'fb')] / ms[(f'{who} dilation {one}', 'fb')]:.2f}")
+  return result
 
 
 def bench_convs(repeats: int, torch):
@@ -225,6 +196,7 @@ def bench_convs(repeats: int, torch):
       ("3x3/2 128x128 64->128", 128, 64, 128, 3, 2, 1),
       ("7x7/2 stem 128x128 3->64", 128, 3, 64, 7, 2, 3),
   ]
+  result = []
   for name, h, ci, co, k, s, p in cases:
     x = rng.standard_normal((_BATCH, h, h, ci), np.float32)
     w = (rng.standard_normal((k, k, ci, co)) * 0.05).astype(np.float32)
@@ -233,7 +205,8 @@ def bench_convs(repeats: int, torch):
       rows["torch Conv2d"] = _torch_pair(torch, torch.nn.Conv2d(ci, co, k, s, p, bias=False), x)
     ho = (h + 2 * p - k) // s + 1
     flops = 2 * _BATCH * ho * ho * k * k * ci * co
-    _table(f"Conv {name}", rows, flops, "torch Conv2d" if torch is not None else None, repeats)
+    result += _table(f"Conv {name}", rows, flops, "torch Conv2d" if torch is not None else None, repeats)
+  return result
 
 
 # (N, H, W, C_in, C_out): channel counts 16-256 incl. non-multiples of 8/16, sizes, batch sizes.
@@ -271,6 +244,7 @@ def bench_sweep(repeats: int, torch, shapes, peak: float, kernel=3, stride=1, di
         f"{'fb auto ms':>10s} {'torch ms':>9s} {'torch/auto':>10s} {'load':>5s}")
   rng = np.random.default_rng(6)
   worst = None
+  result = []
   for n, h, wd, ci, co in shapes:
     x = rng.standard_normal((n, h, wd, ci), np.float32)
     w = (rng.standard_normal((kernel, kernel, ci, co)) * 0.05).astype(np.float32)
@@ -282,7 +256,7 @@ def bench_sweep(repeats: int, torch, shapes, peak: float, kernel=3, stride=1, di
       module = torch.nn.Conv2d(ci, co, kernel, stride, padding=dilation * (kernel // 2), dilation=dilation,
                                bias=False)
       fns[("torch", "fb")] = _torch_pair(torch, module, x)[1]
-    ms = _measure(fns, repeats)
+    ms = timing.median_ms(fns, repeats)
     ho, wo = -(-h // stride), -(-wd // stride)
     flops = 2 * n * ho * wo * kernel * kernel * ci * co
     gf = lambda key: flops / ms[key] / 1e6
@@ -295,8 +269,11 @@ def bench_sweep(repeats: int, torch, shapes, peak: float, kernel=3, stride=1, di
       if worst is None or ratio < worst[1]:
         worst = ((n, h, wd, ci, co), ratio)
     print(line + f" {os.getloadavg()[0]:5.1f}", flush=True)
+    result.append({"table": "sweep", "shape": [n, h, wd, ci, co], "flops": flops,
+                   **{f"{form}_{pass_}_ms": v for (form, pass_), v in ms.items()}})
   if worst:
-    print(f"  worst shape fwd+bwd torch/ours: {worst[0]} -> {worst[1]:.2f} (issue 14 asks >= 1/1.1 = 0.91)")
+    print(f"  worst shape fwd+bwd torch/ours: {worst[0]} -> {worst[1]:.2f} (the goal: >= 1/1.1 = 0.91)")
+  return result
 
 
 def bench_stride1_transposed(repeats: int):
@@ -304,24 +281,27 @@ def bench_stride1_transposed(repeats: int):
   rng = np.random.default_rng(4)
   x = rng.standard_normal((_BATCH, 64, 64, 64), np.float32)
   w = (rng.standard_normal((3, 3, 64, 64)) * 0.05).astype(np.float32)
+  result = []
   for p in (0, 1):
     rows = {f"conv_transpose2d[{m}]": _jax_pair(
         lambda x, w, m=m, p=p: conv_transpose2d(x, w, stride=1, padding=p, method=m), x, w)
             for m in ("reference", "phase")}
     flops = 2 * _BATCH * 64 * 64 * 9 * 64 * 64
-    _table(f"Transposed conv 3x3, stride 1, padding {p}, 64x64, 64->64 ch", rows, flops, None, repeats)
+    result += _table(f"Transposed conv 3x3, stride 1, padding {p}, 64x64, 64->64 ch", rows, flops, None, repeats)
+  return result
 
 
-def main(argv=None):
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="fewer repeats and cases")
   parser.add_argument("--repeats", type=int, default=9)
   parser.add_argument("--no-torch", action="store_true")
   parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
   parser.add_argument("--only", choices=("transposed", "fcn", "dilated", "convs", "stride1", "sweep"))
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   repeats = 3 if args.quick else args.repeats
-  torch = None if args.no_torch else _torch(args.torch_threads)
+  torch = None if args.no_torch else timing.torch_or_none(args.torch_threads)
   print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
         f"{os.cpu_count()} cores, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
         f"torch {torch.__version__ + f' ({args.torch_threads} threads)' if torch else 'absent'}; "
@@ -336,12 +316,13 @@ def main(argv=None):
       "stride1": lambda: bench_stride1_transposed(repeats),
       "sweep": lambda: bench_sweep(repeats, torch, SWEEP_QUICK if args.quick else SWEEP, peak),
   }
-  if args.only:
-    tables[args.only]()
-    return
-  for name, table in tables.items():
-    if not args.quick or name in ("transposed", "fcn", "dilated", "sweep"):
-      table()
+  rows = [{"table": "peak", "gflop_per_s": peak}]
+  for name, run in tables.items():
+    if (args.only == name) if args.only else (not args.quick or name in ("transposed", "fcn", "dilated", "sweep")):
+      rows += run()
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Mask R-CNN and Panoptic FPN speed: our training step and inference against torchvision's on the CPU,
-where the time goes, and images/s, memory and FLOP/s in bfloat16 on one GPU (issue 12 §4, issue 13).
+where the time goes by the model's own stages, and images/s, memory and FLOP/s in bfloat16 on one GPU.
 
     python -m experiments.benchmarks.detection                   # CPU: 512x512, batch 2, float32, vs torchvision
     python -m experiments.benchmarks.detection --repeats 5       # the quiet measurement (5 is the default)
@@ -7,90 +7,43 @@ where the time goes, and images/s, memory and FLOP/s in bfloat16 on one GPU (iss
     python -m experiments.benchmarks.detection --device-mode     # one GPU: batch 8, bfloat16, 512x512
     python -m experiments.benchmarks.detection --device-mode --size 800x1088   # about detectron2's scale
     python -m experiments.benchmarks.detection --device-mode --smoke           # device mode's paths, any backend
+    ... --json PATH                                              # also write the rows and the machine record
 
-The load average is printed before and after; torchvision rows need `torch` + `torchvision` (absent: "-").
+What each mode measures (rows: `cpu_rows` / `device_rows`, tables printed from them):
+1. CPU: `maskrcnn_resnet50_fpn` (91 classes, float32) at `--size`, batch `--batch`, ours against
+   torchvision's `maskrcnn_resnet50_fpn` with every count and threshold copied from ours
+   (`torch_maskrcnn.SETTINGS`), both from the same weights (torchvision's initialisation imported into
+   ours), on one synthetic batch (`synthetic_batch`). Training step: ours is the trainer's own step
+   (`dense_jax.train.step.make_train_step`, the `instances` task's loss, SGD momentum 0.9, state donated);
+   torchvision's `model(images, targets)`, summed losses, backward, SGD. Inference: our jitted
+   `apply_model(train=False)` against `model.eval()` under `no_grad`. Timed alternately
+   (`timing.images_per_s`); ratio = ours / torchvision (>= 1: ours is faster).
+2. Where the time goes (`--skip-parts` leaves it out): each stage of `MaskRCNN` (`features`,
+   `rpn_outputs`, `proposals`, `rpn_training_targets`, `roi_training_targets`, `mask_training_targets`,
+   `roi_features`, `box_predictions`, `head_mask_logits`, `detect`, `box_branch`, `mask_branch`), the
+   `instances` task's loss terms and the optimizer update, each jitted alone on this batch's real
+   intermediate arrays; 'fwd+bwd' adds the VJP of a random cotangent where the stage trains. XLA cannot
+   fuse across stage boundaries and each pays its own dispatch, so the sum differs from the one-program
+   step (both are reported). Torchvision: its own modules on their real inputs (`torch_maskrcnn.parts`).
+3. `--device-mode`: `--batch 8 --dtype bfloat16` compute (parameters, boxes, NMS and losses float32) for
+   `maskrcnn_resnet50_fpn` and `panoptic_fpn_resnet50` (`--models`): step ms, images/s, FLOP/s from XLA's
+   cost analysis and its fraction of the measured matmul peak, XLA's and the allocator's peak memory;
+   torchvision's train step on cuda (autocast bfloat16) beside it when available; detectron2's published
+   Mask R-CNN R50-FPN rate (62 img/s on 8 V100, float32) per GPU and per FLOP of peak.
+4. `--smoke`: the narrow variants with small counts at 64x64, batch 2, 2 repeats: code paths only.
 
-1. CPU (default). `maskrcnn_resnet50_fpn` (91 classes, float32) at `--size` (512x512), batch `--batch` (2),
-   ours against torchvision's `maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
-   min_size=max_size=512)` with every count and threshold copied from our model (RPN pre/post-NMS top-n,
-   256 sampled anchors, 512 sampled RoIs, 100 detections per image; `torch_maskrcnn.SETTINGS`), the
-   anchors too, `torch.set_num_threads(os.cpu_count())`. Both start from the same weights (torchvision's
-   initialisation, imported into ours by `dense_jax.convert.torchvision`), so their proposals and
-   detections agree and torchvision's data-dependent work (NMS sizes, detections, mask RoIs) is what
-   ours faces. One synthetic batch for both (`synthetic_batch`: 2-5 elliptic instances per image,
-   seed 0).
-   - Training step, ours: the trainer's own step (`dense_jax.train.step.make_train_step` with the
-     `instances` task's loss: forward in training mode, RPN / RoI sampling, losses, backward, SGD
-     momentum 0.9, learning rate 1e-4, state donated); torchvision: `model(images, targets)`, summed
-     losses, backward, `torch.optim.SGD(momentum=0.9)`.
-   - Inference, ours: `apply_model(train=False)` jitted (proposals by padded NMS, box head on all
-     proposals, the best 1000 (proposal, class) candidates, class-wise padded NMS, mask head on the 100
-     padded detection slots, 28x28 masks); torchvision: `model.eval()` under `no_grad`, which also
-     pastes every mask at image resolution (its `postprocess`, timed alone in table 2).
-   Timed alternately (ours, torchvision, ours, ...; `zoo.interleaved_images_per_s`): images/s from the
-   median of `--repeats` steps after a warm-up; ratio = ours / torchvision (>= 1: ours is faster).
-   Static shapes cost work: ours runs the mask head on box_batch_size x positive_fraction = 128 RoI
-   slots per image in training and on all 100 detection slots in eval, torchvision on the actual
-   positives / detections; both counts are printed under the tables.
-2. Where the time goes (`--skip-parts` to leave out). Ours: each part a separately jitted function of
-   the model's own methods (`MaskRCNN.features`, `rpn_outputs`, `proposals`, `roi_features`, the head
-   modules, `detect`, `box_branch`, `mask_branch`) or of the functions the model calls
-   (`ops.rcnn_targets.rpn_targets / roi_targets / mask_targets`, `losses.rpn_loss /
-   fast_rcnn_loss / mask_loss`, the optimizer update), fed the real intermediate arrays of this batch
-   (computed once, untimed). 'fwd' runs the part alone; 'fwd+bwd' its forward plus the VJP with a
-   random cotangent with respect to what the gradient flows through in training (parameters and
-   incoming features; RoIAlign: the FPN maps; losses: the head outputs); parts without a gradient
-   (top-k, NMS, matching, sampling, mask crops, the update) have 'fwd' only. Cut this way, XLA cannot
-   fuse across part boundaries and each part pays its own dispatch, so the parts' sum differs from the
-   one-program step (both are printed). Torchvision: its own modules on their real inputs
-   (`torch_maskrcnn.parts` / `eval_parts`): `transform`, `backbone`, `rpn` (head, anchors, decode,
-   NMS, matching, sampling, its losses), `roi_heads` (sampling, RoIAlign, box head, mask head, losses;
-   in eval: box head, class-wise NMS, mask head); 'fwd' with autograd recording (as in its training
-   step), 'fwd+bwd' adds the backward of the part's losses (of a random cotangent for the backbone).
-   The grouped table sums our parts into torchvision's three modules. All parts, ours and theirs, are
-   timed in turn (`gpu_suite._median_ms`), medians of `--repeats`.
-3. `--device-mode` (one GPU): `--batch 8 --dtype bfloat16` (compute dtype of convolutions and dense
-   layers, `dtype=` of the models; parameters, boxes, anchors, NMS, RoIAlign coordinates and losses stay
-   float32) at `--size` (512x512) for `maskrcnn_resnet50_fpn` and `panoptic_fpn_resnet50` (`--models`;
-   Panoptic FPN: 134 COCO panoptic classes, things 1..80, `instances` + `panoptic` task losses), random
-   weights: step ms, images/s, TFLOP/s from `compiled.cost_analysis()` and its fraction of the measured
-   `--dtype` matmul peak (`gpu_suite.matmul_peak`, 8192^3), peak memory: XLA's estimate for the compiled
-   step (arguments + outputs + temporaries - donated aliases, `memory_analysis()`) and the allocator's
-   peak (`memory_stats()['peak_bytes_in_use']`, cumulative over the process, so in run order);
-   torchvision's `maskrcnn_resnet50_fpn` train step on cuda (`torch.autocast` bfloat16, same batch, same
-   settings) timed alternately with ours when `torch.cuda` is available, with `max_memory_allocated`.
-   Then detectron2's published figure beside ours: Mask R-CNN R50-FPN trains at 62 img/s on 8 V100s
-   (docs/notes/benchmarks.md: iterations 100-500, 2 images per GPU, short side 800 / long side at most
-   1333, no AMP in those configs, i.e. float32), 7.75 img/s per V100 -> ours per GPU; per FLOP of peak:
-   (ours img/s / measured peak) / (7.75 / V100 peak) with V100 fp16 tensor 125 TFLOP/s (and, since
-   their run was float32, fp32 15.7 TFLOP/s). Their images hold ~3-4x the pixels of 512x512:
-   `--size 800x1088` is closer.
-   JAX's preallocation is switched off in this mode (XLA_PYTHON_CLIENT_PREALLOCATE=false, unless set)
-   so torch can share the GPU.
-4. `--smoke`: the narrow variants (`maskrcnn_resnet50_fpn_narrow`, `panoptic_fpn_resnet50_narrow`) with
-   small counts at 64x64, batch 2, 2 repeats (torchvision: full width, same counts): code paths only,
-   the figures mean nothing. tests/experiments/test_detection_benchmark.py runs it.
+Current result (2-core CPU, 2026-11-30, `--num-sampled-masks 32`): train step 0.562 vs 0.496 img/s
+(1.13x), inference 1.070 vs 1.006 img/s (1.06x). The full measurement log is in docs/results.md
+("Benchmark logs").
 
-Measured 2026-11-30, 2-core CPU, quiet (load average 1.2-2.1), jax 0.10.2, torch 2.14.1 with 2 threads:
-
-    python -m experiments.benchmarks.detection                          # mask head on all 128 slots
-      train step 0.327 vs 0.508 img/s (0.64x; 1110 GFLOP/step, 181 GFLOP/s), inference 1.090 vs 0.962 (1.13x)
-      where it goes (fwd+bwd ms): mask head 3422 of the 6121 ms step, backbone 1784 (torchvision's 1774)
-    python -m experiments.benchmarks.detection --num-sampled-masks 32   # 32 slots (>= this batch's 12-14 positives)
-      train step 0.562 vs 0.496 img/s (1.13x; 691 GFLOP/step, 194 GFLOP/s of a 276 GFLOP/s matmul peak),
-      inference 1.070 vs 1.006 (1.06x); roi_heads fwd+bwd 1294 ms vs torchvision's 1592
-
-The static 128 mask slots cost the difference: torchvision's mask head runs on the actual positives
-(13-19 per image here). `num_sampled_masks` bounds the slots (a random subset where an image has more
-positives than K); with K at least the positives per image the loss is the same as with all slots.
-
-Runs without tensorflow, tensorflow_datasets, grain, ml_collections, orbax and pycocotools (the GPU
-machine has none of them): it imports the trainer's step from `dense_jax.train.step`, not the loop.
+Runs without tensorflow, tensorflow_datasets, grain, ml_collections, orbax and pycocotools: it imports the
+trainer's step from `dense_jax.train.step`, not the loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import math
 import os
@@ -102,19 +55,15 @@ import numpy as np
 import optax
 
 from dense_jax import tasks as tasks_lib
-from dense_jax.losses import detection as ld
 from dense_jax.models._random import random_variables
 from dense_jax.models.build import apply_model
 from dense_jax.models.flops import count_params
 from dense_jax.models.panoptic_fpn import PanopticFPN
 from dense_jax.models.registry import get_model
-from dense_jax.ops import rcnn_targets as tg
-from dense_jax.ops.anchors import fpn_anchors_per_level
 from dense_jax.train.state import TrainState
 from dense_jax.train.step import make_train_step
-from experiments.benchmarks.gpu_suite import (DTYPES, _median_ms, allocator_peak_bytes, flops_of, matmul_peak,
-                                             xla_peak_bytes)
-from experiments.benchmarks.zoo import interleaved_images_per_s
+from experiments.benchmarks import table, timing
+from experiments.benchmarks.timing import DTYPES
 
 LR = 1e-4
 SMOKE_SIZE = 64
@@ -123,6 +72,11 @@ SMOKE_COUNTS = dict(rpn_pre_nms_top_n_train=150, rpn_post_nms_top_n_train=60, rp
                     box_detections_per_img=10, box_candidates_per_img=100)
 D2_IMG_S, D2_GPUS = 62.0, 8            # detectron2 docs/notes/benchmarks.md, Mask R-CNN R50-FPN, 8 V100
 V100_FP16_TENSOR, V100_FP32 = 125e12, 15.7e12
+
+
+def optimizer(lr: float = LR):
+  """Both sides' optimizer: SGD with momentum 0.9."""
+  return optax.sgd(lr, momentum=0.9)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,7 +170,7 @@ def imported_variables(model, tm, shape):
 def jax_train(model, variables, tasks: dict, batch: dict, lr: float = LR):
   """`(run, compiled, compile seconds)`: the trainer's step (`make_train_step`, state donated) compiled
   for `batch`; `run()` does one step on the carried state (copies of `variables`) and blocks."""
-  tx = optax.sgd(lr, momentum=0.9)
+  tx = optimizer(lr)
   params = jax.tree.map(jnp.array, variables["params"])          # copies: the step donates its state
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      batch_stats=jax.tree.map(jnp.array, variables.get("batch_stats", {})),
@@ -245,36 +199,33 @@ def jax_inference(model, variables, images):
 
 
 def torch_module():
-  """`experiments.benchmarks.torch_maskrcnn`, or None without torch + torchvision."""
+  """`experiments.benchmarks.torch_maskrcnn` (PyTorch's threads set), or None without torch + torchvision."""
   if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
     return None
   from experiments.benchmarks import torch_maskrcnn  # pylint: disable=g-import-not-at-top
+  timing.torch_threads()
   return torch_maskrcnn
 
 
-def load() -> str:
-  return f"load average {os.getloadavg()[0]:.2f}"
-
-
 # --------------------------------------------------------------------------------------------------
-# Table 2: our parts.
+# Stages of our model, each its own program.
 # --------------------------------------------------------------------------------------------------
 def _passes(f, diff: tuple, const: tuple = (), backward: bool = True) -> tuple[dict, object]:
   """`({'fwd': blocking f(*diff, *const)} plus, with `backward`, {'fwd+bwd': f's VJP w.r.t. diff with a
   random float cotangent of f's output}, f's output)`, each pass one jitted program."""
   fwd = jax.jit(f)
   value = jax.block_until_ready(fwd(*diff, *const))
-  out = {"fwd": lambda: jax.block_until_ready(fwd(*diff, *const))}
+  out = {"fwd": timing.blocking(fwd, *diff, *const)}
   if backward:
     leaves, tree = jax.tree.flatten(value)
     keys = jax.random.split(jax.random.key(1), len(leaves))
     ct = tree.unflatten([jax.random.normal(k, l.shape, jnp.float32).astype(l.dtype) for k, l in zip(keys, leaves)])
     fb = jax.jit(lambda d, c, ct: jax.vjp(lambda *d: f(*d, *c), *d)[1](ct))
-    out["fwd+bwd"] = lambda: jax.block_until_ready(fb(diff, const, ct))
+    out["fwd+bwd"] = timing.blocking(fb, diff, const, ct)
   return out, value
 
 
-# Our parts, in order: (key, label, torchvision module it belongs to, trains?).
+# Our training stages, in order: (key, label, torchvision module it belongs to, trains?).
 TRAIN_PARTS = [
     ("backbone", "backbone + FPN (normalise, ResNet, FPN; BN batch stats)", "backbone", True),
     ("rpn_head", "RPN head (3x3 conv, objectness, deltas)", "rpn", True),
@@ -290,18 +241,21 @@ TRAIN_PARTS = [
     ("roi_loss", "RoI losses (class, box, mask)", "roi_heads", True),
     ("update", "SGD momentum update", None, False),
 ]
+# Inference stages: (key, label, torchvision module); 'rpn_head' is the training stage's program.
 EVAL_PARTS = [
     ("eval_backbone", "backbone + FPN (BN running stats)", "eval backbone"),
     ("rpn_head", "RPN head", "eval rpn"),
     ("eval_proposals", "RPN proposals (test top-k, NMS)", "eval rpn"),
     ("detect", "detect: box branch + class-wise NMS + mask branch", "eval roi_heads"),
 ]
+DETECT_SHARES = ("detect_box", "detect_mask")   # timed too: the branches inside `detect`
 
 
-def jax_parts(model, variables, batch: dict, size) -> tuple[dict, dict]:
-  """`({(part key, pass): blocking callable}, counts)` for our parts (module docstring, table 2)."""
-  b = batch["image"].shape[0]
+def jax_parts(model, variables, batch: dict, size, tasks: dict | None = None) -> tuple[dict, dict]:
+  """`({(stage key, pass): blocking callable}, counts)`: each stage a `MaskRCNN` method (or the task's loss
+  terms, or the optimizer update) jitted alone on this batch's intermediate arrays (module docstring)."""
   params, stats = variables["params"], variables.get("batch_stats", {})
+  task = (tasks or tasks_for(model))["instances"]
 
   def method(fn, train_bn: bool = False):
     """`f(params, *args)` = `fn(module, *args)` on the bound model (BN with batch statistics if train_bn)."""
@@ -316,56 +270,51 @@ def jax_parts(model, variables, batch: dict, size) -> tuple[dict, dict]:
   fns = {}
 
   def part(key, f, diff, const=(), backward=True):
-    """Registers part `key`'s passes; returns its output on these inputs."""
+    """Registers stage `key`'s passes; returns its output on these inputs."""
     passes, value = _passes(f, diff, const, backward)
     fns.update({(key, k): v for k, v in passes.items()})
     return value
 
   # ---- training
   feats = part("backbone", method(lambda m, x: m.features(x, True), train_bn=True), (params,), (x,))
+  anchors = model.apply(variables, feats, size, method=lambda m, f, s: m.rpn_outputs(f, s))[0]   # NumPy, static
   rpn_head = method(lambda m, f: tuple(m.rpn_outputs(f, size)[1:]))
   logits, deltas = part("rpn_head", rpn_head, (params, feats))
-  anchors = fpn_anchors_per_level(size, model.anchor_sizes, model.aspect_ratios,
-                                  feature_sizes=[f.shape[1:3] for f in feats.values()])
   proposals_fn = lambda train: method(lambda m, l, d: m.proposals(anchors, l, d, size, train))
   proposals, proposal_valid = part("proposals", proposals_fn(True), (params, logits, deltas), backward=False)
-  gt = tg.ground_truth(batch)
+  gt = jax.jit(method(lambda m, t: m.training_ground_truth(t)))(params, batch)
   key_rpn, key_roi = jax.random.split(jax.random.key(0))
-  anchors_all = jnp.asarray(np.concatenate(anchors, 0))
-  rpn_labels, rpn_box_targets = part("rpn_targets", lambda gt, k: tg.rpn_targets(
-      k, anchors_all, gt, fg_iou=model.rpn_fg_iou_thresh, bg_iou=model.rpn_bg_iou_thresh,
-      num_samples=model.rpn_batch_size_per_image, positive_fraction=model.rpn_positive_fraction),
-      (gt, key_rpn), backward=False)
-  example = batch["batch_mask"]
-  part("rpn_loss", lambda lg, dl: sum(ld.rpn_loss(jnp.concatenate(lg, 1), jnp.concatenate(dl, 1), rpn_labels,
-                                                   rpn_box_targets, example)), (logits, deltas))
-  rois, roi_labels, roi_gt, roi_box_targets = part("roi_targets", lambda p, pv, gt, k: tg.roi_targets(
-      k, p, pv, gt, fg_iou=model.box_fg_iou_thresh, bg_iou=model.box_bg_iou_thresh,
-      num_samples=model.box_batch_size_per_image, positive_fraction=model.box_positive_fraction),
-      (proposals, proposal_valid, gt, key_roi), backward=False)
-  num_pos = model.head_slots
-  pos_rois, pos_labels, pos_gt = rois[:, :num_pos], roi_labels[:, :num_pos], roi_gt[:, :num_pos]
-  mask_targets = part("mask_targets", lambda gt, r, g: tg.mask_targets(gt, r, g, 28, model.mask_target_sampling_ratio),
-                      (gt, pos_rois, pos_gt), backward=False)
+  part("rpn_targets", method(lambda m, k, g: m.rpn_training_targets(k, anchors, g)), (params, key_rpn, gt),
+       backward=False)
+  rois, roi_labels, roi_gt, _ = part("roi_targets", method(lambda m, *a: m.roi_training_targets(*a)),
+                                     (params, key_roi, proposals, proposal_valid, gt), backward=False)
+  pos_rois, pos_labels, pos_gt = model.apply(variables, rois, roi_labels, roi_gt,
+                                             method=lambda m, *a: m.head_rois(*a))
+  part("mask_targets", method(lambda m, *a: m.mask_training_targets(*a)), (params, gt, pos_rois, pos_gt),
+       backward=False)
   pool = lambda boxes, side: (lambda f: model.apply(variables, f, boxes, side, size,
                                                     method=lambda m, *a: m.roi_features(*a)))
   pooled7 = part("box_pool", pool(rois, 7), (feats,))
   pooled14 = part("mask_pool", pool(pos_rois, 14), (feats,))
-  cls_logits, box_deltas = part("box_head", method(lambda m, x: m.box_predictor(m.box_head(
-      x.reshape(-1, *x.shape[2:])))), (params, pooled7))
-  mask_out = part("mask_head", method(lambda m, x: m.mask_predictor(m.mask_head(x.reshape(-1, *x.shape[2:])))),
-                  (params, pooled14))
-  r = rois.shape[1]
+  part("box_head", method(lambda m, x: m.box_predictions(x)), (params, pooled7))
+  part("mask_head", method(lambda m, x: m.head_mask_logits(x, pos_labels)), (params, pooled14))
+  # The loss stages read the model's own training outputs (`training_outputs`, as the trainer's step).
+  out = jax.jit(lambda v, f, l, d, p, pv: model.apply(v, f, anchors, l, d, p, pv, batch, size,
+                                                      method=lambda m, *a: m.training_outputs(*a),
+                                                      rngs={"dropout": jax.random.key(0)}))(
+      variables, feats, logits, deltas, proposals, proposal_valid)
 
-  def roi_loss(cl, bd, mk):
-    cl = cl.reshape(b, r, -1).astype(jnp.float32)
-    bd = bd.reshape(b, r, -1, 4).astype(jnp.float32)
-    mk = mk.reshape(b, num_pos, *mk.shape[1:]).astype(jnp.float32)
-    mk = jnp.take_along_axis(mk, jnp.maximum(pos_labels, 0)[:, :, None, None, None], axis=-1)[..., 0]
-    return (sum(ld.fast_rcnn_loss(cl, bd, roi_labels, roi_box_targets, example))
-            + ld.mask_loss(mk, mask_targets, pos_labels > 0, example))
-  part("roi_loss", roi_loss, (cls_logits, box_deltas, mask_out))
-  tx = optax.sgd(LR, momentum=0.9)
+  def loss_terms(keys, rpn: bool):
+    """The task's loss terms (RPN ones or the others) as a function of the output entries `keys`."""
+    def f(*values):
+      terms = task.loss({task.name: {**out, **dict(zip(keys, values))}}, batch)[1]
+      return sum(v for k, v in terms.items() if ("/loss_rpn_" in k) == rpn)
+    return f
+  rpn_keys = ("rpn_logits", "rpn_deltas")
+  roi_keys = tuple(k for k in ("roi_class_logits", "roi_box_deltas", "mask_logits", "keypoint_logits") if k in out)
+  part("rpn_loss", loss_terms(rpn_keys, True), tuple(out[k] for k in rpn_keys))
+  part("roi_loss", loss_terms(roi_keys, False), tuple(out[k] for k in roi_keys))
+  tx = optimizer()
 
   def update(g, s, p):
     updates, s = tx.update(g, s, p)
@@ -380,7 +329,7 @@ def jax_parts(model, variables, batch: dict, size) -> tuple[dict, dict]:
   part("detect_box", method(lambda m, f, p: m.box_branch(f, p, size)), (params, feats_e, props_e), backward=False)
   part("detect_mask", method(lambda m, f, bx: m.mask_branch(f, bx, size)), (params, feats_e, dets["boxes"]),
        backward=False)
-  counts = {"box RoIs / image": r, "mask RoI slots / image": num_pos,
+  counts = {"box RoIs / image": int(rois.shape[1]), "mask RoI slots / image": int(pos_rois.shape[1]),
             "positive RoIs / image": np.asarray((pos_labels > 0).sum(1)).tolist(),
             "proposals / image (train)": np.asarray(proposal_valid.sum(1)).tolist(),
             "proposals / image (eval)": np.asarray(valid_e.sum(1)).tolist(),
@@ -388,197 +337,256 @@ def jax_parts(model, variables, batch: dict, size) -> tuple[dict, dict]:
   return fns, counts
 
 
-def _ms(x) -> str:
-  return f"{x:9.1f}" if x is not None and math.isfinite(x) else f"{'-':>9s}"
+def part_rows(ms: dict) -> list[dict]:
+  """Rows of table 2 from `{(side, stage, pass): ms}`: one per (side, stage, pass), with its label,
+  phase ('train' / 'eval') and torchvision module."""
+  labels = {k: (label, "train", module) for k, label, module, _ in TRAIN_PARTS}
+  labels.update({k: (label, "eval", module) for k, label, module in EVAL_PARTS if k != "rpn_head"})
+  labels.update({"detect_box": ("of which box branch (RoIAlign 7x7 + box head)", "eval", None),
+                 "detect_mask": ("of which mask branch (RoIAlign 14x14 + mask head)", "eval", None)})
+  rows = []
+  for (side, key, pass_), value in ms.items():
+    label, phase, module = labels.get(key, (key, "train" if not key.startswith("eval") else "eval", key))
+    if side == "torch":
+      phase = "eval" if key.startswith("eval") else "train"
+      label, module = key, key
+    rows.append({"table": "parts", "side": side, "stage": key, "label": label, "phase": phase, "module": module,
+                 "pass": pass_, "ms": value})
+  return rows
 
 
-def print_parts(ms: dict, step_ms: dict) -> None:
-  """Table 2 from `{(side, part, pass): ms}` ('ours' / 'torch') and the one-program steps' ms."""
-  print(f"\n## 2. Where the time goes: ms per part, medians ({load()})")
-  print("### ours, training (parts jitted alone on the real intermediate arrays)")
-  print(f"| part | fwd | fwd+bwd |\n|---|---|---|")
-  total = 0.0
-  for key, label, _, trains in TRAIN_PARTS:
-    fwd, fb = ms.get(("ours", key, "fwd")), ms.get(("ours", key, "fwd+bwd"))
-    total += fb if trains else fwd
-    print(f"| {label} | {_ms(fwd)} | {_ms(fb) if trains else f'{chr(45):>9s}'} |")
-  print(f"| sum (fwd+bwd where it trains) | | {_ms(total)} |")
-  print(f"| one-program training step (table 1) | | {_ms(step_ms.get('ours train'))} |")
-  print("### ours, inference")
-  print(f"| part | fwd |\n|---|---|")
-  e_total = 0.0
-  for key, label, _ in EVAL_PARTS:
-    e_total += ms[("ours", key, "fwd")]
-    print(f"| {label} | {_ms(ms[('ours', key, 'fwd')])} |")
-  box, mask, det = (ms[("ours", k, "fwd")] for k in ("detect_box", "detect_mask", "detect"))
-  print(f"| - of which box branch (RoIAlign 7x7 on all proposals + box head) | {_ms(box)} |")
-  print(f"| - of which mask branch (RoIAlign 14x14 + mask head on the detection slots) | {_ms(mask)} |")
-  print(f"| - of which the rest: decode, top-k candidates, class-wise NMS (detect - branches) | {_ms(det - box - mask)} |")
-  print(f"| sum | {_ms(e_total)} |")
-  print(f"| one-program inference (table 1) | {_ms(step_ms.get('ours infer'))} |")
-  if not any(k[0] == "torch" for k in ms):
-    return
-  print("### grouped as torchvision's modules: ours (sum of our parts) vs torchvision's module on its inputs")
-  print("| module | ours fwd | torchvision fwd | ours fwd+bwd | torchvision fwd+bwd |\n|---|---|---|---|---|")
-  print(f"| transform (ours: normalisation is in the backbone row) | {_ms(None)} | "
-        f"{_ms(ms.get(('torch', 'transform', 'fwd')))} | {_ms(None)} | {_ms(ms.get(('torch', 'transform', 'fwd')))} |")
-  for module in ("backbone", "rpn", "roi_heads"):
-    parts = [(k, trains) for k, _, mod, trains in TRAIN_PARTS if mod == module]
-    fwd = sum(ms[("ours", k, "fwd")] for k, _ in parts)
-    fb = sum(ms[("ours", k, "fwd+bwd" if trains else "fwd")] for k, trains in parts)
-    print(f"| {module} | {_ms(fwd)} | {_ms(ms.get(('torch', module, 'fwd')))} | {_ms(fb)} | "
-          f"{_ms(ms.get(('torch', module, 'fwd+bwd')))} |")
-  print("| module, inference | ours | torchvision |\n|---|---|---|")
-  for module in ("eval transform", "eval backbone", "eval rpn", "eval roi_heads", "eval postprocess"):
-    ours = [k for k, _, mod in EVAL_PARTS if mod == module]
-    value = sum(ms[("ours", k, "fwd")] for k in ours) if ours else None
-    print(f"| {module} | {_ms(value)} | {_ms(ms.get(('torch', module, 'fwd')))} |")
+def stage_sums(rows: list[dict]) -> dict:
+  """Our stages summed: 'train' (fwd+bwd where the stage trains, else fwd) and 'eval' (EVAL_PARTS, fwd)."""
+  ms = {(r["stage"], r["pass"]): r["ms"] for r in table.select(rows, table="parts", side="ours")}
+  train = sum(ms[(k, "fwd+bwd" if trains else "fwd")] for k, _, _, trains in TRAIN_PARTS)
+  return {"train": train, "eval": sum(ms[(k, "fwd")] for k, _, _ in EVAL_PARTS)}
 
 
 # --------------------------------------------------------------------------------------------------
 # CPU mode: tables 1 and 2.
 # --------------------------------------------------------------------------------------------------
-def cpu_mode(args, size) -> None:
-  dtype = DTYPES[args.dtype or "float32"]
-  model = build("maskrcnn_resnet50_fpn", args.smoke, dtype, args.num_sampled_masks)
-  tv = None if args.skip_torch else torch_module()
-  shape = (args.batch, *size, 3)
-  np_batch = batch_for(model, args.batch, size)
+def cpu_rows(smoke: bool = False, batch_size: int = 2, size=(512, 512), repeats: int = 5, dtype_name: str = "float32",
+             num_sampled_masks: int = 0, skip_parts: bool = False, skip_torch: bool = False,
+             log=print) -> list[dict]:
+  """Tables 1 and 2 as rows (`table` 'speed', 'parts', 'stage_sums', 'counts'); `log` gets progress lines."""
+  model = build("maskrcnn_resnet50_fpn", smoke, DTYPES[dtype_name], num_sampled_masks)
+  tv = None if skip_torch else torch_module()
+  shape = (batch_size, *size, 3)
+  np_batch = batch_for(model, batch_size, size)
   batch = jax.tree.map(jnp.asarray, np_batch)
-  tm = None
-  if tv is not None:
-    print(f"torch threads: {tv.set_threads()}")
-    tm = tv.torchvision_like(model, size)
-  if tm is not None and not args.smoke:
+  tm = tv.torchvision_like(model, size) if tv is not None else None
+  if tm is not None and not smoke:
     variables, weights = imported_variables(model, tm, shape), "torchvision's initialisation, imported into ours"
   else:
     variables, weights = random_variables(model, shape), "random (ours He-normal; torchvision its own)"
-  print(f"model {model.__class__.__name__} ({'narrow ' if args.smoke else ''}ResNet-50-FPN), "
-        f"{count_params(variables['params']):,} parameters, {args.dtype or 'float32'} compute; weights: {weights}")
-  train_run, compiled, compile_s = jax_train(model, variables, tasks_for(model), batch)
+  log(f"model {model.__class__.__name__} ({'narrow ' if smoke else ''}ResNet-50-FPN), "
+      f"{count_params(variables['params']):,} parameters, {dtype_name} compute; weights: {weights}")
+  tasks = tasks_for(model)
+  train_run, compiled, compile_s = jax_train(model, variables, tasks, batch)
   infer_run, infer_compile_s = jax_inference(model, variables, batch["image"])
-  print(f"ours: train step compiled in {compile_s:.1f} s ({flops_of(compiled) / 1e9:.1f} GFLOP per step, XLA), "
-        f"inference in {infer_compile_s:.1f} s")
+  flops = timing.flops_of(compiled)
+  log(f"ours: train step compiled in {compile_s:.1f} s ({flops / 1e9:.1f} GFLOP per step, XLA), "
+      f"inference in {infer_compile_s:.1f} s")
   train_runs, infer_runs = {"ours": train_run}, {"ours": infer_run}
   counter = None
   if tm is not None:
-    import copy  # pylint: disable=g-import-not-at-top
     images, targets = tv.torch_inputs(np_batch)
     eval_model = copy.deepcopy(tm).eval()          # inference keeps the initial weights, as ours
     counter = tv.mask_roi_counter(tm)
     train_runs["torchvision"] = tv.train_step(tm, images, targets, LR)
     infer_runs["torchvision"] = tv.inference(eval_model, images)
-  repeats = args.repeats
-  print(f"\n## 1. {model.__class__.__name__} R50-FPN at {size[0]}x{size[1]}, batch {args.batch}: images/s, "
-        f"median of {repeats}, timed alternately")
-  print("| | ours | torchvision | ours / torchvision |\n|---|---|---|---|")
-  step_ms = {}
+  common = {"model": model.__class__.__name__, "size": f"{size[0]}x{size[1]}", "batch": batch_size,
+            "dtype": dtype_name, "repeats": repeats}
+  rows = []
   for label, runs in (("train step", train_runs), ("inference", infer_runs)):
-    speed = interleaved_images_per_s(runs, args.batch, repeats)
+    speed = timing.images_per_s(runs, batch_size, repeats)
     ours, theirs = speed["ours"], speed.get("torchvision")
-    step_ms["ours train" if label == "train step" else "ours infer"] = 1e3 * args.batch / ours
-    ratio = f"{ours / theirs:.2f}" if theirs else "-"
-    print(f"| {label} | {ours:.3f} | {f'{theirs:.3f}' if theirs else '- (absent)'} | {ratio} |   ({load()})",
-          flush=True)
-  metrics = train_run()
-  print(f"ours: loss after the timed steps {float(metrics['loss']):.4f} (finite: {math.isfinite(float(metrics['loss']))})")
+    row = {"table": "speed", "pass": label, **common, "ours_images_per_s": ours, "ours_ms": 1e3 * batch_size / ours,
+           "torchvision_images_per_s": theirs, "ratio": ours / theirs if theirs else None,
+           "load_average": os.getloadavg()[0]}
+    if label == "train step":
+      row.update(flops=flops, gflop_per_s=flops / row["ours_ms"] / 1e6)
+    rows.append(row)
+  loss = float(train_run()["loss"])
+  rows[0]["loss_after"] = loss
   counts = {}
   fns = {}
-  if not args.skip_parts:
+  if not skip_parts:
     t0 = time.perf_counter()
-    ours_fns, counts = jax_parts(model, variables, batch, size)
+    ours_fns, counts = jax_parts(model, variables, batch, size, tasks)
     fns.update({("ours", *k): v for k, v in ours_fns.items()})
-    print(f"ours: {len(ours_fns)} part programs set up (forward passes compiled) in {time.perf_counter() - t0:.0f} s")
+    log(f"ours: {len(ours_fns)} stage programs set up in {time.perf_counter() - t0:.0f} s")
   if tm is not None:
     det = infer_runs["torchvision"]()
     counts["torchvision detections / image"] = [len(d["boxes"]) for d in det]
-    counts["torchvision mask RoIs / image (train, last step)"] = counter[-1] if counter else "-"
-    if not args.skip_parts:
+    counts["torchvision mask RoIs / image (train, last step)"] = counter[-1] if counter else None
+    if not skip_parts:
       fns.update({("torch", *k): v for k, v in tv.parts(tm, images, targets).items()})
       fns.update({("torch", *k): v for k, v in tv.eval_parts(eval_model, images).items()})
   if fns:
-    print_parts(_median_ms(fns, repeats), step_ms)
+    parts = part_rows(timing.median_ms(fns, repeats))
+    rows += parts
+    sums = stage_sums(parts)
+    rows.append({"table": "stage_sums", **common, "ours_train_sum_ms": sums["train"],
+                 "ours_train_step_ms": rows[0]["ours_ms"], "ours_eval_sum_ms": sums["eval"],
+                 "ours_inference_ms": rows[1]["ours_ms"]})
+  rows += [{"table": "counts", "name": k, "value": v} for k, v in counts.items()]
+  return rows
+
+
+def _ms(x) -> str:
+  return f"{x:9.1f}" if x is not None and math.isfinite(x) else f"{'-':>9s}"
+
+
+def print_cpu(rows: list[dict]) -> None:
+  """Tables 1 and 2 from `cpu_rows`' rows."""
+  speed = table.select(rows, table="speed")
+  s = speed[0]
+  print(table.markdown(speed, ["pass", "ours_images_per_s", "torchvision_images_per_s", "ratio", "ours_ms",
+                               "load_average"],
+                       title=f"\n## 1. {s['model']} R50-FPN at {s['size']}, batch {s['batch']}: images/s, median "
+                             f"of {s['repeats']}, timed alternately"))
+  print(f"ours: {s['flops'] / 1e9:.1f} GFLOP per train step (XLA), {s['gflop_per_s']:.1f} GFLOP/s; loss after the "
+        f"timed steps {s['loss_after']:.4f} (finite: {math.isfinite(s['loss_after'])})")
+  parts = table.select(rows, table="parts")
+  if parts:
+    ms = {(r["side"], r["stage"], r["pass"]): r["ms"] for r in parts}
+    sums = table.select(rows, table="stage_sums")[0]
+    print(f"\n## 2. Where the time goes: ms per stage, medians ({timing.load()})")
+    print("### ours, training (stages jitted alone on the real intermediate arrays)")
+    print("| stage | fwd | fwd+bwd |\n|---|---|---|")
+    for key, label, _, trains in TRAIN_PARTS:
+      fb = _ms(ms.get(("ours", key, "fwd+bwd"))) if trains else f"{'-':>9s}"
+      print(f"| {label} | {_ms(ms.get(('ours', key, 'fwd')))} | {fb} |")
+    print(f"| sum (fwd+bwd where it trains) | | {_ms(sums['ours_train_sum_ms'])} |")
+    print(f"| one-program training step (table 1) | | {_ms(sums['ours_train_step_ms'])} |")
+    print("### ours, inference\n| stage | fwd |\n|---|---|")
+    for key, label, _ in EVAL_PARTS:
+      print(f"| {label} | {_ms(ms[('ours', key, 'fwd')])} |")
+    box, mask, det = (ms[("ours", k, "fwd")] for k in ("detect_box", "detect_mask", "detect"))
+    print(f"| - of which box branch (RoIAlign 7x7 on all proposals + box head) | {_ms(box)} |")
+    print(f"| - of which mask branch (RoIAlign 14x14 + mask head on the detection slots) | {_ms(mask)} |")
+    print(f"| - of which the rest: decode, top-k candidates, class-wise NMS (detect - branches) | "
+          f"{_ms(det - box - mask)} |")
+    print(f"| sum | {_ms(sums['ours_eval_sum_ms'])} |")
+    print(f"| one-program inference (table 1) | {_ms(sums['ours_inference_ms'])} |")
+    if any(k[0] == "torch" for k in ms):
+      print("### grouped as torchvision's modules: ours (sum of our stages) vs torchvision's module on its inputs")
+      print("| module | ours fwd | torchvision fwd | ours fwd+bwd | torchvision fwd+bwd |\n|---|---|---|---|---|")
+      t = ms.get(("torch", "transform", "fwd"))
+      print(f"| transform (ours: normalisation is in the backbone row) | {_ms(None)} | {_ms(t)} | {_ms(None)} | "
+            f"{_ms(t)} |")
+      for module in ("backbone", "rpn", "roi_heads"):
+        stages = [(k, trains) for k, _, mod, trains in TRAIN_PARTS if mod == module]
+        fwd = sum(ms[("ours", k, "fwd")] for k, _ in stages)
+        fb = sum(ms[("ours", k, "fwd+bwd" if trains else "fwd")] for k, trains in stages)
+        print(f"| {module} | {_ms(fwd)} | {_ms(ms.get(('torch', module, 'fwd')))} | {_ms(fb)} | "
+              f"{_ms(ms.get(('torch', module, 'fwd+bwd')))} |")
+      print("| module, inference | ours | torchvision |\n|---|---|---|")
+      for module in ("eval transform", "eval backbone", "eval rpn", "eval roi_heads", "eval postprocess"):
+        ours = [k for k, _, mod in EVAL_PARTS if mod == module]
+        value = sum(ms[("ours", k, "fwd")] for k in ours) if ours else None
+        print(f"| {module} | {_ms(value)} | {_ms(ms.get(('torch', module, 'fwd')))} |")
+  counts = table.select(rows, table="counts")
   if counts:
     print("\nwork per image (ours: static slots; torchvision: actual counts):")
-    for k, v in counts.items():
-      print(f"  {k}: {v}")
+    for r in counts:
+      print(f"  {r['name']}: {table.cell(r['value'])}")
 
 
 # --------------------------------------------------------------------------------------------------
 # Device mode: table 3.
 # --------------------------------------------------------------------------------------------------
-def device_row(name: str, args, size, dtype, peak: float, tv) -> float:
-  """Prints table 3's row(s) for model `name` (and torchvision's beside Mask R-CNN); returns our img/s."""
-  model = build(name, args.smoke, dtype, args.num_sampled_masks)
-  label = f"{name}_narrow" if args.smoke else name
-  np_batch = batch_for(model, args.batch, size)
+def device_model_rows(name: str, smoke: bool, batch_size: int, size, dtype_name: str, repeats: int, peak: float,
+                      tv=None, num_sampled_masks: int = 0, log=print) -> list[dict]:
+  """Table 3's row for model `name` (and torchvision's beside a Mask R-CNN, `tv` given)."""
+  model = build(name, smoke, DTYPES[dtype_name], num_sampled_masks)
+  label = f"{name}_narrow" if smoke else name
+  np_batch = batch_for(model, batch_size, size)
   batch = jax.tree.map(jnp.asarray, np_batch)
-  variables = random_variables(model, (args.batch, *size, 3))
+  variables = random_variables(model, (batch_size, *size, 3))
   run, compiled, compile_s = jax_train(model, variables, tasks_for(model), batch)
-  flops, xla_peak = flops_of(compiled), xla_peak_bytes(compiled) / 1e9
-  print(f"({label}: compiled in {compile_s:.0f} s, {flops / 1e12:.2f} TFLOP per step)", flush=True)
+  flops, xla_peak = timing.flops_of(compiled), timing.xla_peak_bytes(compiled)
+  log(f"({label}: compiled in {compile_s:.0f} s, {flops / 1e12:.2f} TFLOP per step)")
   fns = {"ours": run}
   if tv is not None and name.startswith("maskrcnn"):
     images, targets = tv.torch_inputs(np_batch, device="cuda")
     tm = tv.torchvision_like(model, size).cuda()
     tv.torch.cuda.reset_peak_memory_stats()
     fns["torchvision"] = tv.train_step(tm, images, targets, LR, autocast_dtype=tv.torch.bfloat16, device="cuda")
-  ms = _median_ms(fns, args.repeats)
-  alloc = allocator_peak_bytes()
+  ms = timing.median_ms(fns, repeats)
+  alloc = timing.allocator_peak_bytes()
+  common = {"table": "device", "size": f"{size[0]}x{size[1]}", "batch": batch_size, "dtype": dtype_name,
+            "repeats": repeats}
   achieved = flops / ms["ours"] * 1e3
-  img_s = args.batch / ms["ours"] * 1e3
-  alloc_s = f"{alloc / 1e9:.2f}" if alloc else "n/a"
-  print(f"| {label} | {ms['ours']:.1f} | {img_s:.2f} | {achieved / 1e12:.2f} | {achieved / peak:.0%} | "
-        f"{xla_peak:.2f} ({xla_peak / args.batch:.2f}) | {alloc_s} |", flush=True)
+  rows = [{**common, "model": label, "side": "ours", "step_ms": ms["ours"], "images_per_s": batch_size / ms["ours"] * 1e3,
+           "flops": flops, "tflop_per_s": achieved / 1e12, "of_peak": achieved / peak, "xla_peak_gb": xla_peak / 1e9,
+           "xla_peak_gb_per_image": xla_peak / 1e9 / batch_size,
+           "allocator_peak_gb": alloc / 1e9 if alloc else None, "compile_s": compile_s}]
   if "torchvision" in ms:
-    t_img_s = args.batch / ms["torchvision"] * 1e3
-    t_peak = tv.torch.cuda.max_memory_allocated() / 1e9
-    print(f"| torchvision maskrcnn_resnet50_fpn, autocast | {ms['torchvision']:.1f} | {t_img_s:.2f} | - | - | - | "
-          f"{t_peak:.2f} (torch max_memory_allocated) |")
-    print(f"ours / torchvision (images/s): {img_s / t_img_s:.2f}", flush=True)
-  return img_s
+    rows.append({**common, "model": "torchvision maskrcnn_resnet50_fpn, autocast", "side": "torchvision",
+                 "step_ms": ms["torchvision"], "images_per_s": batch_size / ms["torchvision"] * 1e3,
+                 "allocator_peak_gb": tv.torch.cuda.max_memory_allocated() / 1e9})
+  return rows
 
 
-def print_detectron2(img_s: float, size, peak: float, dtype_name: str) -> None:
-  """Our Mask R-CNN images/s beside detectron2's published figure (module docstring, item 3)."""
+def detectron2_row(img_s: float, size, peak: float) -> dict:
+  """Our Mask R-CNN images/s beside detectron2's published rate (module docstring, item 3)."""
   per_gpu = D2_IMG_S / D2_GPUS
-  print(f"\n## detectron2 (published): Mask R-CNN R50-FPN {D2_IMG_S:.0f} img/s on {D2_GPUS} V100 = {per_gpu:.2f} "
-        f"img/s per GPU (short side 800, long <= 1333, 2 img/GPU, float32)")
-  print(f"ours per GPU at {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2f} MP per image; theirs ~0.8-1.1 MP): "
-        f"{img_s:.2f} img/s = {img_s / per_gpu:.2f}x detectron2's per-GPU rate")
-  for label, v100 in (("V100 fp16 tensor peak 125 TFLOP/s", V100_FP16_TENSOR), ("V100 fp32 peak 15.7 TFLOP/s",
-                                                                               V100_FP32)):
-    print(f"per FLOP of peak, ours (img/s / measured {dtype_name} peak {peak / 1e12:.1f} TFLOP/s) over detectron2 "
-          f"(img/s / {label}): {(img_s / peak) / (per_gpu / v100):.3f}")
+  return {"table": "detectron2", "detectron2_images_per_s_per_gpu": per_gpu, "ours_images_per_s": img_s,
+          "size": f"{size[0]}x{size[1]}", "megapixels": size[0] * size[1] / 1e6,
+          "ours_over_detectron2": img_s / per_gpu,
+          "per_flop_of_peak_vs_v100_fp16": (img_s / peak) / (per_gpu / V100_FP16_TENSOR),
+          "per_flop_of_peak_vs_v100_fp32": (img_s / peak) / (per_gpu / V100_FP32)}
 
 
-def device_mode(args, size) -> None:
-  dtype_name = args.dtype or "bfloat16"
-  dtype = DTYPES[dtype_name]
-  n = 1024 if args.smoke else 8192
-  peak = matmul_peak(dtype, n, args.repeats)
-  print(f"device {jax.devices()[0].device_kind}, {dtype_name} matmul peak ({n}^3): {peak / 1e12:.2f} TFLOP/s")
-  tv = None if args.skip_torch else torch_module()
+def device_rows(smoke: bool = False, batch_size: int = 8, size=(512, 512), repeats: int = 10,
+                dtype_name: str = "bfloat16", models=("maskrcnn_resnet50_fpn", "panoptic_fpn_resnet50"),
+                num_sampled_masks: int = 0, skip_torch: bool = False, log=print) -> list[dict]:
+  """Table 3 as rows (`table` 'peak', 'device', 'detectron2'); a model that fails gets an 'error' row."""
+  n = 1024 if smoke else 8192
+  peak = timing.matmul_peak(DTYPES[dtype_name], n, repeats)
+  rows = [{"table": "peak", "dtype": dtype_name, "n": n, "flop_per_s": peak}]
+  tv = None if skip_torch else torch_module()
   tv = tv if tv is not None and tv.torch.cuda.is_available() else None
-  print(f"\n## 3. Training step, {dtype_name} compute (float32 parameters), batch {args.batch} at "
-        f"{size[0]}x{size[1]}, median of {args.repeats} ({load()}); torchvision on cuda: "
-        f"{'yes' if tv is not None else 'no'}")
-  print("| model | step ms | img/s | TFLOP/s | of peak | XLA peak GB (per image) | allocator peak GB, cumulative |\n"
-        "|---|---|---|---|---|---|---|", flush=True)
-  results = {}
-  for name in args.models.split(","):
+  for name in models:
     try:
-      results[name] = device_row(name, args, size, dtype, peak, tv)
-    except Exception:  # pylint: disable=broad-except  (one model's failure must not lose the other's row)
+      rows += device_model_rows(name, smoke, batch_size, size, dtype_name, repeats, peak, tv, num_sampled_masks, log)
+    except Exception as e:  # pylint: disable=broad-except  (one model's failure must not lose the other's row)
       import traceback  # pylint: disable=g-import-not-at-top
       traceback.print_exc()
-      print(f"| {name} | failed (traceback above) |", flush=True)
-  mask = next((v for k, v in results.items() if k.startswith("maskrcnn")), None)
+      rows.append({"table": "device", "model": name, "side": "ours", "error": f"{type(e).__name__}: {e}"})
+  mask = next((r for r in rows if r["table"] == "device" and r["model"].startswith("maskrcnn") and "error" not in r),
+              None)
   if mask is not None:
-    print_detectron2(mask, size, peak, dtype_name)
+    rows.append(detectron2_row(mask["images_per_s"], size, peak))
+  return rows
 
 
-def main(argv=None):
+def print_device(rows: list[dict]) -> None:
+  """Table 3 from `device_rows`' rows."""
+  peak = table.select(rows, table="peak")[0]
+  print(f"device {jax.devices()[0].device_kind}, {peak['dtype']} matmul peak ({peak['n']}^3): "
+        f"{peak['flop_per_s'] / 1e12:.2f} TFLOP/s")
+  device = table.select(rows, table="device")
+  first = next((r for r in device if "error" not in r), {})
+  print(table.markdown(device, ["model", "step_ms", "images_per_s", "tflop_per_s", "of_peak", "xla_peak_gb",
+                                "xla_peak_gb_per_image", "allocator_peak_gb", "error"],
+                       title=f"\n## 3. Training step, {peak['dtype']} compute (float32 parameters), batch "
+                             f"{first.get('batch')} at {first.get('size')}, median of {first.get('repeats')} "
+                             f"({timing.load()}); allocator peak cumulative over the process"))
+  for d2 in table.select(rows, table="detectron2"):
+    print(f"\n## detectron2 (published): Mask R-CNN R50-FPN {D2_IMG_S:.0f} img/s on {D2_GPUS} V100 = "
+          f"{d2['detectron2_images_per_s_per_gpu']:.2f} img/s per GPU (short side 800, long <= 1333, 2 img/GPU, "
+          f"float32)")
+    print(f"ours per GPU at {d2['size']} ({d2['megapixels']:.2f} MP per image; theirs ~0.8-1.1 MP): "
+          f"{d2['ours_images_per_s']:.2f} img/s = {d2['ours_over_detectron2']:.2f}x detectron2's per-GPU rate")
+    print(f"per FLOP of peak, ours over detectron2 (V100 fp16 tensor peak 125 TFLOP/s): "
+          f"{d2['per_flop_of_peak_vs_v100_fp16']:.3f}; (V100 fp32 peak 15.7 TFLOP/s): "
+          f"{d2['per_flop_of_peak_vs_v100_fp32']:.3f}")
+
+
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--smoke", action="store_true", help="narrow models, small counts, 64x64: code paths only")
   parser.add_argument("--device-mode", action="store_true", help="one GPU: batch 8, bfloat16, both models")
@@ -592,22 +600,32 @@ def main(argv=None):
   parser.add_argument("--skip-torch", action="store_true", help="leave out torchvision")
   parser.add_argument("--num-sampled-masks", type=int, default=0,
                       help="our mask head's positive RoI slots per image in training (0: all 128; MaskRCNN field)")
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   size = parse_size(args.size or (SMOKE_SIZE if args.smoke else 512))
-  args.batch = args.batch or (8 if args.device_mode and not args.smoke else 2)
-  args.repeats = args.repeats or (2 if args.smoke else 10 if args.device_mode else 5)
-  if args.batch < 1 or args.repeats < 1:
-    raise ValueError(f"--batch, --repeats: expected >= 1, got {args.batch}, {args.repeats}")
+  batch = args.batch or (8 if args.device_mode and not args.smoke else 2)
+  repeats = args.repeats or (2 if args.smoke else 10 if args.device_mode else 5)
+  if batch < 1 or repeats < 1:
+    raise ValueError(f"--batch, --repeats: expected >= 1, got {batch}, {repeats}")
   if args.device_mode:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   t0 = time.perf_counter()
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.device_count()}, cpu cores "
-        f"{os.cpu_count()}, {load()}{' (smoke: tiny shapes, figures meaningless)' if args.smoke else ''}", flush=True)
+        f"{os.cpu_count()}, {timing.load()}{' (smoke: tiny shapes, figures meaningless)' if args.smoke else ''}",
+        flush=True)
+  log = lambda line: print(line, flush=True)
   if args.device_mode:
-    device_mode(args, size)
+    rows = device_rows(args.smoke, batch, size, repeats, args.dtype or "bfloat16", tuple(args.models.split(",")),
+                       args.num_sampled_masks, args.skip_torch, log)
+    print_device(rows)
   else:
-    cpu_mode(args, size)
-  print(f"\nwall time {time.perf_counter() - t0:.0f} s, {load()}")
+    rows = cpu_rows(args.smoke, batch, size, repeats, args.dtype or "float32", args.num_sampled_masks,
+                    args.skip_parts, args.skip_torch, log)
+    print_cpu(rows)
+  print(f"\nwall time {time.perf_counter() - t0:.0f} s, {timing.load()}")
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ measured matmul peak, peak memory per image against MMSegmentation, and which of
                                                           # on a loaded 2-core machine): checks the code paths
 
 Tables (each for bfloat16 and float32 compute; float32 parameters in the models):
-1. Matmul peak: the measured FLOP/s of an `n x n x n` matmul (n = 8192; 1024 with --smoke) at JAX's
-   default precision (on Ampere and later GPUs XLA may use TF32 for float32: the float32 peak is then
-   TF32's). MFU below = achieved FLOP/s / this peak, same dtype.
+1. Matmul peak: the measured FLOP/s of an `n x n x n` matmul (n = 8192; 1024 with --smoke),
+   `timing.matmul_peak`. MFU below = achieved FLOP/s / this peak, same dtype.
 2. Convolutions, each pass timed alone (fwd, dx, dw) and fwd+bwd, per form: `conv2d` 'reference'
    (XLA's autodiff) vs 'blocked' (our weight-gradient VJP), `conv_transpose2d` 'reference' vs 'phase'
    (our sub-pixel form and VJP). "XLA beats ours" = the reference form's fwd+bwd is faster, i.e. the
-   custom VJP must stay off on this backend (`_conv_auto` / `_auto` in dense_jax/ops/conv.py keep XLA's
-   own gradients on GPU/TPU today; this table is the measurement that decides).
+   custom VJP must stay off on this backend (`dense_jax/ops/conv.py` picks the form per backend; this
+   table is the measurement that decides).
 3. Training step of FCN-ResNet50 and DeepLabV3-ResNet50 (output stride 8, 19 classes, SGD momentum,
    batch 2 at 512x1024 as MMSegmentation's Cityscapes configs; --smoke: the narrow variants at 2x64x64):
    step ms, images/s, TFLOP/s from XLA's cost analysis, MFU, and peak memory: XLA's estimate for the
@@ -21,14 +20,13 @@ Tables (each for bfloat16 and float32 compute; float32 parameters in the models)
    (`memory_stats()['peak_bytes_in_use']`, cumulative over the process, hence listed in run order),
    per step and per image, against MMSegmentation's published training memory for the same setting
    (FCN-R50-D8 5.7 GB, DeepLabV3-R50-D8 6.1 GB per GPU at 2x512x1024 on a V100, PyTorch, float32).
-Timing: median of `--repeats` runs after compile and warm-up, forms of one row timed alternately.
+Timing: median of `--repeats` runs after compile and warm-up, forms of one row timed alternately
+(`timing.median_ms`); `--json PATH` writes the rows and the machine record.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import time
 
 import jax
@@ -36,33 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from dense_jax.ops.conv import conv2d, conv_transpose2d
+from experiments.benchmarks import table, timing
+from experiments.benchmarks.timing import DTYPES
 from experiments.benchmarks.zoo import jax_train_parts
 
 MMSEG_GB = {"fcn_resnet50": 5.7, "deeplabv3_resnet50": 6.1}  # training memory per GPU, batch 2, 512x1024
-
-DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
-
-
-def _median_ms(fns: dict, repeats: int) -> dict:
-  """Median ms of each no-argument callable, the callables timed in turn (warm-up first)."""
-  for f in fns.values():
-    f()
-    f()
-  times = {k: [] for k in fns}
-  for _ in range(repeats):
-    for k, f in fns.items():
-      t0 = time.perf_counter()
-      f()
-      times[k].append(time.perf_counter() - t0)
-  return {k: 1e3 * statistics.median(v) for k, v in times.items()}
-
-
-def matmul_peak(dtype, n: int, repeats: int) -> float:
-  """Measured FLOP/s of an n x n x n matmul in `dtype` (the practical peak)."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-  mm = jax.jit(lambda a: a @ a)
-  ms = _median_ms({"mm": lambda: jax.block_until_ready(mm(a))}, repeats)["mm"]
-  return 2 * n ** 3 / ms * 1e3
 
 
 def _passes(f, x, w):
@@ -98,13 +74,11 @@ def conv_cases(smoke: bool):
   return cases
 
 
-def conv_table(dtype_name: str, peak: float, smoke: bool, repeats: int) -> list:
-  """Table 2 for one dtype; returns [(label, custom form, XLA beats ours?)]."""
+def conv_rows(dtype_name: str, peak: float, smoke: bool, repeats: int) -> list[dict]:
+  """Table 2 for one dtype: one row per (conv, form) with each pass's ms and TFLOP/s, fwd+bwd MFU, and
+  `xla_beats_ours` on the custom form's row."""
   dtype = DTYPES[dtype_name]
-  print(f"\n## Convolutions, {dtype_name}: TFLOP/s per pass (MFU vs the {dtype_name} matmul peak "
-        f"{peak / 1e12:.1f} TFLOP/s); fwd+bwd ms per form; load average {os.getloadavg()[0]:.1f}")
-  print("| conv | form | fwd | dx | dw | fwd+bwd ms | fwd+bwd MFU |\n|---|---|---|---|---|---|---|")
-  verdicts = []
+  rows = []
   rng = np.random.default_rng(0)
   for label, op, forms, x_shape, w_shape, kwargs, flops in conv_cases(smoke):
     x = jnp.asarray(rng.standard_normal(x_shape), dtype)
@@ -113,94 +87,98 @@ def conv_table(dtype_name: str, peak: float, smoke: bool, repeats: int) -> list:
     for form in forms:
       for name, fn in _passes(lambda x, w, form=form: op(x, w, method=form, **kwargs), x, w).items():
         fns[(form, name)] = fn
-    ms = _median_ms(fns, repeats)
+    ms = timing.median_ms(fns, repeats)
     for form in forms:
-      tf = {k: flops / ms[(form, k)] * 1e3 / 1e12 for k in ("fwd", "dx", "dw")}
-      fb_mfu = 3 * flops / ms[(form, "fb")] * 1e3 / peak
-      print(f"| {label} | {form} | {tf['fwd']:.2f} ({tf['fwd'] * 1e12 / peak:.0%}) | {tf['dx']:.2f} | "
-            f"{tf['dw']:.2f} | {ms[(form, 'fb')]:.2f} | {fb_mfu:.0%} |", flush=True)
-    verdicts.append((label, forms[1], ms[(forms[0], "fb")] < ms[(forms[1], "fb")],
-                     ms[(forms[1], "fb")] / ms[(forms[0], "fb")]))
-  return verdicts
+      row = {"table": "convs", "dtype": dtype_name, "conv": label, "form": form, "flops": flops}
+      for k in ("fwd", "dx", "dw"):
+        row[f"{k}_ms"], row[f"{k}_tflop_per_s"] = ms[(form, k)], flops / ms[(form, k)] * 1e3 / 1e12
+      row["fwd_mfu"] = row["fwd_tflop_per_s"] * 1e12 / peak
+      row["fwd_bwd_ms"] = ms[(form, "fb")]
+      row["fwd_bwd_mfu"] = 3 * flops / ms[(form, "fb")] * 1e3 / peak
+      if form == forms[1]:
+        row["ours_over_xla"] = ms[(forms[1], "fb")] / ms[(forms[0], "fb")]
+        row["xla_beats_ours"] = ms[(forms[0], "fb")] < ms[(forms[1], "fb")]
+      rows.append(row)
+  return rows
 
 
-def allocator_peak_bytes() -> float | None:
-  """The device allocator's peak (`memory_stats()['peak_bytes_in_use']`, cumulative over the process);
-  None where the backend keeps no statistics (CPU)."""
-  stats = jax.devices()[0].memory_stats() or {}
-  return stats.get("peak_bytes_in_use")
-
-
-def flops_of(compiled) -> float:
-  """XLA's FLOP count of a compiled program (`cost_analysis()['flops']`; NaN where it gives none). On GPU
-  it leaves out the cuDNN / cuBLAS calls, so it undercounts there."""
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", float("nan")))
-
-
-def xla_peak_bytes(compiled) -> float:
-  """XLA's memory estimate of a compiled program: arguments + outputs + temporaries - donated aliases."""
-  mem = compiled.memory_analysis()
-  if mem is None:
-    return float("nan")
-  return float(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-               - mem.alias_size_in_bytes)
-
-
-def model_table(dtype_name: str, peak: float, smoke: bool, repeats: int) -> None:
-  """Table 3 for one dtype."""
+def model_rows(dtype_name: str, peak: float, smoke: bool, repeats: int) -> list[dict]:
+  """Table 3 for one dtype: one row per model."""
   dtype = DTYPES[dtype_name]
   batch, hw = (2, (64, 64)) if smoke else (2, (512, 1024))
   names = ("fcn_resnet50_narrow", "deeplabv3_resnet50_narrow") if smoke else ("fcn_resnet50", "deeplabv3_resnet50")
-  print(f"\n## Training step, {dtype_name} compute, batch {batch} at {hw[0]}x{hw[1]}, 19 classes; "
-        f"load average {os.getloadavg()[0]:.1f}")
-  print("| model | step ms | img/s | TFLOP/s | MFU | XLA peak GB (per image) | allocator peak GB | "
-        "MMSeg GB (per image) |\n|---|---|---|---|---|---|---|---|")
+  rows = []
   for name in names:
     step, args = jax_train_parts(name, batch, hw, dtype, num_classes=19)
     compiled = step.lower(*args).compile()
-    flops, xla_peak = flops_of(compiled), xla_peak_bytes(compiled) / 1e9
-    ms = _median_ms({"step": lambda: jax.block_until_ready(compiled(*args))}, repeats)["step"]
-    alloc = allocator_peak_bytes()
-    alloc_s = f"{alloc / 1e9:.2f}" if alloc else "n/a"
+    flops, xla_peak = timing.flops_of(compiled), timing.xla_peak_bytes(compiled) / 1e9
+    ms = timing.median_ms({"step": timing.blocking(compiled, *args)}, repeats)["step"]
+    alloc = timing.allocator_peak_bytes()
     ref = MMSEG_GB.get(name.replace("_narrow", ""))
-    ref_s = f"{ref} ({ref / 2:.2f})" if ref and not smoke else "-"
     achieved = flops / ms * 1e3
-    print(f"| {name} | {ms:.1f} | {batch / ms * 1e3:.2f} | {achieved / 1e12:.2f} | {achieved / peak:.0%} | "
-          f"{xla_peak:.2f} ({xla_peak / batch:.2f}) | {alloc_s} | {ref_s} |", flush=True)
+    rows.append({"table": "models", "dtype": dtype_name, "model": name, "batch": batch, "size": f"{hw[0]}x{hw[1]}",
+                 "step_ms": ms, "images_per_s": batch / ms * 1e3, "flops": flops, "tflop_per_s": achieved / 1e12,
+                 "mfu": achieved / peak, "xla_peak_gb": xla_peak, "xla_peak_gb_per_image": xla_peak / batch,
+                 "allocator_peak_gb": alloc / 1e9 if alloc else None,
+                 "mmseg_gb": ref if ref and not smoke else None})
+  return rows
 
 
-def main(argv=None):
+CONV_COLUMNS = ["conv", "form", "fwd_tflop_per_s", "fwd_mfu", "dx_tflop_per_s", "dw_tflop_per_s", "fwd_bwd_ms",
+                "fwd_bwd_mfu"]
+MODEL_COLUMNS = ["model", "step_ms", "images_per_s", "tflop_per_s", "mfu", "xla_peak_gb", "xla_peak_gb_per_image",
+                 "allocator_peak_gb", "mmseg_gb"]
+
+
+def suite_rows(smoke: bool, repeats: int, dtypes=("bfloat16", "float32"), skip_convs: bool = False,
+               skip_models: bool = False, log=print) -> list[dict]:
+  """Every table's rows, per dtype: 'peak', 'convs', 'models'; each table printed as it completes."""
+  rows = []
+  n = 1024 if smoke else 8192
+  for dtype_name in dtypes:
+    peak = timing.matmul_peak(DTYPES[dtype_name], n, repeats)
+    rows.append({"table": "peak", "dtype": dtype_name, "n": n, "flop_per_s": peak})
+    log(f"\n{dtype_name} matmul peak ({n}^3): {peak / 1e12:.2f} TFLOP/s")
+    if not skip_convs:
+      convs = conv_rows(dtype_name, peak, smoke, repeats)
+      log(table.markdown(convs, CONV_COLUMNS, title=f"\n## Convolutions, {dtype_name} (MFU vs the matmul peak); "
+                                                   f"{timing.load()}"))
+      rows += convs
+    if not skip_models:
+      models = model_rows(dtype_name, peak, smoke, repeats)
+      log(table.markdown(models, MODEL_COLUMNS, title=f"\n## Training step, {dtype_name} compute, 19 classes; "
+                                                      f"{timing.load()}"))
+      rows += models
+  verdicts = [r for r in rows if "xla_beats_ours" in r]
+  if verdicts:
+    log(table.markdown(verdicts, ["dtype", "conv", "form", "ours_over_xla", "xla_beats_ours"],
+                       title="\n## Which custom VJPs XLA beats here (fwd+bwd; ours/XLA time > 1: keep XLA's own "
+                             "gradient)"))
+  return rows
+
+
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--smoke", action="store_true", help="tiny shapes: check the code paths on any backend")
   parser.add_argument("--repeats", type=int, default=None)
   parser.add_argument("--dtypes", default="bfloat16,float32")
   parser.add_argument("--skip-models", action="store_true")
   parser.add_argument("--skip-convs", action="store_true")
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   repeats = args.repeats or (2 if args.smoke else 10)
   dev = jax.devices()[0]
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, device {dev.device_kind} x{jax.device_count()}, "
-        f"load average {os.getloadavg()[0]:.1f}{' (smoke: tiny shapes, figures meaningless)' if args.smoke else ''}")
+        f"{timing.load()}{' (smoke: tiny shapes, figures meaningless)' if args.smoke else ''}")
   if jax.default_backend() == "cpu" and not args.smoke:
     print("note: no accelerator; this suite is meant for one GPU (use --smoke to check it on CPU)")
   t_start = time.perf_counter()
-  verdicts = {}
-  for dtype_name in args.dtypes.split(","):
-    peak = matmul_peak(DTYPES[dtype_name], 1024 if args.smoke else 8192, repeats)
-    print(f"\n{dtype_name} matmul peak ({'1024' if args.smoke else '8192'}^3): {peak / 1e12:.2f} TFLOP/s")
-    if not args.skip_convs:
-      verdicts[dtype_name] = conv_table(dtype_name, peak, args.smoke, repeats)
-    if not args.skip_models:
-      model_table(dtype_name, peak, args.smoke, repeats)
-  if verdicts:
-    print("\n## Which custom VJPs XLA beats here (fwd+bwd; ours/XLA time > 1: keep XLA's own gradient)")
-    print("| dtype | conv | our form | ours / XLA time | XLA beats ours |\n|---|---|---|---|---|")
-    for dtype_name, rows in verdicts.items():
-      for label, form, xla_wins, ratio in rows:
-        print(f"| {dtype_name} | {label} | {form} | {ratio:.2f} | {'yes' if xla_wins else 'no'} |")
+  rows = suite_rows(args.smoke, repeats, tuple(args.dtypes.split(",")), args.skip_convs, args.skip_models,
+                    log=lambda line: print(line, flush=True))
   print(f"\nsuite wall time {time.perf_counter() - t_start:.0f} s")
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ of `--seconds / 3` after one warm-up batch):
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -27,18 +26,7 @@ import numpy as np
 from dense_jax import data
 from dense_jax.data import augment as augment_lib
 from dense_jax.data import dense_shapes, sources
-
-
-def _rate(step, examples_per_step: int, seconds: float) -> float:
-  step()   # warm-up
-  rates = []
-  for _ in range(3):
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds / 3:
-      step()
-      n += examples_per_step
-    rates.append(n / (time.perf_counter() - t0))
-  return statistics.median(rates)
+from experiments.benchmarks import timing
 
 
 def bench_config(name: str, args) -> list[tuple[str, str, float]]:
@@ -61,13 +49,13 @@ def bench_config(name: str, args) -> list[tuple[str, str, float]]:
     ex = src[int(rng.integers(len(src)))]
     augment_lib.random_augment(ex, rng, size, keypoint_flip_perm=info.keypoint_flip_perm)
 
-  rows.append((name, "read", _rate(read, 1, args.seconds)))
-  rows.append((name, "read+augment", _rate(read_aug, 1, args.seconds)))
+  rows.append((name, "read", timing.rate_per_s(read, 1, args.seconds)))
+  rows.append((name, "read+augment", timing.rate_per_s(read_aug, 1, args.seconds)))
   for label, keys in (("pipeline all keys", None), ("pipeline image+semantic", ("image", "semantic"))):
     it = data.create_iterator(full, "train", global_batch_size=args.batch, seed=0, train=True,
                               data_dir=args.data_dir, process_index=0, process_count=1, keys=keys,
                               num_threads=args.threads, prefetch=max(2 * args.batch, 8))
-    rows.append((name, f"{label} ({args.threads} threads)", _rate(lambda: next(it), args.batch,
+    rows.append((name, f"{label} ({args.threads} threads)", timing.rate_per_s(lambda: next(it), args.batch,
                                                                   args.seconds)))
     it.close()
   return rows
@@ -96,10 +84,10 @@ def unet_rate(size: int, num_classes: int, args) -> float:
 
   def run():
     state["p"] = jax.block_until_ready(step(state["p"], images, labels))
-  return _rate(run, args.batch, args.seconds)
+  return timing.rate_per_s(run, args.batch, args.seconds)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default="small_64,large_256")
   parser.add_argument("--data_dir", default=None)
@@ -108,6 +96,7 @@ def main(argv=None) -> None:
   parser.add_argument("--seconds", type=float, default=9.0)
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--unet", action="store_true", help="also time a U-Net training step")
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   configs = args.configs.split(",")
   if args.quick:
@@ -123,6 +112,11 @@ def main(argv=None) -> None:
   for cfg, stage, value in rows:
     unit = "" if "(s" in stage else " ex/s"
     print(f"{cfg:<12} {stage:<42} {value:>10.1f}{unit}")
+  rows = [{"config": cfg, "stage": stage, "value": value, "unit": "s" if "(s" in stage else "examples/s"}
+          for cfg, stage, value in rows]
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

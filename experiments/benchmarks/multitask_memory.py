@@ -23,7 +23,6 @@ and the allocator's peak (`memory_stats()['peak_bytes_in_use']`, cumulative over
 from __future__ import annotations
 
 import argparse
-import os
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,7 @@ import numpy as np
 from dense_jax.models._dense_tasks import ALL_TASKS
 from dense_jax.models._random import random_variables
 from dense_jax.models.registry import get_model
-from experiments.benchmarks import gpu_suite
+from experiments.benchmarks import timing
 
 
 def simple_loss(outputs):
@@ -58,12 +57,8 @@ def compiled_training_step(model, shape):
 
 
 def memory_figures(compiled) -> dict[str, int]:
-  """XLA's memory analysis (bytes) of a compiled step; peak = temp + args + output - aliased."""
-  m = compiled.memory_analysis()
-  out = {"temp": int(m.temp_size_in_bytes), "args": int(m.argument_size_in_bytes),
-         "output": int(m.output_size_in_bytes), "aliased": int(m.alias_size_in_bytes)}
-  out["peak"] = out["temp"] + out["args"] + out["output"] - out["aliased"]
-  return out
+  """XLA's memory analysis (bytes) of a compiled step (`timing.memory_bytes`); peak = temp + args + output - aliased."""
+  return timing.memory_bytes(compiled)
 
 
 def training_step_memory(model, shape) -> dict[str, int]:
@@ -91,14 +86,19 @@ def time_steps(models: dict, shape, repeats: int) -> dict[str, dict]:
     args = (variables["params"], variables.get("batch_stats", {}), images)
     run = lambda compiled=compiled, args=args: jax.block_until_ready(compiled(*args))
     run()   # warm-up; the allocator's peak now includes this step
-    result[label] = {**memory_figures(compiled), "allocator_peak": gpu_suite.allocator_peak_bytes()}
+    result[label] = {**memory_figures(compiled), "allocator_peak": timing.allocator_peak_bytes()}
     runs[label] = run
-  for label, ms in gpu_suite._median_ms(runs, repeats).items():   # pylint: disable=protected-access
+  for label, ms in timing.median_ms(runs, repeats).items():
     result[label].update(step_ms=ms, images_per_s=shape[0] / ms * 1e3)
   return result
 
 
-def main():
+def rows_of(result: dict) -> list[dict]:
+  """`compare` / `time_steps` results as rows: one per configuration, its label under 'tasks'."""
+  return [{"tasks": label, **m} for label, m in result.items()]
+
+
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="multitask_narrow")
   parser.add_argument("--batch", type=int, default=2)
@@ -108,10 +108,11 @@ def main():
   parser.add_argument("--time", action="store_true", help="also run and time the steps (images/s, allocator peak)")
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-  args = parser.parse_args()
+  timing.add_json_flag(parser)
+  args = parser.parse_args(argv)
   shape = (args.batch, args.size, args.size, 3)
   print(f"{args.model}, input {shape}, backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
-        f"remat={not args.no_remat}, compute {args.dtype}, load average {os.getloadavg()}")
+        f"remat={not args.no_remat}, compute {args.dtype}, {timing.load()}")
   model_kwargs = dict(num_classes=args.num_classes, dtype=jnp.dtype(args.dtype))
   if args.time:
     models = {label: get_model(args.model, tasks=tasks, remat=not args.no_remat, gray_input=True, **model_kwargs)
@@ -128,6 +129,10 @@ def main():
   ratio = result["5 tasks"]["peak"] / result["1 task"]["peak"]
   temp_ratio = result["5 tasks"]["temp"] / result["1 task"]["temp"]
   print(f"  5 tasks / 1 task: peak x{ratio:.2f}, temp x{temp_ratio:.2f}")
+  rows = rows_of(result)
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

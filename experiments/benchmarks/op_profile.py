@@ -68,7 +68,7 @@ def hlo_op_names(hlo_text: str) -> dict[str, str]:
   return names
 
 
-def _self_times(events):
+def self_times(events):
   """(name, self-time µs) per complete event: duration minus the nested events' on the same thread."""
   by_thread = collections.defaultdict(list)
   for e in events:
@@ -105,18 +105,22 @@ def profile_by_class(compiled, args, steps: int = 3) -> dict[str, float]:
       trace = json.load(f)
   events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and e.get("name") in names]
   totals: dict[str, float] = collections.defaultdict(float)
-  for name, us in _self_times(events):
+  for name, us in self_times(events):
     totals[op_class(names[name])] += us / 1e3 / steps
   totals = dict(sorted(totals.items(), key=lambda kv: -kv[1]))
   totals["total op time"] = sum(totals.values())
   return totals
 
 
-def print_profile(title: str, rows: dict[str, float]) -> None:
-  """A markdown table: class, ms per step, share of the op time."""
+def profile_rows(rows: dict[str, float]) -> list[dict]:
+  """`profile_by_class`'s result as rows: op class, ms per step, share of the op time (the total last)."""
   total = rows.get("total op time", 0.0) or float("nan")
-  print(f"\n{title}: time by op class (self time summed over threads, ms per step; "
-        f"load average {os.getloadavg()[0]:.1f})")
-  print("| op class | ms | share |\n|---|---|---|")
-  for name, ms in rows.items():
-    print(f"| {name} | {ms:.1f} | {ms / total:.0%} |")
+  return [{"op_class": name, "ms": ms, "share": ms / total} for name, ms in rows.items()]
+
+
+def print_profile(title: str, rows: dict[str, float]) -> None:
+  """A markdown table of `profile_rows`: class, ms per step, share of the op time."""
+  from experiments.benchmarks import table, timing  # pylint: disable=g-import-not-at-top
+  print(table.markdown(profile_rows(rows), ["op_class", "ms", "share"], digits=2,
+                       title=f"\n{title}: time by op class (self time summed over threads, ms per step; "
+                             f"{timing.load()})"))

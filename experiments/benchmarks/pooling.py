@@ -9,15 +9,13 @@ Input: batch 4, 64×64, 64 channels (NHWC, float32). Rows:
 - `torch pool+unpool`: `max_pool2d(return_indices=True)` + `max_unpool2d` (NCHW), when torch is installed.
 "fwd+bwd" is the output and the VJP with a fixed cotangent. Each time is the median of `--repeats`
 runs after a warm-up, with `block_until_ready`. "scatter" says whether the fwd+bwd program has a
-scatter or select-and-scatter, before or after XLA's passes. The figure to reach (issue 2):
+scatter or select-and-scatter, before or after XLA's passes. The figure to reach:
 "argmax pool + unpool" fwd+bwd within 2× of "flax max_pool" fwd+bwd, with no scatter.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import flax.linen as nn
 import jax
@@ -26,17 +24,7 @@ import numpy as np
 
 from dense_jax.ops._hlo import has_scatter
 from dense_jax.ops.pooling import max_pool_with_argmax, max_unpool
-
-
-def _median_ms(fn, args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile + warm-up
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return 1e3 * statistics.median(times)
+from experiments.benchmarks import timing
 
 
 def _fwd_bwd(f):
@@ -63,9 +51,8 @@ def _cases(window: int, stride: int, padding: int, size: int):
 
 
 def _torch_ms(x: np.ndarray, window, stride, padding, repeats: int):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  torch = timing.torch_or_none()
+  if torch is None:
     return None
   xt = torch.tensor(x).permute(0, 3, 1, 2).contiguous()
   size = xt.shape[-2:]
@@ -84,22 +71,15 @@ def _torch_ms(x: np.ndarray, window, stride, padding, repeats: int):
     out.backward(ct)
     return xg.grad
 
-  def time_it(fn):
-    fn(), fn()
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-  return time_it(fwd), time_it(fwd_bwd)
+  ms = timing.median_ms({"fwd": fwd, "fwd+bwd": fwd_bwd}, repeats)
+  return ms["fwd"], ms["fwd+bwd"]
 
 
-def main(argv=None):
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="small input, few repeats (smoke run)")
   parser.add_argument("--repeats", type=int, default=None)
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   batch, size, channels = (2, 16, 8) if args.quick else (4, 64, 64)
   repeats = args.repeats or (3 if args.quick else 30)
@@ -108,6 +88,7 @@ def main(argv=None):
   x = jnp.asarray(x_np)
   print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), input {x.shape} float32, "
         f"median of {repeats}")
+  rows = []
   for window, stride, padding in [(2, 2, 0), (3, 2, 1)]:
     print(f"\nwindow {window}, stride {stride}, padding {padding}")
     print(f"{'op':<24}{'fwd ms':>10}{'fwd+bwd ms':>12}{'vs flax':>9}  scatter")
@@ -116,15 +97,22 @@ def main(argv=None):
       fwd = jax.jit(f)
       both = _fwd_bwd(f)
       ct = jnp.ones(jax.eval_shape(f, x).shape, x.dtype)
-      t_fwd = _median_ms(fwd, (x,), repeats)
-      t_both = _median_ms(both, (x, ct), repeats)
+      ms = timing.median_ms({"fwd": timing.blocking(fwd, x), "both": timing.blocking(both, x, ct)}, repeats)
+      t_fwd, t_both = ms["fwd"], ms["both"]
       base = t_both if base is None else base
-      print(f"{name:<24}{t_fwd:>10.3f}{t_both:>12.3f}{t_both / base:>8.2f}x  "
-            f"{'yes' if has_scatter(both, x, ct) else 'no'}")
+      scatter = has_scatter(both, x, ct)
+      print(f"{name:<24}{t_fwd:>10.3f}{t_both:>12.3f}{t_both / base:>8.2f}x  {'yes' if scatter else 'no'}")
+      rows.append({"window": window, "stride": stride, "padding": padding, "op": name, "fwd_ms": t_fwd,
+                   "fwd_bwd_ms": t_both, "vs_flax": t_both / base, "scatter": scatter})
     torch_ms = _torch_ms(x_np, window, stride, padding, repeats)
     if torch_ms is not None:
       print(f"{'torch pool+unpool':<24}{torch_ms[0]:>10.3f}{torch_ms[1]:>12.3f}{torch_ms[1] / base:>8.2f}x  "
             f"n/a")
+      rows.append({"window": window, "stride": stride, "padding": padding, "op": "torch pool+unpool",
+                   "fwd_ms": torch_ms[0], "fwd_bwd_ms": torch_ms[1], "vs_flax": torch_ms[1] / base, "scatter": None})
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ count (a loop over chunks of `chunk` patches) is multiplied by the number of chu
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,27 +20,24 @@ import numpy as np
 
 from dense_jax.models._random import random_variables
 from dense_jax.models.sliding_window import SlidingWindow
+from experiments.benchmarks import timing
 
 
 def _measure(model, variables, x, repeats):
+  """(median ms, XLA GFLOPs) of the compiled forward of `model` on `x`."""
   compiled = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  jax.block_until_ready(compiled(variables, x))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(variables, x))
-    times.append(time.perf_counter() - t0)
-  return 1e3 * statistics.median(times), cost["flops"] / 1e9
+  ms = timing.median_ms({"f": timing.blocking(compiled, variables, x)}, repeats, warmup=1)["f"]
+  return ms, timing.flops_of(compiled) / 1e9
 
 
-def main(argv=None):
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64, 128])
   parser.add_argument("--narrow", action="store_true", help="width 1/4 (the registry's sliding_window_narrow)")
   parser.add_argument("--repeats", type=int, default=3)
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
+  rows = []
   width = 0.25 if args.narrow else 1.0
   print(f"backend {jax.default_backend()}, patch 18x18, width {width}")
   print(f"{'size':>6s} {'dense ms':>10s} {'sliding ms':>11s} {'slowdown':>9s} {'dense GF':>9s} {'sliding GF':>11s}")
@@ -56,6 +51,11 @@ def main(argv=None):
     s_ms, s_gf = _measure(sliding, variables, x, args.repeats)
     s_gf *= -(-size * size // sliding.chunk)  # loop iterations (XLA counts the body once)
     print(f"{size:6d} {d_ms:10.2f} {s_ms:11.1f} {s_ms / d_ms:8.1f}x {d_gf:9.3f} {s_gf:11.2f}", flush=True)
+    rows.append({"size": size, "width": width, "dense_ms": d_ms, "sliding_ms": s_ms, "slowdown": s_ms / d_ms,
+                 "dense_gflops": d_gf, "sliding_gflops": s_gf})
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ Only imported where torch is installed.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torchvision
@@ -31,12 +29,6 @@ SETTINGS = ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_t
             "rpn_batch_size_per_image", "rpn_positive_fraction", "rpn_score_thresh", "box_score_thresh",
             "box_nms_thresh", "box_detections_per_img", "box_fg_iou_thresh", "box_bg_iou_thresh",
             "box_batch_size_per_image", "box_positive_fraction")
-
-
-def set_threads() -> int:
-  """`torch.set_num_threads(os.cpu_count())` (every core, as XLA uses); returns the count."""
-  torch.set_num_threads(os.cpu_count())
-  return torch.get_num_threads()
 
 
 def torchvision_like(model, size: tuple[int, int], seed: int = 0):

@@ -33,12 +33,13 @@ import argparse
 import collections
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from experiments.benchmarks import timing
 
 
 def _quick_config(overrides: str = ""):
@@ -107,7 +108,7 @@ def torch_runner(config, batch, size, num_classes, steps, threads):
   loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
 
   def run(n=steps):
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)   # the runners compare thread counts: set per run, not once
     t = time.perf_counter()
     for _ in range(n):
       optimizer.zero_grad(set_to_none=True)
@@ -122,7 +123,7 @@ def torch_runner(config, batch, size, num_classes, steps, threads):
   return run
 
 
-def speed(args) -> None:
+def speed(args) -> list[dict]:
   config = _quick_config(args.overrides)
   size = 64
   batch = args.batch or config.batch_size
@@ -141,12 +142,9 @@ def speed(args) -> None:
           config, batch, size, num_classes, args.steps, threads)
   except ImportError:
     pass
-  # Interleaved rounds, so that a change of load on a shared machine hits every contender alike.
-  times = {name: [] for name in runners}
-  for _ in range(args.repeats):
-    for name, run in runners.items():
-      times[name].append(run())
-  ips = {name: batch * args.steps / statistics.median(t) for name, t in times.items()}
+  # Each runner runs `--steps` steps; the rounds alternate between runners (timing.median_ms).
+  ms = timing.median_ms({name: run for name, run in runners.items()}, args.repeats, warmup=0)
+  ips = {name: batch * args.steps / v * 1e3 for name, v in ms.items()}
   m = config.model
   print(f"\nTraining step, U-Net width={m.width} depth={m.depth} padding={m.padding} up={m.up} "
         f"norm={m.norm}, batch {batch}, {size}x{size}, {num_classes} classes, AdamW; {os.cpu_count()} CPU "
@@ -161,6 +159,8 @@ def speed(args) -> None:
     best = max(torch_names, key=ips.get)
     print(f"| ratio best JAX ({jax_best.split(', ')[-1]}) / best PyTorch ({best.split(', ')[-1]}) | "
           f"{ips[jax_best] / ips[best]:.2f} |")
+  return [{"part": "speed", "runner": name, "batch": batch, "size": size, "steps": args.steps, "images_per_s": v}
+          for name, v in ips.items()]
 
 
 def _torch_version() -> str:
@@ -171,40 +171,25 @@ def _torch_version() -> str:
     return "(not installed)"
 
 
-def memory(args) -> None:
+def memory(args) -> list[dict]:
   import jax  # pylint: disable=g-import-not-at-top
   mib = 1 / 2 ** 20
   print(f"\nPeak memory of one training step, quick U-Net at 256x256, batch 8 ({jax.default_backend()}, "
         f"XLA memory_analysis of the compiled step):")
   print("| remat | arguments | outputs | temporaries | donated (aliased) | peak estimate |\n|---|---|---|---|---|---|")
+  rows = []
   for remat in (False, True):
     config = _quick_config(args.overrides)
     config.model.remat = remat
     step, state, data = _jax_step(config, 8, 256, 9)
-    mem = step.lower(state, data).compile().memory_analysis()
-    arg, out, tmp, alias = (mem.argument_size_in_bytes, mem.output_size_in_bytes, mem.temp_size_in_bytes,
-                            mem.alias_size_in_bytes)
-    print(f"| {remat} | {arg * mib:.1f} MiB | {out * mib:.1f} MiB | {tmp * mib:.1f} MiB | {alias * mib:.1f} MiB | "
-          f"{(arg + out + tmp - alias) * mib:.1f} MiB |")
+    mem = timing.memory_bytes(step.lower(state, data).compile())
+    print(f"| {remat} | {mem['args'] * mib:.1f} MiB | {mem['output'] * mib:.1f} MiB | {mem['temp'] * mib:.1f} MiB | "
+          f"{mem['aliased'] * mib:.1f} MiB | {mem['peak'] * mib:.1f} MiB |")
+    rows.append({"part": "memory", "remat": remat, **mem})
+  return rows
 
 
-def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
-  """Measured FLOP/s of an n×n×n matmul in `dtype` on the default device (the practical peak)."""
-  # pylint: disable=g-import-not-at-top
-  import jax
-  import jax.numpy as jnp
-  a = jnp.ones((n, n), dtype)
-  f = jax.jit(lambda x: x @ x)
-  jax.block_until_ready(f(a))
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(f(a))
-    best = min(best, time.perf_counter() - t)
-  return 2 * n ** 3 / best
-
-
-def flops(args) -> None:
+def flops(args) -> list[dict]:
   """Achieved FLOP/s of the training step against the measured matmul peak, float32 and bfloat16."""
   # pylint: disable=g-import-not-at-top
   import jax
@@ -214,29 +199,28 @@ def flops(args) -> None:
         f"({jax.devices()[0].device_kind}):")
   print("| compute dtype | GFLOP/step (XLA cost analysis) | step ms | achieved TFLOP/s | matmul peak TFLOP/s | "
         "fraction of peak |\n|---|---|---|---|---|---|")
+  rows = []
   for dtype in ("float32", "bfloat16"):
     config = _quick_config(args.overrides)
     config.compute_dtype = dtype
     if dtype == "bfloat16":
       config.model.dtype = jnp.bfloat16
     step, state, data = _jax_step(config, batch, size, 9)
-    cost = step.lower(state, data).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    step_flops = float(cost.get("flops", float("nan")))
-    state, metrics = step(state, data)
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(args.repeats):
-      t = time.perf_counter()
+    step_flops = timing.flops_of(step.lower(state, data).compile())
+    box = {"state": state}
+
+    def run():
       for _ in range(args.steps):
-        state, metrics = step(state, data)
-      jax.block_until_ready((state, metrics))
-      times.append((time.perf_counter() - t) / args.steps)
-    seconds = statistics.median(times)
-    peak = matmul_peak(jnp.dtype(dtype))
+        box["state"], metrics = step(box["state"], data)
+      jax.block_until_ready((box["state"], metrics))
+    seconds = timing.median_ms({"step": run}, args.repeats, warmup=1)["step"] / 1e3 / args.steps
+    peak = timing.matmul_peak(jnp.dtype(dtype), 2048, 5)
     achieved = step_flops / seconds
     print(f"| {dtype} | {step_flops / 1e9:.2f} | {seconds * 1e3:.1f} | {achieved / 1e12:.3f} | "
           f"{peak / 1e12:.3f} | {achieved / peak:.1%} |")
+    rows.append({"part": "flops", "dtype": dtype, "batch": batch, "size": size, "flops": step_flops,
+                 "step_ms": seconds * 1e3, "flop_per_s": achieved, "matmul_peak": peak, "of_peak": achieved / peak})
+  return rows
 
 
 COLLECTIVES = ("collective-permute", "all-gather", "all-reduce", "all-to-all", "reduce-scatter")
@@ -300,7 +284,7 @@ def hlo(args) -> None:
     if spatial and permutes:
       shapes = collections.Counter(f"{dtype}[{dims}]" for dtype, dims in permutes)
       heights = [int(dims.split(",")[1]) for _, dims in permutes if dims.count(",") == 3]
-      print(f"\ncollective-permute results (NHWC slabs; H = rows sent to a neighbour): "
+      print("\ncollective-permute results (NHWC slabs; H = rows sent to a neighbour): "
             + ", ".join(f"{k} x{v}" for k, v in shapes.most_common()))
       if heights:
         print(f"largest halo: {max(heights)} row(s) of a {size // 4}-row band; the all-reduces are the "
@@ -316,7 +300,7 @@ def hlo(args) -> None:
     print(f"\noptimised HLO of the spatially partitioned step written to {args.dump}")
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--cpu_devices", type=int, default=0,
                       help="JAX CPU devices (default: the quick config's cpu_devices); JAX also runs on 1")
@@ -332,22 +316,26 @@ def main(argv=None) -> None:
   parser.add_argument("--flops_size", type=int, default=256, help="image side for --part flops")
   parser.add_argument("--ab-conv-vjp", action="store_true",
                       help="speed: also time the step with XLA's own conv gradients (no blocked weight gradient)")
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   if args.part in ("all", "speed", "memory", "flops"):
-    import jax  # pylint: disable=g-import-not-at-top
     from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
     config = _quick_config(args.overrides)
     if args.cpu_devices:
       config.cpu_devices = args.cpu_devices
     config_lib.apply_cpu_devices(config)
+  rows = []
   if args.part in ("all", "speed"):
-    speed(args)
+    rows += speed(args)
   if args.part in ("all", "memory"):
-    memory(args)
+    rows += memory(args)
   if args.part in ("all", "hlo"):
     hlo(args)
   if args.part == "flops" or (args.part == "all" and _has_accelerator()):
-    flops(args)
+    rows += flops(args)
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 def _has_accelerator() -> bool:

@@ -11,8 +11,8 @@ Run: `python -m experiments.benchmarks.zoo [--quick] [--batch 2] [--train-size 2
 2. Inference, `--infer-size`² (512), batch 1, `train=False`: every full-size zoo model (the narrow
    variants with `--quick`), with XLA's GFLOPs per image for context.
 Times: median of `--repeats` steps after a compile + warm-up step, `block_until_ready` each step;
-the training steps of ours and torchvision's are timed alternately, so a shared machine's load
-falls on both alike.
+the training steps of ours and torchvision's are timed alternately (`timing.images_per_s`), so a
+shared machine's load falls on both alike. `--json PATH` writes the rows and the machine record.
 `--profile` adds, per training model, where the step's time goes by op class (conv / matmul / layout
 copies / reductions / elementwise, forward and backward; `experiments/benchmarks/op_profile.py`).
 Weights are random (`dense_jax.models._random`): speed does not depend on their values.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 import jax
@@ -33,8 +32,9 @@ import optax
 from dense_jax.models import flops
 from dense_jax.models._random import random_variables
 from dense_jax.models.registry import get_model
+from experiments.benchmarks import table, timing
 from experiments.benchmarks.conv import xla_conv_gradients
-from experiments.benchmarks.op_profile import print_profile, profile_by_class
+from experiments.benchmarks.op_profile import print_profile, profile_by_class, profile_rows
 
 FULL = ["sliding_window", "fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "segnet", "deconvnet", "dilated_frontend",
         "dilated_context", "deeplabv3_resnet50", "deeplabv3_resnet101", "unet"]
@@ -43,21 +43,8 @@ NARROW = ["sliding_window_narrow", "fcn32s_narrow", "fcn16s_narrow", "fcn8s_narr
           "deeplabv3_resnet50_narrow"]
 
 
-def _median_s(step, repeats: int) -> tuple[float, float]:
-  """(compile + first step seconds, median seconds of `repeats` later steps)."""
-  t0 = time.perf_counter()
-  step()
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
-  return first, statistics.median(times)
-
-
 def _logits(out):
-  """A model's semantic logits: models return `{task: output}` (or, before that change, the array)."""
+  """A model's semantic logits: from its `{task: output}` dict, or the array itself."""
   return out["semantic"] if isinstance(out, dict) else out
 
 
@@ -105,11 +92,11 @@ def jax_train_step(name: str, batch: int, size, dtype=jnp.float32):
 def torch_train_step(name: str, batch: int, size: int):
   """The same step for torchvision's model, or None without torchvision."""
   try:
-    import torch
-    import torchvision
+    import torch  # pylint: disable=g-import-not-at-top
+    import torchvision  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  torch.set_num_threads(os.cpu_count())
+  timing.torch_threads()
   torch.manual_seed(0)
   model = getattr(torchvision.models.segmentation, name)(weights=None, weights_backbone=None, num_classes=21,
                                                          aux_loss=False).train()
@@ -126,21 +113,8 @@ def torch_train_step(name: str, batch: int, size: int):
   return run
 
 
-def interleaved_images_per_s(runs: dict, batch: int, repeats: int) -> dict:
-  """Warm each step up, then time them in turn (ours, theirs, ours, ...) so that the load of a
-  shared machine falls on both alike; images/s from the median step time."""
-  for run in runs.values():
-    run()
-  times = {k: [] for k in runs}
-  for _ in range(repeats):
-    for k, run in runs.items():
-      t0 = time.perf_counter()
-      run()
-      times[k].append(time.perf_counter() - t0)
-  return {k: batch / statistics.median(v) for k, v in times.items()}
-
-
 def inference_row(name: str, size: int, repeats: int) -> dict:
+  """Inference images/s (batch 1) of zoo model `name` at `size`², its parameters, GFLOPs and compile s."""
   model = get_model(name)
   shape = (1, size, size, 3)
   variables = random_variables(model, shape)
@@ -148,14 +122,35 @@ def inference_row(name: str, size: int, repeats: int) -> dict:
   t0 = time.perf_counter()
   compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  _, t = _median_s(lambda: jax.block_until_ready(compiled(variables, x)), repeats)
-  return {"model": name, "params": flops.count_params(variables["params"]), "gflops": cost["flops"] / 1e9,
-          "compile_s": compile_s, "img_s": 1.0 / t}
+  ms = timing.median_ms({"infer": timing.blocking(compiled, variables, x)}, repeats, warmup=1)["infer"]
+  return {"table": "inference", "model": name, "params": flops.count_params(variables["params"]),
+          "gflops": timing.flops_of(compiled) / 1e9, "compile_s": compile_s, "img_s": 1e3 / ms}
 
 
-def main(argv=None):
+def train_rows(batch: int, size: int, repeats: int, ab_conv_vjp: bool = False, log=print) -> list[dict]:
+  """Table 1: one row per model, ours against torchvision's images/s (timed alternately)."""
+  rows = []
+  for name in ("fcn_resnet50", "deeplabv3_resnet50"):
+    runs = {"ours": jax_train_step(name, batch, size)}
+    if ab_conv_vjp:  # the same step with XLA's own conv gradients, compiled inside
+      with xla_conv_gradients():
+        runs["ours, XLA conv grads"] = jax_train_step(name, batch, size)
+        runs["ours, XLA conv grads"]()
+    torch_run = torch_train_step(name, batch, size)
+    if torch_run is not None:
+      runs["torchvision"] = torch_run
+    speed = timing.images_per_s(runs, batch, repeats)
+    ours, theirs = speed["ours"], speed.get("torchvision")
+    row = {"table": "train", "model": name, "size": size, "batch": batch, "ours_img_s": ours,
+           "torchvision_img_s": theirs, "ratio": ours / theirs if theirs else None,
+           "ours_xla_conv_grads_img_s": speed.get("ours, XLA conv grads"), "load_average": os.getloadavg()[0]}
+    log(table.markdown([row], ["model", "ours_img_s", "torchvision_img_s", "ratio", "ours_xla_conv_grads_img_s",
+                               "load_average"]).splitlines()[-1])
+    rows.append(row)
+  return rows
+
+
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="narrow models for inference, 2 training steps")
   parser.add_argument("--batch", type=int, default=2)
@@ -169,49 +164,40 @@ def main(argv=None):
                       help="also time our step with XLA's own conv gradients (no blocked weight gradient)")
   parser.add_argument("--profile", action="store_true",
                       help="after the training table, time each model's step by op class (op_profile)")
+  timing.add_json_flag(parser)
   args = parser.parse_args(argv)
   repeats = args.repeats or (2 if args.quick else 5)
-  print(f"backend: {jax.default_backend()}, devices: {jax.device_count()}, cpu cores: {os.cpu_count()}, "
-        f"load average {os.getloadavg()[0]:.1f}")
-
+  m = timing.machine()
+  print(f"backend: {m['backend']}, devices: {m['device_count']}, cpu cores: {m['cpu_count']}, {timing.load()}")
+  log = lambda line: print(line, flush=True)
+  rows = []
   if not args.skip_train:
     print(f"\n## training images/s, {args.train_size}x{args.train_size}, batch {args.batch}, median of {repeats}")
-    print(f"{'model':22s} {'ours':>8s} {'torchvision':>12s} {'ratio':>7s}")
-    for name in ("fcn_resnet50", "deeplabv3_resnet50"):
-      runs = {"ours": jax_train_step(name, args.batch, args.train_size)}
-      if args.ab_conv_vjp:  # the same step with XLA's own conv gradients, compiled inside
-        with xla_conv_gradients():
-          runs["ours, XLA conv grads"] = jax_train_step(name, args.batch, args.train_size)
-          runs["ours, XLA conv grads"]()
-      torch_run = torch_train_step(name, args.batch, args.train_size)
-      if torch_run is not None:
-        runs["torchvision"] = torch_run
-      speed = interleaved_images_per_s(runs, args.batch, repeats)
-      ours, theirs = speed["ours"], speed.get("torchvision")
-      ratio = f"{ours / theirs:7.2f}" if theirs else f"{'-':>7s}"
-      tv = f"{theirs:12.3f}" if theirs else f"{'(absent)':>12s}"
-      print(f"{name:22s} {ours:8.3f} {tv} {ratio}   (load average {os.getloadavg()[0]:.1f})", flush=True)
-      if "ours, XLA conv grads" in speed:
-        print(f"{'  with XLA conv grads':22s} {speed['ours, XLA conv grads']:8.3f}   (blocked / XLA: "
-              f"{ours / speed['ours, XLA conv grads']:.2f})", flush=True)
+    print("| model | ours_img_s | torchvision_img_s | ratio | ours_xla_conv_grads_img_s | load_average |\n"
+          "|---|---|---|---|---|---|")
+    rows += train_rows(args.batch, args.train_size, repeats, args.ab_conv_vjp, log)
     if args.profile:
       for name in ("fcn_resnet50", "deeplabv3_resnet50"):
         step, step_args = jax_train_parts(name, args.batch, args.train_size)
-        print_profile(f"{name} training step, {args.train_size}x{args.train_size}, batch {args.batch}",
-                      profile_by_class(step.lower(*step_args).compile(), step_args, steps=2))
+        profile = profile_by_class(step.lower(*step_args).compile(), step_args, steps=2)
+        print_profile(f"{name} training step, {args.train_size}x{args.train_size}, batch {args.batch}", profile)
+        rows += [{"table": "profile", "model": name, **r} for r in profile_rows(profile)]
 
   if not args.skip_infer:
     names = args.models or (NARROW if args.quick else FULL)
     print(f"\n## inference images/s, {args.infer_size}x{args.infer_size}, batch 1, median of {repeats}")
-    print(f"{'model':26s} {'params':>13s} {'GFLOPs':>8s} {'compile s':>9s} {'img/s':>8s}")
+    print("| model | params | gflops | compile_s | img_s |\n|---|---|---|---|---|")
     for name in names:
       try:
         r = inference_row(name, args.infer_size, repeats)
       except ValueError as e:  # an input size the model cannot take (the valid U-Net)
-        print(f"{name:26s} skipped: {e}")
+        print(f"| {name} | skipped: {e} | | | |")
         continue
-      print(f"{r['model']:26s} {r['params']:13,d} {r['gflops']:8.1f} {r['compile_s']:9.1f} {r['img_s']:8.3f}",
-            flush=True)
+      rows.append(r)
+      log(table.markdown([r], ["model", "params", "gflops", "compile_s", "img_s"]).splitlines()[-1])
+  if args.json:
+    timing.write_json(args.json, rows)
+  return rows
 
 
 if __name__ == "__main__":

@@ -1,64 +1,103 @@
-"""experiments/benchmarks/detection.py --smoke: every table prints, with finite numbers (no timing asserts).
+"""experiments/benchmarks/detection.py in smoke mode: the rows it returns (keys, positive times, FLOPs equal to
+XLA's cost analysis, our stages against the whole step), the `--json` file and its machine record.
 
-Our (JAX) side always runs; torchvision's rows are filled and checked only where torchvision imports
-(the script leaves them '-' otherwise). The device mode's code path runs too, on the CPU, for one model.
+Our (JAX) side always runs; torchvision's rows are filled and checked only where torchvision imports. The
+device mode's code path runs too, on the CPU, for one model.
 """
 
 import importlib.util
+import json
 import math
-import re
 
+import jax
+import jax.numpy as jnp
 import pytest
 
-from experiments.benchmarks import detection
+from experiments.benchmarks import detection, table, timing
 
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def _rows(text: str, header: str) -> list[list[str]]:
-  """The cells of the markdown table rows printed under the line starting with `header`."""
-  lines = text.splitlines()
-  start = next(i for i, line in enumerate(lines) if line.startswith(header))
-  rows = []
-  for line in lines[start + 1:]:
-    if line.startswith("#"):
-      break
-    if line.startswith("|") and not line.startswith("|---"):
-      rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-  return rows
+MACHINE_KEYS = {"cpu_count", "load_average", "backend", "device_kind", "device_count", "jax", "torch", "git_commit"}
 
 
-def _finite(cell: str) -> bool:
-  values = [float(v) for v in NUMBER.findall(cell)]
-  return bool(values) and all(math.isfinite(v) for v in values) and "nan" not in cell and "inf" not in cell
+def _positive(x) -> bool:
+  return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def _check_machine(record: dict) -> None:
+  assert MACHINE_KEYS <= set(record), record
+  assert record["cpu_count"] >= 1 and len(record["load_average"]) == 3
+  assert record["jax"] == jax.__version__ and record["device_kind"] == jax.devices()[0].device_kind
+  assert (record["torch"] is not None) == (importlib.util.find_spec("torch") is not None)
 
 
 @pytest.mark.slow
-def test_smoke_tables_print_finite_numbers(capsys):
+def test_smoke_rows(tmp_path, capsys):
   torch_here = importlib.util.find_spec("torchvision") is not None
-  detection.main(["--smoke"])
+  path = tmp_path / "detection.json"
+  rows = detection.main(["--smoke", "--json", str(path)])
   out = capsys.readouterr().out
-  table1 = {r[0]: r for r in _rows(out, "## 1.")[1:]}
-  assert set(table1) == {"train step", "inference"}
-  for row in table1.values():
-    assert _finite(row[1]), row
-    assert _finite(row[2]) == torch_here and _finite(row[3]) == torch_here, row
-  parts = {r[0]: r for r in _rows(out, "### ours, training")[1:]}
-  for _, label, _, trains in detection.TRAIN_PARTS:
-    assert _finite(parts[label][1]) and (_finite(parts[label][2]) or not trains), parts[label]
-  assert _finite(parts["sum (fwd+bwd where it trains)"][2])
-  inference = {r[0]: r for r in _rows(out, "### ours, inference")[1:]}
-  for _, label, _ in detection.EVAL_PARTS:
-    assert _finite(inference[label][1]), inference[label]
-  if torch_here:
-    grouped = {r[0]: r for r in _rows(out, "### grouped")[1:]}
-    for module in ("backbone", "rpn", "roi_heads"):
-      assert all(_finite(c) for c in grouped[module][1:]), grouped[module]
-  assert "ours: loss after the timed steps" in out and "(finite: True)" in out
+  assert "## 1." in out and "## 2." in out   # the tables print from the rows
 
-  detection.main(["--smoke", "--device-mode", "--models", "maskrcnn_resnet50_fpn"])
-  out = capsys.readouterr().out
-  rows = _rows(out, "## 3.")[1:]
-  assert [r[0] for r in rows] == ["maskrcnn_resnet50_fpn_narrow"]
-  assert all(_finite(c) for c in rows[0][1:6]), rows[0]
-  assert "per FLOP of peak" in out
+  speed = {r["pass"]: r for r in table.select(rows, table="speed")}
+  assert set(speed) == {"train step", "inference"}
+  for r in speed.values():
+    assert _positive(r["ours_images_per_s"]) and _positive(r["ours_ms"]), r
+    assert abs(r["ours_ms"] - 1e3 * r["batch"] / r["ours_images_per_s"]) < 1e-6 * r["ours_ms"]
+    assert _positive(r["torchvision_images_per_s"]) == torch_here, r
+    assert (r["ratio"] is not None) == torch_here
+  train = speed["train step"]
+  assert math.isfinite(train["loss_after"])
+  # FLOPs are XLA's cost analysis of the same compiled step.
+  model = detection.build("maskrcnn_resnet50_fpn", True)
+  batch = jax.tree.map(jnp.asarray, detection.batch_for(model, 2, (64, 64)))
+  variables = detection.random_variables(model, (2, 64, 64, 3))
+  _, compiled, _ = detection.jax_train(model, variables, detection.tasks_for(model), batch)
+  assert _positive(train["flops"]) and train["flops"] == timing.flops_of(compiled)
+  assert train["gflop_per_s"] == pytest.approx(train["flops"] / train["ours_ms"] / 1e6)
+
+  parts = table.select(rows, table="parts", side="ours")
+  got = {(r["stage"], r["pass"]) for r in parts}
+  for key, _, _, trains in detection.TRAIN_PARTS:
+    assert (key, "fwd") in got and (((key, "fwd+bwd") in got) == trains), key
+  for key, _, _ in detection.EVAL_PARTS:
+    assert (key, "fwd") in got, key
+  assert {"table", "side", "stage", "label", "phase", "module", "pass", "ms"} <= set(parts[0])
+  assert all(_positive(r["ms"]) for r in parts), parts
+  assert bool(table.select(rows, table="parts", side="torch")) == torch_here
+  sums = table.select(rows, table="stage_sums")[0]
+  assert sums["ours_train_sum_ms"] == pytest.approx(detection.stage_sums(rows)["train"])
+  # Each stage is a part of the step: their forward passes alone sum to about the step or less (each stage
+  # pays its own dispatch and fusion boundaries, so allow a margin on a shared 2-core machine).
+  fwd_sum = sum(r["ms"] for r in parts if r["phase"] == "train" and r["pass"] == "fwd")
+  assert fwd_sum <= 3.0 * sums["ours_train_step_ms"], (fwd_sum, sums)
+  ms = {(r["stage"], r["pass"]): r["ms"] for r in parts}
+  assert ms[("detect_box", "fwd")] + ms[("detect_mask", "fwd")] <= 3.0 * ms[("detect", "fwd")]
+  counts = {r["name"]: r["value"] for r in table.select(rows, table="counts")}
+  assert counts["mask RoI slots / image"] == model.head_slots
+  assert counts["box RoIs / image"] == model.box_batch_size_per_image
+
+  written = json.loads(path.read_text())
+  assert set(written) == {"machine", "rows"} and len(written["rows"]) == len(rows)
+  _check_machine(written["machine"])
+
+  rows = detection.main(["--smoke", "--device-mode", "--models", "maskrcnn_resnet50_fpn"])
+  peak = table.select(rows, table="peak")[0]
+  assert _positive(peak["flop_per_s"]) and peak["n"] == 1024
+  device = table.select(rows, table="device")
+  assert [r["model"] for r in device] == ["maskrcnn_resnet50_fpn_narrow"]
+  r = device[0]
+  assert "error" not in r, r
+  for key in ("step_ms", "images_per_s", "flops", "tflop_per_s", "of_peak", "xla_peak_gb"):
+    assert _positive(r[key]), (key, r)
+  assert r["tflop_per_s"] == pytest.approx(r["flops"] / r["step_ms"] * 1e3 / 1e12)
+  assert r["of_peak"] == pytest.approx(r["tflop_per_s"] * 1e12 / peak["flop_per_s"])
+  d2 = table.select(rows, table="detectron2")[0]
+  assert d2["ours_images_per_s"] == r["images_per_s"] and _positive(d2["per_flop_of_peak_vs_v100_fp16"])
+
+
+def test_machine_record_and_table():
+  _check_machine(timing.machine())
+  rows = [{"a": 1, "b": 2.5}, {"a": 2, "c": None}]
+  text = table.markdown(rows, title="## t")
+  assert text.splitlines() == ["## t", "| a | b | c |", "|---|---|---|", "| 1 | 2.500 | - |", "| 2 | - | - |"]
+  ms = timing.median_ms({"x": lambda: None, "y": lambda: sum(range(1000))}, repeats=3)
+  assert set(ms) == {"x", "y"} and all(v >= 0 for v in ms.values())

@@ -1,10 +1,10 @@
-"""experiments/benchmarks/op_profile: self times of nested trace events, op classes, and a real profile."""
+"""experiments/benchmarks/op_profile: self times of nested trace events, op classes, a real profile and its rows."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from experiments.benchmarks.op_profile import _self_times, hlo_op_names, op_class, profile_by_class
+from experiments.benchmarks.op_profile import hlo_op_names, op_class, profile_by_class, profile_rows, self_times
 
 
 def test_self_times_subtract_nested_events_per_thread():
@@ -17,7 +17,7 @@ def test_self_times_subtract_nested_events_per_thread():
       {"name": "fusion.3", "ts": 2, "dur": 6, "pid": 1, "tid": 2},
       {"name": "copy.5", "ts": 12, "dur": 2, "pid": 1, "tid": 1},
   ]
-  assert sorted(_self_times(events)) == [("copy.5", 2), ("dot.1", 3), ("dot.2", 4), ("fusion.3", 6),
+  assert sorted(self_times(events)) == [("copy.5", 2), ("dot.1", 3), ("dot.2", 4), ("fusion.3", 6),
                                          ("while.4", 3)]
 
 
@@ -44,3 +44,7 @@ def test_profile_of_a_conv_gradient_names_its_classes():
   assert rows["total op time"] > 0
   assert "conv fwd" in rows
   assert abs(sum(v for k, v in rows.items() if k != "total op time") - rows["total op time"]) < 1e-6
+  table = profile_rows(rows)
+  assert [r["op_class"] for r in table] == list(rows) and table[-1]["op_class"] == "total op time"
+  assert all(set(r) == {"op_class", "ms", "share"} and r["ms"] >= 0 for r in table)
+  assert table[-1]["share"] == 1.0 and abs(sum(r["share"] for r in table[:-1]) - 1.0) < 1e-6
