@@ -9,8 +9,7 @@ import optax
 import pytest
 
 from dense_jax import losses_detection as ld
-from dense_jax.models import _rcnn_targets as tg
-from dense_jax.models import build as build_lib
+from dense_jax.models import _rcnn_targets as tg, build as build_lib
 from dense_jax.models._random import random_variables
 from dense_jax.models.flops import param_counts
 from dense_jax.models.maskrcnn import heatmaps_to_keypoints

@@ -2,7 +2,7 @@
 
 import pytest
 
-import dense_jax.data.real  # noqa: F401  (registers the real datasets)
+import dense_jax.data.real  # registers the real datasets
 from dense_jax.data import sources
 
 NAMES = ["voc2012", "voc2012_sbd", "cityscapes", "coco2017", "coco2017_instances", "nyu_depth_v2", "ade20k",
