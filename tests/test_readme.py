@@ -1,6 +1,6 @@
 """The README's checkable statements stay true: the main job's step count and batch are the quick
-config's, its measured figures are the ones the experiment file records, every model it names is
-registered, and its `_narrow` claim matches the registry."""
+config's, the zoo recipe and table are the zoo config's, every model it names is registered, and its
+`_narrow` claim matches the registry."""
 
 import importlib.util
 import pathlib
@@ -33,18 +33,11 @@ def _expand(names: str) -> list[str]:
   return [head] + [stem + alt for alt in alternatives]
 
 
-def test_main_job_figures_are_the_quick_configs():
-  module = _experiment("unet_dense_shapes")
-  config = module.get_config("quick")
-  match = re.search(r"measured: (\d+) steps of\s+batch (\d+), validation mIoU ([\d.]+), "
-                    r"pixel accuracy ([\d.]+)", README)
+def test_main_job_steps_and_batch_are_the_quick_configs():
+  config = _experiment("unet_dense_shapes").get_config("quick")
+  match = re.search(r"measured: (\d+) steps of\s+batch (\d+),", README)
   assert match, "the README's main-job sentence changed: update this test with it"
-  steps, batch, miou, accuracy = int(match[1]), int(match[2]), match[3], match[4]
-  assert (steps, batch) == (config.total_steps, config.batch_size)
-  # The experiment file records the same measurement (a rerun is deterministic).
-  doc = " ".join(module.__doc__.split())
-  assert f"{steps} steps of batch {batch}" in doc
-  assert f"validation mIoU {miou} (pixel accuracy {accuracy})" in doc
+  assert (int(match[1]), int(match[2])) == (config.total_steps, config.batch_size)
 
 
 def test_zoo_recipe_matches_the_zoo_config():

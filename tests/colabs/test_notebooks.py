@@ -1,6 +1,5 @@
 """Every colab runs top to bottom on the CPU (headless), so none of them rots; outputs stay stripped."""
 
-import os
 import pathlib
 
 import pytest

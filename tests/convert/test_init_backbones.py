@@ -64,7 +64,7 @@ def test_vgg16_files_into_every_vgg_model(vgg16_files, name, kwargs, size, trunk
   trunk_arrays = len(source.parts[0])
   fc_arrays = sum(p.startswith(fc + "fc") for p in plan.loaded) if fc is not None else 0
   assert len(plan.loaded) == trunk_arrays + fc_arrays
-  assert all(p.startswith(trunk) or p.startswith(f"{fc}fc") for p in plan.loaded)
+  assert all(p.startswith((trunk, f"{fc}fc")) for p in plan.loaded)
   if fc is not None:
     assert plan.prefixes[1] == fc and fc_arrays == 4   # fc6 and fc7, kernel and bias
   assert all(r == "absent from file" or r.startswith("shape") for r in plan.left_at_init.values())

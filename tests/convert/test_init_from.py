@@ -87,6 +87,7 @@ def test_bad_input_is_named():
     init_from.read_source({"path": "/nonexistent/r50.pth"})
 
 
+@pytest.mark.torch
 def test_unreadable_and_unknown_files(tmp_path):
   bad = tmp_path / "broken.pth"
   bad.write_bytes(b"not a torch file")

@@ -43,6 +43,7 @@ def _torch_input(torch, images_nhwc):
   return torch.from_numpy(((np.asarray(images_nhwc, np.float32) - mean) / std).transpose(0, 3, 1, 2).copy())
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_fcn_resnet50_file_gives_torchvisions_outputs_and_first_loss(tmp_path):
   torch, tv = _torch()

@@ -75,7 +75,8 @@ def test_vgg16_fc_layers_as_convolutions(tmp_path):
     h7 = tm.classifier[3](torch.relu(h6))
   x = jnp.asarray(pool5.transpose(0, 2, 3, 1))
   dn = ("NHWC", "HWIO", "NHWC")
-  ours6 = jax.lax.conv_general_dilated(x, fc["fc6"]["kernel"], (1, 1), "VALID", dimension_numbers=dn) + fc["fc6"]["bias"]
+  ours6 = (jax.lax.conv_general_dilated(x, fc["fc6"]["kernel"], (1, 1), "VALID", dimension_numbers=dn)
+           + fc["fc6"]["bias"])
   ours7 = jax.lax.conv_general_dilated(jax.nn.relu(ours6), fc["fc7"]["kernel"], (1, 1), "VALID",
                                        dimension_numbers=dn) + fc["fc7"]["bias"]
   np.testing.assert_allclose(np.asarray(ours6)[:, 0, 0], h6.numpy(), rtol=1e-4, atol=1e-4)
@@ -141,7 +142,7 @@ def _fake_resnet50_sd():
   flat = jax.tree_util.tree_flatten_with_path(abstract)[0]
   for path, leaf in flat:
     keys = [p.key for p in path]
-    coll, mod, name = keys[0], keys[1:-1], keys[-1]
+    mod, name = keys[1:-1], keys[-1]
     tname = ".".join({"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}.get(m, m)
                      .replace("_", ".") for m in mod)  # layer1_0 -> layer1.0
     torch_name = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",

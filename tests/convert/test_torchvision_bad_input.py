@@ -51,7 +51,8 @@ def test_architecture_names_the_family_by_its_keys(state_dict, family):
     (tvc.maskrcnn_resnet50_fpn, FASTER, r"got a fasterrcnn .*; no importer here takes it"),
     (tvc.vgg16, FCN, r"vgg16 expects a torchvision vgg16 / vgg16_bn state dict, got a fcn_resnet"),
     (tvc.vgg16_fc, RESNET50, r"vgg16_fc expects .* got a resnet"),
-    (tvc.keypointrcnn_resnet50_fpn, {"encoder.weight": ONE}, r"got one of no known architecture \(keys \['encoder.weight'\]"),
+    (tvc.keypointrcnn_resnet50_fpn, {"encoder.weight": ONE},
+     r"got one of no known architecture \(keys \['encoder.weight'\]"),
 ])
 def test_a_state_dict_of_another_architecture_is_named(importer, state_dict, message):
   with pytest.raises(ValueError, match=r"^state_dict: (.*)?" + message):

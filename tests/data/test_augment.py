@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from dense_jax.data import augment
-from dense_jax.data.dense_shapes import config as config_lib
-from dense_jax.data.dense_shapes import scene as scene_lib
+from dense_jax.data.dense_shapes import config as config_lib, scene as scene_lib
 
 CFG = dataclasses.replace(config_lib.CONFIGS["small_64"], name="aug_test", image_size=48)
 FLIP_PERM = CFG.classes.keypoint_flip_perm()

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from dense_jax.data import dense_shapes, sources
-from dense_jax.data.dense_shapes import config as config_lib
-from dense_jax.data.dense_shapes import scene as scene_lib
-from dense_jax.data.dense_shapes import shapes, stuff
+from dense_jax.data.dense_shapes import config as config_lib, scene as scene_lib, shapes, stuff
 
 SMALL = config_lib.CONFIGS["small_64"]
 CONTEXT = config_lib.CONFIGS["context_64"]
@@ -56,7 +54,8 @@ def test_keys_shapes_dtypes(generated):
   cfg, pairs = generated
   s, n, m = cfg.image_size, cfg.max_instances, cfg.num_segments
   want = {"image": ((s, s, 3), np.uint8), "semantic": ((s, s), np.int32), "depth": ((s, s), np.float32),
-          "normals": ((s, s, 3), np.float32), "intrinsics": ((3, 3), np.float32), "masks": ((n, s, s), np.uint8), "boxes": ((n, 4), np.float32),
+          "normals": ((s, s, 3), np.float32), "intrinsics": ((3, 3), np.float32), "masks": ((n, s, s), np.uint8),
+          "boxes": ((n, 4), np.float32),
           "classes": ((n,), np.int32), "num_instances": ((), np.int32), "keypoints": ((n, 4, 3), np.float32),
           "panoptic": ((s, s), np.int32), "segment_classes": ((m,), np.int32),
           "segment_is_thing": ((m,), np.uint8)}

@@ -54,7 +54,7 @@ def test_write_then_read_round_trip(tmp_path):
 
   reader = fmt.PanopticReader(tmp_path / "pred.json")
   assert len(reader) == 2 and reader.categories[7] == {"name": "sky", "isthing": 0}
-  for k, (image_id, ids, segs) in enumerate(_images()):
+  for image_id, ids, segs in _images():
     got = reader[reader.index_of(image_id)]
     assert got["image_id"] == image_id and got["ids"].dtype == np.int32
     np.testing.assert_array_equal(got["ids"], ids)

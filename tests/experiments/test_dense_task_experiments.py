@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from dense_jax import data, tasks as tasks_lib
+from dense_jax import tasks as tasks_lib
 from dense_jax.models import build as build_lib
 from dense_jax.tasks import colorization as colorization_task
 from dense_jax.train import config as config_lib

@@ -9,8 +9,7 @@ import pytest
 from dense_jax.ops import receptive_field
 from dense_jax.tools import restore
 from dense_jax.train import config as config_lib
-from experiments import ablation_common
-from experiments import sweep as sweep_lib
+from experiments import ablation_common, sweep as sweep_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 FILES = {
@@ -169,7 +168,8 @@ def test_unknown_arguments_are_errors():
     _module("upsampling").get_config("quick,up=pixelshuffle")
   with pytest.raises(ValueError, match="unknown option"):
     _module("dilation").get_config("quick,stride=8")
-  with pytest.raises(ValueError, match="'tasks': expected a '\\+'-separated subset of \\['semantic', 'depth', 'normals'\\]"):
+  with pytest.raises(ValueError,
+                     match="'tasks': expected a '\\+'-separated subset of \\['semantic', 'depth', 'normals'\\]"):
     _module("dilation").get_config("quick,tasks=depth+colorization")
 
 

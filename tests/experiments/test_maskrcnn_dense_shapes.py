@@ -41,6 +41,7 @@ def test_keypoint_head_units_at_init():
   before training), one fraction per layer; the RoIs are the ground truth's squares and triangles."""
   import jax
   import jax.numpy as jnp
+
   from experiments import keypoint_head_units, maskrcnn_overfit
   config = config_lib.resolve(keypointrcnn_dense_shapes.get_config("quick"))
   model, _, _ = build_model(config)

@@ -8,7 +8,8 @@ import pytest
 
 from experiments import report as report_lib
 
-DESCRIBED = "def sweep(add, arg=None):\n  add(name='a')\n\ndef describe(config):\n  return {'width': config.model.width}\n"
+DESCRIBED = ("def sweep(add, arg=None):\n  add(name='a')\n\n"
+             "def describe(config):\n  return {'width': config.model.width}\n")
 
 
 def _run_dir(root, name="a", record=None, metrics=None, config=None):
@@ -55,7 +56,8 @@ def test_bad_root(tmp_path, capsys, monkeypatch, argv, expected):
 
 
 @pytest.mark.parametrize("record, expected", [
-    ('{"status": "done", "na', "sweep_run.json: expected the launcher's run record (JSON), got a file that is not JSON"),
+    ('{"status": "done", "na',
+     "sweep_run.json: expected the launcher's run record (JSON), got a file that is not JSON"),
     ("", "sweep_run.json: expected the launcher's run record (JSON)"),
     ("[1, 2]", "sweep_run.json: expected the launcher's run record, a JSON object with an 'overrides' object"),
     ('{"overrides": [1]}', "sweep_run.json: expected the launcher's run record, a JSON object"),

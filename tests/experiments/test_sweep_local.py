@@ -18,6 +18,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 EXPERIMENT = textwrap.dedent("""

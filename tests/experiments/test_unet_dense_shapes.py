@@ -1,22 +1,30 @@
 """The U-Net experiment file: its configs pass the trainer's validation and build the model."""
 
-import jax
-import jax.numpy as jnp
 import pytest
 
-from dense_jax.models import get_model
+from dense_jax.models import build as build_lib
+from dense_jax.tasks import build as task_build
 from dense_jax.train import config as config_lib
-from experiments import sweep as sweep_lib
-from experiments import unet_dense_shapes
+from experiments import sweep as sweep_lib, unet_dense_shapes
 
 
 @pytest.mark.parametrize("arg", [None, "quick", "quick,width=8,up=bilinear", "quick,padding=valid,depth=2"])
 def test_configs_resolve(arg):
+  """The resolved config builds its model on the config's own dataset and image size (traced, not run), and
+  the model's semantic output has the dataset's classes and a centre crop of the input's size (the U-Net
+  of valid padding shrinks it)."""
   config = config_lib.resolve(unet_dense_shapes.get_config(arg))
-  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  model = get_model(config.model.name, num_classes=9, **kwargs)
-  side = 64 if config.model.padding == "same" else 92   # 92: a size the depth-2 valid U-Net accepts
-  jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, side, side, 3))))
+  model, info, size = build_lib.build_model(config)
+  tasks = task_build.build_tasks(config.tasks, info)
+  outputs = build_lib.output_shapes(model, size, config.batch_size)
+  task_build.check_outputs(tasks, outputs, config.model.name)
+  assert set(tasks) == {"semantic"} and tasks["semantic"].num_classes == info.num_classes
+  batch, height, width, classes = outputs["semantic"].shape
+  assert (batch, classes) == (config.batch_size, info.num_classes)
+  if config.model.padding == "same":
+    assert (height, width) == size
+  else:
+    assert 0 < height == width < size[0] == size[1]
 
 
 def test_quick_mode_is_small():

@@ -11,15 +11,15 @@ import pytest
 from dense_jax.models import available_models
 from dense_jax.tools import restore
 from dense_jax.train import config as config_lib
-from experiments import sweep as sweep_lib
-from experiments import zoo_dense_shapes as zoo
+from experiments import sweep as sweep_lib, zoo_dense_shapes as zoo
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 FILE = str(REPO_ROOT / "experiments/zoo_dense_shapes.py")
 
 
 # The zoo is the semantic-segmentation zoo; these families serve other tasks and have their own
-# experiment files under experiments/ (maskrcnn_, keypointrcnn_, panoptic_fpn_, depth_normals_, colorization_, multitask_).
+# experiment files under experiments/ (maskrcnn_, keypointrcnn_, panoptic_fpn_, depth_normals_, colorization_,
+# multitask_).
 OTHER_TASK_FAMILIES = ("maskrcnn_", "keypointrcnn_", "panoptic_fpn_", "eigen_fergus", "colorization", "multitask")
 
 

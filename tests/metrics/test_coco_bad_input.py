@@ -31,7 +31,8 @@ def test_bad_result(change, match):
   result = {**GOOD, **change}
   if change.get("bbox", 0) is None:
     del result["bbox"]
-    match = r"results\[1\]: expected the keys image_id, category_id, bbox, score \(iou_type 'box'\), got .*missing \['bbox'\]"
+    match = (r"results\[1\]: expected the keys image_id, category_id, bbox, score \(iou_type 'box'\), "
+             r"got .*missing \['bbox'\]")
   with pytest.raises(ValueError, match=match):
     coco.evaluate_coco(GT, [GOOD, result], "box")
 

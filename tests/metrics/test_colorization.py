@@ -40,7 +40,7 @@ def test_matches_float64_reference_and_jit_accumulation():
     ref = _reference(pred, gt, valid, np.ones(gt.shape[:3]) if w is None else w, 150)
     assert colorization.ab_auc(pred, gt, valid, w) == pytest.approx(ref, rel=1e-12)
   fn = jax.jit(chex.assert_max_traces(colorization.ab_auc_totals, n=1))
-  f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
   parts = [fn(f32(pred[i:i + 2]), f32(gt[i:i + 2]), valid[i:i + 2], f32(weights[i:i + 2])) for i in (0, 2)]
   acc = colorization.ab_auc_from_totals(jax.tree.map(jnp.add, *parts))
   assert float(acc) == pytest.approx(_reference(pred, gt, valid, weights, 150), rel=1e-4)

@@ -201,6 +201,7 @@ def test_stats_check_shapes_before_tracing():
                       gt_is_crowd=jnp.zeros((1, 4), bool))
 
 
+@pytest.mark.torch
 def test_matches_torchmetrics_without_crowd_and_predicted_void():
   """torchmetrics' PanopticQuality knows no crowd, removes ground-truth pixels predicted as void from the
   union and drops a FN that is mostly predicted void; with no crowd and no predicted void those rules

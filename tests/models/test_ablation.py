@@ -10,8 +10,7 @@ import pytest
 
 from dense_jax.models.flops import param_counts
 from dense_jax.models.registry import get_model
-from dense_jax.tasks import build as tasks_build
-from dense_jax.tasks import get_task
+from dense_jax.tasks import build as tasks_build, get_task
 
 STEPS = 60
 FAST_KEY = lambda: jax.random.key(0, impl="unsafe_rbg")  # Compiles much faster than threefry.

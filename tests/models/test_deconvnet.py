@@ -6,7 +6,6 @@ import pytest
 
 from dense_jax.models.flops import param_counts
 from dense_jax.models.registry import get_model
-
 from tests.models.test_segnet import check_unpooling_uses_encoder_indices
 
 
@@ -23,7 +22,8 @@ def test_full_size_output_at_input_resolution(shape):
   model = get_model("deconvnet")
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == shape[:3] + (21,)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x)
+  assert out.shape == shape[:3] + (21,)
 
 
 def test_decoder_unpools_with_encoder_indices():

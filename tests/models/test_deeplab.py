@@ -34,7 +34,8 @@ def test_full_size_output_at_input_resolution(kwargs, shape):
   model = get_model("deeplabv3_resnet50", **kwargs)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == shape[:3] + (21,)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x)
+  assert out.shape == shape[:3] + (21,)
   n_branches = len(kwargs.get("atrous_rates", (6, 12, 18))) + 1
   assert all(f"branch{i}_conv" in variables["params"]["aspp"] for i in range(n_branches))
 

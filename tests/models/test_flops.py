@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax.numpy as jnp
+
 from dense_jax.models import flops, summary
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from dense_jax.losses import detection as ld
+from dense_jax.losses import detection as detection_losses
 from dense_jax.models import build as build_lib
 from dense_jax.models._random import random_variables
 from dense_jax.models.flops import param_counts
@@ -157,7 +157,7 @@ def test_train_step_finite_losses_and_one_compilation(name, kwargs):
     traces.append(1)
     out, new = build_lib.apply_model(model, {"params": params, "batch_stats": batch_stats}, batch["image"],
                                      train=True, batch=batch, mutable=["batch_stats"], rngs={"dropout": rng})
-    losses = ld.detection_losses(out[task], batch["batch_mask"])
+    losses = detection_losses.detection_losses(out[task], batch["batch_mask"])
     return sum(losses.values()), (losses, out[task])
 
   step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))

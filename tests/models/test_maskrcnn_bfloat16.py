@@ -61,7 +61,7 @@ def test_bfloat16_forward_runs_and_is_close_to_float32():
   # The heads on the same float32 features and RoIs: bfloat16 matmuls/convs, float32 outputs.
   rois = jnp.asarray([[[4.0, 6.0, 40.0, 50.0], [10.0, 12.0, 60.0, 44.0]]] * 2)
   for branch in (MaskRCNN.box_branch, MaskRCNN.mask_branch):
-    run = lambda m: jax.jit(lambda v, f, r: m.apply(v, f, r, SIZE, method=branch))(v, ref, rois)
+    run = lambda m, branch=branch: jax.jit(lambda v, f, r: m.apply(v, f, r, SIZE, method=branch))(v, ref, rois)
     out_ref, out_low = run(f32), run(b16)
     for a, b in zip(jax.tree.leaves(out_low), jax.tree.leaves(out_ref)):
       assert a.dtype == jnp.float32 and _rel(a, b) < 0.02, (branch.__name__, _rel(a, b))

@@ -61,9 +61,27 @@ def _close(ours, ref, rel=1e-4):
   np.testing.assert_allclose(np.asarray(ours), ref, rtol=rel, atol=rel * max(1.0, float(np.abs(ref).max())))
 
 
-def _check_common(out, feats, proposals, det, ours_feats):
-  for level, key in zip(("p2", "p3", "p4", "p5", "p6"), ("0", "1", "2", "3", "pool")):
-    _close(ours_feats[level][0], feats[key][0].numpy().transpose(1, 2, 0))
+# kind -> (the builders' head argument, seed of the random image, the model's output key)
+EVAL_CASES = {"maskrcnn": (dict(num_classes=5), 0, "instances"),
+              "keypointrcnn": (dict(num_keypoints=5), 1, "keypoints")}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", list(EVAL_CASES))
+def test_eval_forward_equals_torchvision(kind):
+  torch = pytest.importorskip("torch")
+  tv = pytest.importorskip("torchvision")
+  head, seed, key = EVAL_CASES[kind]
+  tm = _torchvision_model(torch, tv, getattr(tv.models.detection, f"{kind}_resnet50_fpn"), **head)
+  image = np.random.default_rng(seed).random((3, SIZE, SIZE)).astype(np.float32)
+  feats, proposals, det = _torch_forward(torch, tm, image)
+  sd = {k: v.numpy() for k, v in tm.state_dict().items()}
+  images = jnp.asarray(image.transpose(1, 2, 0)[None])
+  model, v = _ours(f"{kind}_resnet50_fpn", getattr(tvc, f"{kind}_resnet50_fpn")(sd), images, **head)
+  out = jax.jit(lambda v, x: model.apply(v, x, train=False)[key])(v, images)
+  ours_feats = jax.jit(lambda v, x: model.apply(v, x, False, method=MaskRCNN.features))(v, images)
+  for level, name in zip(("p2", "p3", "p4", "p5", "p6"), ("0", "1", "2", "3", "pool")):
+    _close(ours_feats[level][0], feats[name][0].numpy().transpose(1, 2, 0))
   n = int(out["proposal_valid"][0].sum())
   assert n == len(proposals)
   np.testing.assert_allclose(np.asarray(out["proposals"][0, :n]), proposals, atol=1e-3)
@@ -73,38 +91,9 @@ def _check_common(out, feats, proposals, det, ours_feats):
   np.testing.assert_allclose(np.asarray(out["scores"][0, :d]), det["scores"].numpy(), atol=1e-4)
   np.testing.assert_array_equal(np.asarray(out["labels"][0, :d]), det["labels"].numpy())
   assert not bool(out["valid"][0, d:].any()) and float(jnp.abs(out["boxes"][0, d:]).sum()) == 0.0
-  return d
-
-
-@pytest.mark.torch
-def test_maskrcnn_equals_torchvision():
-  torch = pytest.importorskip("torch")
-  tv = pytest.importorskip("torchvision")
-  tm = _torchvision_model(torch, tv, tv.models.detection.maskrcnn_resnet50_fpn, num_classes=5)
-  image = np.random.default_rng(0).random((3, SIZE, SIZE)).astype(np.float32)
-  feats, proposals, det = _torch_forward(torch, tm, image)
-  sd = {k: v.numpy() for k, v in tm.state_dict().items()}
-  images = jnp.asarray(image.transpose(1, 2, 0)[None])
-  model, v = _ours("maskrcnn_resnet50_fpn", tvc.maskrcnn_resnet50_fpn(sd), images, num_classes=5)
-  out = jax.jit(lambda v, x: model.apply(v, x, train=False)["instances"])(v, images)
-  ours_feats = jax.jit(lambda v, x: model.apply(v, x, False, method=MaskRCNN.features))(v, images)
-  d = _check_common(out, feats, proposals, det, ours_feats)
-  _close(out["masks"][0, :d], det["masks"].numpy()[:, 0])
-
-
-@pytest.mark.torch
-def test_keypointrcnn_equals_torchvision():
-  torch = pytest.importorskip("torch")
-  tv = pytest.importorskip("torchvision")
-  tm = _torchvision_model(torch, tv, tv.models.detection.keypointrcnn_resnet50_fpn, num_keypoints=5)
-  image = np.random.default_rng(1).random((3, SIZE, SIZE)).astype(np.float32)
-  feats, proposals, det = _torch_forward(torch, tm, image)
-  sd = {k: v.numpy() for k, v in tm.state_dict().items()}
-  images = jnp.asarray(image.transpose(1, 2, 0)[None])
-  model, v = _ours("keypointrcnn_resnet50_fpn", tvc.keypointrcnn_resnet50_fpn(sd), images, num_keypoints=5)
-  out = jax.jit(lambda v, x: model.apply(v, x, train=False)["keypoints"])(v, images)
-  ours_feats = jax.jit(lambda v, x: model.apply(v, x, False, method=MaskRCNN.features))(v, images)
-  d = _check_common(out, feats, proposals, det, ours_feats)
+  if kind == "maskrcnn":
+    _close(out["masks"][0, :d], det["masks"].numpy()[:, 0])
+    return
   # The 56×56 keypoint logits at the detected boxes (torchvision's heads on its own boxes).
   with torch.no_grad():
     rh = tm.roi_heads

@@ -38,8 +38,10 @@ def test_output_shapes_eval_and_train():
   assert out["instances"]["masks"].shape == (2, 10, 28, 28)
   targets = {"boxes": jnp.zeros((2, 8, 4)), "classes": jnp.zeros((2, 8), jnp.int32),
              "num_instances": jnp.zeros((2,), jnp.int32), "masks": jnp.zeros((2, 8, 64, 64), jnp.uint8)}
-  train_out, _ = jax.eval_shape(lambda v, x, t: model.apply(v, x, train=True, targets=t, rngs={"dropout": KEY["dropout"]},
-                                                            mutable=["batch_stats"]), variables, images, targets)
+  train_out, _ = jax.eval_shape(
+      lambda v, x, t: model.apply(v, x, train=True, targets=t, rngs={"dropout": KEY["dropout"]},
+                                  mutable=["batch_stats"]),
+      variables, images, targets)
   assert sorted(train_out) == ["instances", "panoptic_semantic"]
   assert "mask_logits" in train_out["instances"] and train_out["panoptic_semantic"].shape == (2, 64, 64, 5)
 

@@ -29,7 +29,8 @@ def test_full_size_output_at_input_resolution(shape):
   model = get_model("segnet", num_classes=11)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x).shape == shape[:3] + (11,)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False)["semantic"], variables, x)
+  assert out.shape == shape[:3] + (11,)
 
 
 def check_unpooling_uses_encoder_indices(model, x, decoder_starts_at_pool5=True):

@@ -41,7 +41,8 @@ def test_param_counts(name, kwargs, expected):
 
 def test_valid_form_shapes():
   model = get_model("unet", num_classes=2)
-  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, 572, 572, 3)))[0])["semantic"]
+  out = jax.eval_shape(
+      lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, 572, 572, 3)))[0])["semantic"]
   assert out.shape == (1, 388, 388, 2)
   assert unet.valid_output_size(572, 4) == 388
   assert 572 in unet.valid_sizes(4) and 570 not in unet.valid_sizes(4)
@@ -72,6 +73,7 @@ def test_unknown_model_lists_known():
     get_model("u-net")
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("padding,up,norm,size", [
     ("same", "transposed", "batch", 32), ("valid", "transposed", None, 44), ("same", "bilinear", None, 16)])
 def test_matches_pytorch(padding, up, norm, size):

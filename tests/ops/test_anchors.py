@@ -12,6 +12,7 @@ def test_base_anchors_hand_values():
   np.testing.assert_array_equal(base, [[-23, -11, 23, 11], [-16, -16, 16, 16], [-11, -23, 11, 23]])
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("image_size", [(64, 96), (100, 72), (800, 800)])
 def test_equal_to_torchvision_anchor_generator(image_size):
   torch = pytest.importorskip("torch")

@@ -34,6 +34,7 @@ def test_iou_hand_cases():
   assert np.all(np.isfinite(g))
 
 
+@pytest.mark.torch
 def test_iou_batched_and_vs_torchvision():
   torchvision = pytest.importorskip("torchvision")
   torch = pytest.importorskip("torch")
@@ -47,6 +48,7 @@ def test_iou_batched_and_vs_torchvision():
   np.testing.assert_allclose(B.box_area(a), torchvision.ops.box_area(torch.from_numpy(a)).numpy(), rtol=1e-6)
 
 
+@pytest.mark.torch
 def test_clip_to_image_static_and_per_image():
   torchvision = pytest.importorskip("torchvision")
   torch = pytest.importorskip("torch")
@@ -64,6 +66,7 @@ def test_large_boxes_mask():
   np.testing.assert_array_equal(B.large_boxes_mask(boxes, 1.0), [True, False, False])
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("weights", [B.RPN_BOX_WEIGHTS, B.ROI_BOX_WEIGHTS])
 def test_encode_decode_vs_torchvision_and_float64(weights):
   torch = pytest.importorskip("torch")

@@ -187,7 +187,7 @@ def _tcase_arrays(case, seed):
   return x, w, g, kwargs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jax_transposed(case, method):
   """(y, dx, dw) of `conv_transpose2d` on the case's arrays, computed once for both parity tests."""
   x, w, g, kwargs = _tcase_arrays(case, seed=len(str(case)))
@@ -260,7 +260,7 @@ def _ccase_arrays(case, seed):
   return x, w, g, pads, dict(stride=s, padding=pads, dilation=d, feature_group_count=groups)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jax_conv(case):
   x, w, g, _, kwargs = _ccase_arrays(case, seed=len(str(case)))
   got = _value_and_vjp(lambda x, w: conv2d(x, w, **kwargs), x, w, g)
@@ -473,7 +473,8 @@ def _assert_same_nonfinite(got, want, name):
   for what, mask in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
     np.testing.assert_array_equal(mask(got), mask(want), err_msg=f"{name}: {what} positions differ")
   finite = np.isfinite(want)
-  np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4 * (np.abs(want[finite]).max(initial=0) + 1))
+  np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4,
+                             atol=1e-4 * (np.abs(want[finite]).max(initial=0) + 1))
 
 
 @pytest.mark.parametrize("where", ["x", "dy"])
@@ -629,7 +630,7 @@ def test_phase_propagates_nonfinite_like_reference(where):
       x = _with_nonfinite(x, rng)
     else:
       g = _with_nonfinite(g, rng)
-    got = [_value_and_vjp(lambda x, w: conv_transpose2d(x, w, method=m, **kwargs), x, w, g) for m in METHODS]
+    got = [_value_and_vjp(functools.partial(conv_transpose2d, method=m, **kwargs), x, w, g) for m in METHODS]
     for name, a, b in zip(("y", "dx", "dw"), got[1], got[0]):
       _assert_same_nonfinite(a, b, f"{case} {name}")
   x, w, _, kwargs = _tcase_arrays(_TCASES[1], seed=0)

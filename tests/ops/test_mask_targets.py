@@ -21,6 +21,7 @@ def _masks_and_boxes(rng, g, h, w, r):
   return masks, boxes, rng.integers(0, g, r).astype(np.int32)
 
 
+@pytest.mark.torch
 def test_equal_to_torchvision_project_masks_on_boxes():
   torch = pytest.importorskip("torch")
   roi_heads = pytest.importorskip("torchvision.models.detection.roi_heads")
@@ -33,6 +34,7 @@ def test_equal_to_torchvision_project_masks_on_boxes():
   np.testing.assert_allclose(out, ref, atol=1e-5)  # float32 rounding of the many-sample means
 
 
+@pytest.mark.torch
 def test_aligned_equals_torchvision_roi_align_aligned():
   torch = pytest.importorskip("torch")
   ops = pytest.importorskip("torchvision.ops")

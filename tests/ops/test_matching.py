@@ -17,6 +17,7 @@ def _quality(rng, m, n):
   return q.astype(np.float32)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_equal_to_torchvision_matcher(setting):
   torch = pytest.importorskip("torch")

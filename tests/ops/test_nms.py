@@ -42,6 +42,7 @@ def _kept(indices, valid):
   return np.asarray(indices)[np.asarray(valid)]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("n,thr,tile", [(300, 0.5, 64), (300, 0.7, 256), (1000, 0.3, 128), (37, 0.5, 16)])
 def test_equal_to_torchvision_nms_with_ties(n, thr, tile):
   torch = pytest.importorskip("torch")
@@ -58,6 +59,7 @@ def test_equal_to_torchvision_nms_with_ties(n, thr, tile):
   assert np.all(np.asarray(idx)[~np.asarray(valid)] == 0)
 
 
+@pytest.mark.torch
 def test_threshold_ties_decided_as_torchvision():
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")
@@ -89,6 +91,7 @@ def test_empty_input_and_truncation_and_invalid():
   assert not np.any(none_valid)
 
 
+@pytest.mark.torch
 def test_batched_nms_equal_to_torchvision():
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")

@@ -3,7 +3,6 @@ detectron2's order on random inputs, one compilation under vmap, bad input."""
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -141,7 +140,7 @@ def test_equals_the_numpy_loop_on_random_inputs_with_one_compilation():
     expected, segments = _loop_reference(probs[b] >= 0.5, scores[b], classes[b], semantic[b], is_stuff,
                                          0.5, 0.4, 10)
     np.testing.assert_array_equal(out["panoptic"][b], expected)
-    assert _segments(jax.tree.map(lambda x: x[b], out)) == segments
+    assert _segments(jax.tree.map(lambda x, b=b: x[b], out)) == segments
     kept += len(segments)
   assert kept > 2 * batch   # the random cases keep segments of both kinds, not just void
 

@@ -141,6 +141,7 @@ def test_against_float64_reference(h, w, window, stride, padding, ties):
     np.testing.assert_array_equal(grad, _ref_unpool_grad(gu, ref_idx), err_msg=method)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("h,w,window,stride,padding", CONFIGS)
 def test_against_torch(h, w, window, stride, padding, ties):
@@ -166,6 +167,7 @@ def test_against_torch(h, w, window, stride, padding, ties):
   np.testing.assert_array_equal(grad, yt.grad.permute(0, 2, 3, 1).numpy())
 
 
+@pytest.mark.torch
 def test_nan_and_all_minus_infinity_windows_follow_torch():
   x = _input(6, 6, seed=9)
   x[0, 1, 1, 0] = np.nan        # a NaN wins its windows
@@ -268,7 +270,8 @@ IDX = jnp.zeros((1, 2, 2, 1), jnp.int32)
     (lambda: max_unpool(Y, IDX, 2, output_size=(6, 4)), r"output_size: .*H in \[4, 5\].*got \(6, 4\)"),
     (lambda: max_unpool(Y, IDX, 2, output_size=(4, 3)), r"output_size: .*W in \[4, 5\], got \(4, 3\)"),
     (lambda: max_unpool(Y, IDX, 2, 0), "stride: expected values >= 1"),
-    (lambda: max_unpool(Y, IDX, 2, method="scatter"), r"method: expected one of \('auto', 'window', 'dense'\), got 'scatter'"),
+    (lambda: max_unpool(Y, IDX, 2, method="scatter"),
+     r"method: expected one of \('auto', 'window', 'dense'\), got 'scatter'"),
 ])
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
@@ -294,6 +297,7 @@ def test_out_of_range_indices_are_refused_outside_jit(method, bad, value):
     max_unpool(Y, _idx(rows), 2, method=method)
 
 
+@pytest.mark.torch
 def test_out_of_range_indices_are_refused_by_torch_too():
   torch = pytest.importorskip("torch")
   y = torch.ones(1, 1, 2, 2)

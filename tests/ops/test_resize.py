@@ -69,6 +69,7 @@ def test_resize_matches_float64_reference(h, w, oh, ow, align_corners):
   np.testing.assert_allclose(got, _ref_resize(x, oh, ow, align_corners), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("h,w,oh,ow", SIZES)
 def test_resize_matches_torch_forward_and_gradient(h, w, oh, ow, align_corners):
@@ -136,6 +137,7 @@ def test_upsample_kernel_transposed_conv_is_bilinear_resize_float64(factor):
                              ref, atol=1e-5)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("factor", [2, 3, 8, 32])
 def test_upsample_kernel_with_torch_conv_transpose2d(factor):
   """FCN's upsamplers (kernel 2f, stride f) through PyTorch's transposed conv equal our resize."""

@@ -78,6 +78,7 @@ CASES = [  # (output_size, spatial_scale, sampling_ratio, aligned)
     ((3, 3), 0.5, -1, False)]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("case", CASES)
 def test_forward_backward_vs_torchvision_and_float64(case):
   torch = pytest.importorskip("torch")
@@ -97,7 +98,7 @@ def test_forward_backward_vs_torchvision_and_float64(case):
   np.testing.assert_allclose(ref_out, f64, atol=1e-5)
   cot_nhwc = cot.transpose(0, 2, 3, 1).reshape(2, 6, *out_hw, 3)
   for backend in BACKENDS:
-    f = lambda feats: roi_align(feats, boxes, out_hw, scale, ratio, aligned, backend=backend)
+    f = lambda feats, backend=backend: roi_align(feats, boxes, out_hw, scale, ratio, aligned, backend=backend)
     out, vjp = jax.vjp(f, x)
     np.testing.assert_allclose(out.reshape(-1, *out_hw, 3), f64, atol=2e-5, err_msg=backend)
     np.testing.assert_allclose(vjp(jnp.asarray(cot_nhwc))[0], ref_grad, atol=2e-5, err_msg=backend)
@@ -108,6 +109,7 @@ def test_forward_backward_vs_torchvision_and_float64(case):
   np.testing.assert_allclose(out_k, f64[perm], atol=2e-5)
 
 
+@pytest.mark.torch
 def test_float64_torchvision_agree_with_reference_exactly():
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")
@@ -132,6 +134,7 @@ def test_adaptive_sampling_static_bound_documented_deviation():
   np.testing.assert_allclose(capped[1], exact[1], atol=1e-5)
 
 
+@pytest.mark.torch
 def test_levels_follow_torchvision_level_mapper():
   poolers = pytest.importorskip("torchvision.ops.poolers")
   torch = pytest.importorskip("torch")
@@ -146,6 +149,7 @@ def test_levels_follow_torchvision_level_mapper():
   assert list(ours[:3]) == [2, 4, 3]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("output_size,ratio", [(4, 2), (3, -1)])
 def test_multilevel_vs_torchvision_multiscale(output_size, ratio):
   torch = pytest.importorskip("torch")
@@ -167,7 +171,8 @@ def test_multilevel_vs_torchvision_multiscale(output_size, ratio):
   assert len(set(np.asarray(fpn_level_of_boxes(boxes, canonical_scale=32)).ravel())) == 4
   outs = {}
   for backend in BACKENDS:
-    f = lambda fs: multilevel_roi_align(fs, boxes, output_size, image, ratio, canonical_scale=32, backend=backend)
+    f = lambda fs, backend=backend: multilevel_roi_align(fs, boxes, output_size, image, ratio, canonical_scale=32,
+                                                         backend=backend)
     out, vjp = jax.vjp(f, feats)
     outs[backend] = out
     np.testing.assert_allclose(out, ref_out, atol=2e-5, err_msg=backend)

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.train.conftest import REPO_ROOT, _REGISTER, read_metrics, tiny_config
+from tests.train.conftest import _REGISTER, REPO_ROOT, read_metrics, tiny_config
 
 # What a researcher would put in an experiment file (or in dense_jax/tasks/ + dense_jax/models/).
 _TASK_AND_MODEL = '''
@@ -62,6 +62,7 @@ class UNetWithColour(nn.Module):
 '''
 
 
+@pytest.mark.slow
 def test_a_task_defined_outside_the_package_trains_with_semantic_through_the_cli(tmp_path):
   config = tiny_config(total_steps=8, eval_every=8, checkpoint_every=8, log_every=4, num_devices=1,
                        mesh_shape=(1, 1), model=dict(name="unet_with_colour", width=4),

@@ -4,8 +4,7 @@ negative loss weight. The registry behaves like the model registry."""
 
 import pytest
 
-from dense_jax import data
-from dense_jax import tasks as tasks_lib
+from dense_jax import data, tasks as tasks_lib
 from dense_jax.tasks import Task, register_task
 from dense_jax.train.loop import ConfigError
 
@@ -40,7 +39,8 @@ def test_default_config_is_one_semantic_task():
 @pytest.mark.parametrize("tasks, match", [
     ({"semantics": {}}, r"config.tasks.semantics: unknown task 'semantics'; registered tasks: \[.*'semantic'"),
     ({"keypoints_probe": {}}, r"config.tasks.keypoints_probe: the task needs the batch keys \['keypoints', "
-                              r"'num_instances'\], which dataset 'voc2012' does not have; it offers \['image', 'semantic'\]"),
+                              r"'num_instances'\], which dataset 'voc2012' does not have; "
+                              r"it offers \['image', 'semantic'\]"),
     ({"semantic": {"weight": -0.5}}, r"config.tasks.semantic.weight: expected a finite number >= 0, got -0.5"),
     ({"semantic": {"weight": float("nan")}}, r"config.tasks.semantic.weight: expected a finite number >= 0"),
     ({"semantic": {"colour": 1}}, r"task 'semantic': bad arguments"),

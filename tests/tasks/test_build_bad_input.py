@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from dense_jax import data
-from dense_jax import tasks as tasks_lib
+from dense_jax import data, tasks as tasks_lib
 
 INFO = data.dataset_info("dense_shapes/small_64")
 

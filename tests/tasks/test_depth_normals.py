@@ -8,7 +8,6 @@ import pytest
 
 from dense_jax import evaluation, losses, tasks
 from dense_jax.metrics import depth as depth_metrics
-from dense_jax.metrics import normals as normal_metrics
 
 B, H, W = 3, 12, 16
 

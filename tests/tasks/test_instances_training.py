@@ -79,6 +79,7 @@ def test_one_vs_eight_devices_same_losses(one_device, tmp_path):
 @pytest.mark.slow
 def test_evaluate_reports_the_trainers_ap_and_writes_coco_results(one_device):
   import json
+
   from dense_jax.evaluate import evaluate
   workdir, final = one_device
   result = evaluate(_config(num_devices=1, mesh_shape=(1, 1)), workdir, mode="whole", verbose=False,

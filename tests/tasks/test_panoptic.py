@@ -199,6 +199,7 @@ def _written_digest(files) -> str:
   than the PNG bytes, so a zlib / Pillow update that re-compresses the same image does not change it)."""
   import hashlib
   import pathlib
+
   from PIL import Image
   digest = hashlib.sha256(pathlib.Path(files["panoptic_json"]).read_bytes())
   for path in sorted(pathlib.Path(files["panoptic_pngs"]).iterdir()):

@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax import evaluation
-from dense_jax import tasks as tasks_lib
+from dense_jax import evaluation, tasks as tasks_lib
 from dense_jax.tasks.base import Task
 
 K = 4

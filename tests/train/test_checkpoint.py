@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax.train import checkpoint as checkpoint_lib
-from dense_jax.train import train_and_evaluate
+from dense_jax.train import checkpoint as checkpoint_lib, train_and_evaluate
 from tests.train.conftest import read_metrics, tiny_config
 
 TIMING = ("steps_per_sec", "images_per_sec")
@@ -32,6 +31,7 @@ def _damage(step_dir: pathlib.Path) -> None:
     p.write_bytes(data[:len(data) // 2])
 
 
+@pytest.mark.slow
 def test_corrupt_latest_falls_back_to_previous(tmp_path, capsys):
   reference = tmp_path / "reference"
   train_and_evaluate(one_device(), reference)

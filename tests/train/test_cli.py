@@ -69,6 +69,7 @@ def run_cli(module, *args, cwd=REPO_ROOT):
                         timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     ([], "ERROR: --workdir is required"),
     (["--workdir={tmp}/a_file"], "which is a file"),
@@ -90,6 +91,7 @@ def test_bad_command_lines_are_one_line_and_exit_2(tmp_path, args, message):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,message", [
     ("experiments/no_such_file.py", "no such experiment file 'experiments/no_such_file.py'"),
     (QUICK + "k", "unknown option 'quickk'"),

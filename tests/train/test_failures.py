@@ -23,7 +23,7 @@ def count_compilations():
 
   def listener(event, duration, **kwargs):
     del duration, kwargs
-    if event.startswith("/jax/core/compile/") or event.startswith("/jax/compilation_cache/"):
+    if event.startswith(("/jax/core/compile/", "/jax/compilation_cache/")):
       events.append(event)
 
   jax.monitoring.register_event_duration_secs_listener(listener)
@@ -33,6 +33,7 @@ def count_compilations():
     jax.monitoring.unregister_event_duration_listener(listener)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   # Plain SGD with an absurd learning rate: the weights explode after the first update.
   config = tiny_config(num_devices=1, mesh_shape=(1, 1), checkpoint_every=1, eval_every=100,
@@ -48,6 +49,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
 
 
+@pytest.mark.slow
 def test_non_finite_loss_before_any_checkpoint_promises_no_resume(tmp_path):
   config = tiny_config(num_devices=1, mesh_shape=(1, 1), checkpoint_every=100, eval_every=100,
                        optimizer=dict(name="sgd", learning_rate=1e30, momentum=0.0))
@@ -87,6 +89,7 @@ def test_missing_dataset_files_fail_before_compiling(tmp_path):
   assert not compiled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", [
     ("--config.mesh_shape=(3,-1)", "ERROR: config.mesh_shape: (3, -1) needs the device count"),
     ("--config.optimizer.lr=0.1", "ERROR: --config.optimizer.lr: config.optimizer has no key 'lr' (it has ["),

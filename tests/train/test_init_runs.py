@@ -15,7 +15,7 @@ from dense_jax.convert import init_from
 from dense_jax.models import build
 from dense_jax.tools import restore
 from dense_jax.train import train_and_evaluate
-from tests.train.conftest import read_metrics, tiny_config, write_config_file
+from tests.train.conftest import tiny_config, write_config_file
 from tests.train.test_cli import run_cli
 
 
@@ -34,6 +34,7 @@ def _same(a, b):
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["workdir", "step"])
 def test_starts_from_another_run(source_run, tmp_path, where):
   path = source_run if where == "workdir" else source_run / "checkpoints" / "4"
@@ -55,6 +56,7 @@ def test_starts_from_another_run(source_run, tmp_path, where):
                after["params"], trained["params"])
 
 
+@pytest.mark.slow
 def test_init_applies_once_and_is_compared_by_the_workdir_guard(source_run, tmp_path):
   copy = tmp_path / "copy_of_source"
   shutil.copytree(source_run, copy)
@@ -69,6 +71,7 @@ def test_init_applies_once_and_is_compared_by_the_workdir_guard(source_run, tmp_
     train_and_evaluate(other, workdir)
 
 
+@pytest.mark.slow
 def test_exclude_leaves_the_head_at_init(source_run):
   config = one_device(**{"init.path": str(source_run), "init.exclude": "^head/"})
   _, report = build.initial_variables(config, jax.random.PRNGKey(0))
@@ -96,6 +99,7 @@ def test_panoptic_fpn_from_mask_rcnn_variables():
   assert not any(p.startswith(("backbone/body/", "rpn/", "box_", "mask_")) for p in plan.left_at_init)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init,message", [
     ({"init.path": "/nonexistent/r50.pth"}, "ERROR: config.init.path: expected an existing torchvision file"),
     ({"init.path": "{source}", "init.include": "^decoder/"}, "ERROR: config.init.include: expected a regular"),

@@ -12,9 +12,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from dense_jax.train import train_and_evaluate
 from tests.train.conftest import REPO_ROOT, losses_by_step, read_metrics, tiny_config, write_config_file
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

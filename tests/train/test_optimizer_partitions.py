@@ -81,7 +81,7 @@ def test_a_0_1x_group_moves_0_1x_as_far_under_plain_sgd():
   state = tx.init(params)
   start = params
   for step in range(5):
-    grads = jax.tree.map(lambda p: jnp.full(p.shape, 1.0 + step), params)
+    grads = jax.tree.map(lambda p, step=step: jnp.full(p.shape, 1.0 + step), params)
     updates, state = tx.update(grads, state, params)
     one = -float(schedule(step)) * (1.0 + step)
     np.testing.assert_allclose(updates["head"]["kernel"], one, rtol=1e-6)   # the schedule still applies
@@ -149,11 +149,14 @@ def test_pattern_matching_nothing_names_key_pattern_and_examples():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(freeze=3), r"config.optimizer.freeze: expected None or a non-empty regular expression \(str\).*got 3 \(int\)"),
+    (dict(freeze=3),
+     r"config.optimizer.freeze: expected None or a non-empty regular expression \(str\).*got 3 \(int\)"),
     (dict(freeze="("), r"config.optimizer.freeze: '\(' is not a valid regular expression"),
-    (dict(lr_multipliers=0.1), r"config.optimizer.lr_multipliers: expected \(regex, factor\) pairs .*got 0.1 \(float\)"),
+    (dict(lr_multipliers=0.1),
+     r"config.optimizer.lr_multipliers: expected \(regex, factor\) pairs .*got 0.1 \(float\)"),
     (dict(lr_multipliers=(("^backbone/", 0.0),)), r"lr_multipliers\['\^backbone/'\]: expected a number > 0 .*got 0.0"),
-    (dict(lr_multipliers=(("^backbone/", "0.1"),)), r"lr_multipliers\['\^backbone/'\]: expected a number > 0 .*\(str\)"),
+    (dict(lr_multipliers=(("^backbone/", "0.1"),)),
+     r"lr_multipliers\['\^backbone/'\]: expected a number > 0 .*\(str\)"),
     (dict(lr_multipliers=(("[", 0.1),)), r"lr_multipliers\['\['\]: '\[' is not a valid regular expression"),
     (dict(lr_multipliers=((1, 0.1),)), r"lr_multipliers: expected a non-empty regular expression \(str\)"),
     (dict(decay_norms_and_biases="yes"), r"config.optimizer.decay_norms_and_biases: expected a bool, got 'yes'"),
@@ -179,10 +182,12 @@ def test_trainer_refuses_a_pattern_that_matches_nothing_before_compiling(tmp_pat
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_a_pattern_that_matches_nothing_in_one_line_with_exit_2(tmp_path):
   import os
   import subprocess
   import sys
+
   from tests.train.conftest import REPO_ROOT, tiny_config, write_config_file
   config_file = write_config_file(tmp_path, tiny_config(**{"optimizer.freeze": "^encoder/"}))
   proc = subprocess.run([sys.executable, "-m", "dense_jax.train", f"--config={config_file}",

@@ -2,9 +2,12 @@
 compute with float32 parameters (close numbers)."""
 
 import numpy as np
+import pytest
 
 from dense_jax.train import train_and_evaluate
 from tests.train.conftest import losses_by_step, tiny_config
+
+pytestmark = pytest.mark.slow
 
 
 def test_remat_and_bf16(tmp_path):

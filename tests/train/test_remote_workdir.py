@@ -12,10 +12,11 @@ TensorStore, not epath: it gives TensorStore's GCS driver a `gs://` path and its
 everything else, so an `s3://` checkpoint directory is refused ("Checkpoint path should be absolute"), and
 TensorStore's own `memory://` store is not fsspec's (and orbax renames its tmp directories through epath,
 which that store would not see). Checkpoints in `gs://` would need a fake GCS server for TensorStore
-(orbax lists a bucket's steps with the google-cloud-storage client, a requirement). So `checkpoint.check_directory` refuses an `s3://` workdir up front (checked here), and for the
-rest of the subprocess the `Checkpointer` gets a local directory (every other path of the run stays
-remote). TensorBoard cannot write to `s3://` through TensorFlow 2 (no s3 filesystem): the run prints one
-note and goes on. Also: a `gs://` workdir or data_dir without credentials is one ERROR line, exit 2.
+(orbax lists a bucket's steps with the google-cloud-storage client, a requirement). So
+`checkpoint.check_directory` refuses an `s3://` workdir up front (checked here), and for the rest of
+the subprocess the `Checkpointer` gets a local directory (every other path of the run stays remote).
+TensorBoard cannot write to `s3://` through TensorFlow 2 (no s3 filesystem): the run prints one note
+and goes on. Also: a `gs://` workdir or data_dir without credentials is one ERROR line, exit 2.
 """
 
 import json
@@ -27,6 +28,8 @@ import textwrap
 import pytest
 
 from tests.train.conftest import REPO_ROOT, tiny_config, write_config_file
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent('''
     import json, os, sys

@@ -17,6 +17,8 @@ import pytest
 from dense_jax.train import train_and_evaluate
 from tests.train.conftest import read_metrics, tiny_config, write_config_file
 
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMING = ("steps_per_sec", "images_per_sec")
 

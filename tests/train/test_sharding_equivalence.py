@@ -14,6 +14,8 @@ import pytest
 from dense_jax.train import train_and_evaluate
 from tests.train.conftest import losses_by_step, tiny_config
 
+pytestmark = pytest.mark.slow
+
 RUNS = {
     "data=8": dict(mesh_shape=(8, 1)),
     "data=4,model=2,fsdp_over_model": dict(mesh_shape=(4, 2), **{"sharding.params": ((".*", "fsdp:model"),)}),

@@ -12,10 +12,12 @@ import sys
 import jax.numpy as jnp
 import pytest
 
-from dense_jax.train import checkpoint as checkpoint_lib
-from dense_jax.train import config as config_lib
-from dense_jax.train import train_and_evaluate
-from dense_jax.train import workdir as workdir_lib
+from dense_jax.train import (
+  checkpoint as checkpoint_lib,
+  config as config_lib,
+  train_and_evaluate,
+  workdir as workdir_lib,
+)
 from dense_jax.train.loop import ConfigError
 from tests.train.conftest import REPO_ROOT, tiny_config, write_config_file
 from tests.train.test_failures import count_compilations
@@ -143,6 +145,7 @@ def test_damaged_checkpoint_costs_one_warning_line(tmp_path, capfd):
 
 
 # ---- The trainer.
+@pytest.mark.slow
 def test_rerun_with_another_model_is_refused_before_anything_is_touched(tmp_path):
   workdir = tmp_path / "run"
   train_and_evaluate(one_device(), workdir)
@@ -162,6 +165,7 @@ def test_rerun_with_another_model_is_refused_before_anything_is_touched(tmp_path
   assert [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()][0] == 1
 
 
+@pytest.mark.slow
 def test_command_line_refusal_is_one_line_and_exit_2(tmp_path):
   workdir = tmp_path / "run"
   write_saved_config(workdir, one_device())

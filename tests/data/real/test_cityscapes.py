@@ -69,7 +69,7 @@ def test_catalog_builder_on_fake_zips(tmp_path, fakes):
           archive.write(tmp_path / "stage" / stem, stem)
   train = sources.get_source("cityscapes", "train", data_dir=str(tmp_path))
   assert len(train) == 2
-  semantics = sorted((train[i]["semantic"][0].tolist() for i in range(2)))
+  semantics = sorted(train[i]["semantic"][0].tolist() for i in range(2))
   assert semantics == [[0, 11, 13, 255, 255, 17], [1, 12, 14, 255, 255, 18]]  # ids +0 and +1
   assert len(sources.get_source("cityscapes", "validation", data_dir=str(tmp_path))) == 1
 

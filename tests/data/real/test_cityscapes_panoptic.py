@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import dense_jax.data.real  # noqa: F401  (registers the real datasets)
+import dense_jax.data.real  # registers the real datasets
 from dense_jax.data import panoptic_format, sources
 from dense_jax.data.real import cityscapes_panoptic
 
@@ -34,7 +34,8 @@ def _write(root, fakes, *, train_ids=False, categories=True):
               {"id": 24000, "category_id": cat["person"], "iscrowd": 0}]
   data = {"images": [{"id": NAME, "file_name": f"{NAME}_leftImg8bit.png", "height": H, "width": W}],
           "annotations": [{"image_id": NAME, "file_name": f"{NAME}_gtFine_panoptic.png", "segments_info": segments}],
-          "categories": [{"id": v, "name": k, "isthing": int(k != "road")} for k, v in cat.items()] if categories else []}
+          "categories": ([{"id": v, "name": k, "isthing": int(k != "road")} for k, v in cat.items()]
+                         if categories else [])}
   (root / "gtFine" / f"cityscapes_panoptic_val{suffix}.json").write_text(json.dumps(data))
   return image, ids
 

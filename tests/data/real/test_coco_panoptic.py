@@ -86,11 +86,14 @@ def test_truncation_counts(tmp_path, fakes, caplog):
 
 def test_bad_files(tmp_path, fakes):
   _write(tmp_path / "a", fakes, extra_id=77)
-  with pytest.raises(ValueError, match=r"000000000002\.png, image id 2: expected only the segment ids its segments_info in .*panoptic_val2017\.json lists .*got 1 unlisted id\(s\) \[77\]"):
+  with pytest.raises(ValueError, match=r"000000000002\.png, image id 2: expected only the segment ids its "
+                                       r"segments_info in .*panoptic_val2017\.json lists "
+                                       r".*got 1 unlisted id\(s\) \[77\]"):
     coco_panoptic.CocoPanopticSource("validation", str(tmp_path / "a"))[0]
   _write(tmp_path / "b", fakes, segments=[{"id": 261, "category_id": 91}, {"id": 9, "category_id": 1},
                                           {"id": 70000, "category_id": 187}])   # 91: no COCO 2017 category
-  with pytest.raises(ValueError, match=r"panoptic_val2017\.json, image id 2: expected known categories \(segment 261\).*category_id expected one of COCO 2017's ids.*got 91"):
+  with pytest.raises(ValueError, match=r"panoptic_val2017\.json, image id 2: expected known categories \(segment 261\)"
+                                       r".*category_id expected one of COCO 2017's ids.*got 91"):
     coco_panoptic.CocoPanopticSource("validation", str(tmp_path / "b"))[0]
   with pytest.raises(ValueError, match="max_segments"):
     coco_panoptic.CocoPanopticSource("validation", str(tmp_path / "b"), max_segments=1)

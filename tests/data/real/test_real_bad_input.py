@@ -21,8 +21,15 @@ import dense_jax.data.real  # noqa: F401  (registers the real datasets)
 from dense_jax import data
 from dense_jax.data import panoptic_format, sources
 from dense_jax.data.real import _common
-from tests.data.real import test_ade20k, test_cityscapes_panoptic, test_coco, test_coco_panoptic
-from tests.data.real import test_nyu_depth_v2, test_oxford_iiit_pet, test_unreadable_files
+from tests.data.real import (
+  test_ade20k,
+  test_cityscapes_panoptic,
+  test_coco,
+  test_coco_panoptic,
+  test_nyu_depth_v2,
+  test_oxford_iiit_pet,
+  test_unreadable_files,
+)
 from tests.data.real.test_voc import _write_voc
 
 BadLabel, Unreadable = _common.BadLabelError, _common.UnreadableFileError
@@ -108,6 +115,7 @@ def _voc_png(tmp_path, fakes, label):
 
 def _retar(tmp_path):
   import tarfile  # pylint: disable=g-import-not-at-top
+
   from dense_jax.data.real import voc  # pylint: disable=g-import-not-at-top
   with tarfile.open(tmp_path / voc.TAR_NAME, "w") as tar:
     tar.add(tmp_path / "stage" / "VOCdevkit", arcname="VOCdevkit")
@@ -328,7 +336,8 @@ def test_coco_panoptic_refuses_a_grey_png_and_a_png_of_another_size(tmp_path, fa
 
 def test_coco_panoptic_refuses_a_segment_id_listed_twice(tmp_path, fakes):
   test_coco_panoptic._write(tmp_path, fakes, segments=[{"id": 261, "category_id": 1}, {"id": 9, "category_id": 1},
-                                                      {"id": 261, "category_id": 18}, {"id": 70000, "category_id": 187}])
+                                                      {"id": 261, "category_id": 18},
+                                                      {"id": 70000, "category_id": 187}])
   with pytest.raises(BadLabel, match=r"panoptic_val2017\.json, image id 2: expected each segment id once in "
                                      r"segments_info, got ids listed more than once: \[261\]"):
     sources.get_source("coco2017_panoptic", "validation", data_dir=str(tmp_path))[0]
@@ -459,6 +468,7 @@ def test_nyu_refuses_a_class_mapping_outside_0_to_40(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- the trainer CLI
+@pytest.mark.slow
 def test_trainer_reports_a_bad_training_label_in_one_error_line_with_exit_2(tmp_path, fakes):
   from tests.train.conftest import REPO_ROOT, tiny_config, write_config_file  # pylint: disable=g-import-not-at-top
   root = tmp_path / "ade20k"

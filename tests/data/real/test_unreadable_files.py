@@ -87,6 +87,7 @@ def test_a_missing_file_is_called_missing(tmp_path, fakes):
 
 def test_truncated_jpeg_in_the_voc_tar_is_named_while_preparing(tmp_path, fakes):
   import tarfile
+
   from dense_jax.data.real import voc
   from tests.data.real.test_voc import _write_voc
   _write_voc(tmp_path, fakes, train=["2007_000032", "2007_000005"], val=["2008_000001"])
@@ -95,5 +96,6 @@ def test_truncated_jpeg_in_the_voc_tar_is_named_while_preparing(tmp_path, fakes)
     tar.add(tmp_path / "stage" / "VOCdevkit", arcname="VOCdevkit")
   with pytest.raises(_common.UnreadableFileError,
                      match=r"voc2012: member \.\.\./VOC2012/JPEGImages/2007_000032\.jpg of "
-                           r".*VOCtrainval_11-May-2012\.tar cannot be decoded .*download VOCtrainval_11-May-2012\.tar again"):
+                           r".*VOCtrainval_11-May-2012\.tar cannot be decoded "
+                           r".*download VOCtrainval_11-May-2012\.tar again"):
     data.get_source("voc2012", "train", data_dir=str(tmp_path))

@@ -11,6 +11,7 @@ from dense_jax.models.backbones.fpn import LEVELS, ResNetFPN, nearest_resize
 from dense_jax.models.flops import param_counts
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("h, w, oh, ow", [(3, 5, 6, 10), (3, 5, 7, 9), (4, 4, 4, 4)])
 def test_nearest_resize_equals_torch(h, w, oh, ow):
   torch = pytest.importorskip("torch")

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax.models.backbones import VGG16
 from dense_jax.models._random import random_variables
+from dense_jax.models.backbones import VGG16
 from dense_jax.models.flops import param_counts
 
 
