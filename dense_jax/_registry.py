@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def callable_key(obj) -> tuple:

@@ -7,7 +7,7 @@ known on the host (`concrete`) and are skipped for tracers, so a checked functio
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np

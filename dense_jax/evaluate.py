@@ -32,6 +32,7 @@ _DEFAULTS = EvalSettings()
 def _define_flags():
   # pylint: disable=g-import-not-at-top
   from absl import flags
+
   from dense_jax.train import cli
   cli.define_config_flag("Experiment file `path.py[:arg]` (default: the run's config.json).")
   flags.DEFINE_string("workdir", None, "The run's directory (with checkpoints/).")
@@ -70,8 +71,8 @@ def _pair_flag(values):
 def main(argv) -> int:
   # pylint: disable=g-import-not-at-top
   import sys
-  from absl import flags
-  from absl import logging
+
+  from absl import flags, logging
   if len(argv) > 1:
     print(f"ERROR: unexpected arguments {argv[1:]} (flags are --name=value; python -m dense_jax.evaluate "
           f"--helpshort lists them)", file=sys.stderr, flush=True)
@@ -97,6 +98,7 @@ if __name__ == "__main__":
   import os
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from absl import app
+
   from dense_jax.train import cli as _cli
   _define_flags()
   app.run(main, flags_parser=lambda argv: _cli.parse_flags(argv, "dense_jax.evaluate"))

@@ -48,7 +48,7 @@ the model's compute dtype); `predict_whole` returns the model's dtype.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax
 import jax

@@ -46,7 +46,8 @@ def as_path(path: str | os.PathLike, key: str | None = None) -> epath.Path:
   text = os.fspath(path)
   if not is_remote(text):
     if _URL.match(text):
-      raise RemotePathError(f"{key + ': ' if key else ''}expected a local path or a {', '.join(REMOTE_SCHEMES)} URL, got {text}: no "
+      raise RemotePathError(f"{key + ': ' if key else ''}expected a local path or a {', '.join(REMOTE_SCHEMES)} URL, "
+                            f"got {text}: no "
                             f"filesystem serves {text.split('://', 1)[0]}:// here (dense_jax.paths)")
     text = os.path.expanduser(text)
   return epath.Path(text)

@@ -30,7 +30,7 @@ work without a display and never touch pyplot's global backend or figure list):
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -64,8 +64,7 @@ def train_step_memory_mb(config, model, image_size) -> float:
   from dense_jax import data as data_lib
   from dense_jax.tasks import build as tasks_lib
   from dense_jax.tools import restore
-  from dense_jax.train import loop, optimizers
-  from dense_jax.train import config as config_lib
+  from dense_jax.train import config as config_lib, loop, optimizers
   config = config_lib.resolve(config)
   tx, schedule = optimizers.make_optimizer(config.optimizer, config.total_steps)
   state = restore.abstract_train_state(config, model, image_size)
@@ -84,9 +83,9 @@ def train_step_memory_mb(config, model, image_size) -> float:
 def _columns(key: str, rf_upto: str | None, memory: bool, rf: bool = True) -> tuple:
   # pylint: disable=g-import-not-at-top
   import ml_collections
+
   from dense_jax.models import flops
-  from dense_jax.tools import receptive_field as rf_lib
-  from dense_jax.tools import restore
+  from dense_jax.tools import receptive_field as rf_lib, restore
   spec = json.loads(key)
   config = ml_collections.ConfigDict(dict(
       seed=0, total_steps=spec["steps"], batch_size=spec["batch"], mesh_shape=(1, 1), log_every=1,

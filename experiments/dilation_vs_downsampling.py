@@ -55,7 +55,7 @@ from __future__ import annotations
 import ml_collections
 
 from dense_jax.models.ablation import STRIDE_ABLATION_TASKS
-from experiments.ablation_common import set_training, model_columns
+from experiments.ablation_common import model_columns, set_training
 from experiments.configs_common import parse_arg
 from experiments.depth_normals_dense_shapes import parse_tasks
 

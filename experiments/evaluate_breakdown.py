@@ -61,9 +61,7 @@ def breakdown_metrics_for_run(config, model, variables, settings: dict) -> tuple
   breakdown regions too (`dense_jax.tasks.semantic`, `breakdown=`), through the one evaluation loop
   (`dense_jax.evaluation`); and the example count. Keys as the trainer's, without `val/`."""
   # pylint: disable=g-import-not-at-top
-  from dense_jax import data as data_lib
-  from dense_jax import evaluation
-  from dense_jax import tasks as tasks_lib
+  from dense_jax import data as data_lib, evaluation, tasks as tasks_lib
   from dense_jax.tools import restore
   from dense_jax.train import config as config_lib
   config = config_lib.resolve(config)

@@ -32,7 +32,6 @@ import ml_collections
 from experiments.configs_common import parse_arg
 from experiments.maskrcnn_dense_shapes import base_config, model_config
 
-
 QUICK_STEPS = 800   # half Mask R-CNN's: the keypoint head doubles the step time (module docstring)
 QUICK_HEAD_SLOTS = 8
 

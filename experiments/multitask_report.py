@@ -34,8 +34,7 @@ import statistics
 import sys
 
 from dense_jax import paths
-from experiments import report as report_lib
-from experiments import sweep as sweep_lib
+from experiments import report as report_lib, sweep as sweep_lib
 from experiments.multitask_dense_shapes import PRIMARY_METRICS, TASKS, delta_mtl
 
 # (metrics.jsonl key, column header) of the table, grouped by task.

@@ -36,8 +36,9 @@ COCO panoptic output of a checkpoint (PNG + JSON next to evaluate's results):
 
 Arguments (`:quick,steps=1600`): quick, steps (0 = the mode's default), depth (50 | 101),
 semantic_weight (the panoptic task's loss weight, the paper's λ), instance_weight (the instances task's),
-branches ('both' | 'semantic' | 'instances': which branch trains, the other's weight set to 0), score (merge score threshold, 0 = the
-mode's default). Any key can be overridden on the command line, e.g. `--config.model.overlap_threshold=0.6`.
+branches ('both' | 'semantic' | 'instances': which branch trains, the other's weight set to 0), score
+(merge score threshold, 0 = the mode's default). Any key can be overridden on the command line, e.g.
+`--config.model.overlap_threshold=0.6`.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def _describe(record: dict, workdir: paths.Path) -> dict:
   import ml_collections  # pylint: disable=g-import-not-at-top
   resolved = _read_json(config_path, "the run's resolved config", "the trainer rewrites it when the run resumes")
   if not isinstance(resolved, dict):
-    raise sweep_lib.SweepError(f"{config_path}: expected a JSON object (the run's config), got {type(resolved).__name__}")
+    raise sweep_lib.SweepError(f"{config_path}: expected a JSON object (the run's config), "
+                               f"got {type(resolved).__name__}")
   try:
     columns = module.describe(ml_collections.ConfigDict(resolved))
     return dict(columns)
@@ -214,7 +215,8 @@ def _main(argv: list[str] | None) -> int:
   try:
     written = write_report(root)
   except OSError as e:
-    raise sweep_lib.SweepError(f"root: the report cannot be written into {args.root} ({sweep_lib.one_line(e)})") from None
+    raise sweep_lib.SweepError(
+        f"root: the report cannot be written into {args.root} ({sweep_lib.one_line(e)})") from None
   print((root / "report.md").read_text())
   print(f"[report] wrote {', '.join(str(p) for p in written.values())}")
   return 0

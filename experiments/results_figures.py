@@ -58,7 +58,8 @@ def depth_normals_panels(roots, out, param: str = "model.output_stride") -> path
   for root in map(paths.as_path, roots):
     rows = _rows(root)
     if not rows or param not in rows[0]:
-      raise ValueError(f"param: expected a column {param!r} in {root / 'report.csv'}, got {list(rows[0]) if rows else []}")
+      raise ValueError(f"param: expected a column {param!r} in {root / 'report.csv'}, "
+                       f"got {list(rows[0]) if rows else []}")
     tables[root] = sorted(rows, key=lambda r: -float(r[param]))
   metrics = [m for m in DEPTH_NORMALS_METRICS
              if all(row.get(m[0]) not in (None, "") for rows in tables.values() for row in rows)]

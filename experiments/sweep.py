@@ -110,7 +110,7 @@ def load_module(path: str, key: str = "experiment"):
   file = pathlib.Path(path)
   if not path or not file.is_file():
     raise SweepError(f"{key}: expected an existing experiment file, path.py[:arg], got {path!r}"
-                     + (f", which is a directory" if path and file.is_dir() else ", which does not exist"))
+                     + (", which is a directory" if path and file.is_dir() else ", which does not exist"))
   spec = importlib.util.spec_from_file_location(f"_experiment_{file.stem}", file)
   module = importlib.util.module_from_spec(spec)
   try:
@@ -177,8 +177,11 @@ def check_configs(runs: list[Run]) -> None:
   `--config` flag, the overrides, `dense_jax.train.config.resolve`), so that a bad override stops the
   sweep before any run starts; SweepError naming the first bad run and its key."""
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from dense_jax.train import cli  # pylint: disable=g-import-not-at-top
-  from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  from dense_jax.train import (
+    cli,  # pylint: disable=g-import-not-at-top
+    config as config_lib,  # pylint: disable=g-import-not-at-top
+  )
   for run in runs:
     argv = ["dense_jax.train", "--config", run.config_spec(), *run.override_args()]
     flag_values = flags.FlagValues()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import ml_collections
 
 from dense_jax.models.ablation import UPSAMPLERS
-from experiments.ablation_common import set_training, model_columns
+from experiments.ablation_common import model_columns, set_training
 from experiments.configs_common import parse_arg
 
 

@@ -23,7 +23,8 @@ Requires torch only in `load_state_dict`; the converters take any mapping of nam
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -22,7 +22,8 @@ them as frozen buffers (`frozen_bn="buffers"`) placement finds them in `batch_st
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

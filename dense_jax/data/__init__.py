@@ -16,8 +16,10 @@ that says what is missing.
 """
 
 try:
-  from dense_jax.data import dense_shapes  # registers dense_shapes/*
-  from dense_jax.data import partial_labels  # registers <name>+one_label (multi-task partial labels)
+  from dense_jax.data import (
+    dense_shapes,  # registers dense_shapes/*
+    partial_labels,  # registers <name>+one_label (multi-task partial labels)
+  )
   from dense_jax.data.pipeline import DataFileError, DataIterator, create_iterator
   from dense_jax.data.sources import DatasetInfo, available, dataset_info, get_source, register_source
   partial_labels.register_all()

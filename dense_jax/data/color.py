@@ -70,7 +70,7 @@ def lab_to_rgb(lab, clip: bool = True) -> np.ndarray:
   return np.clip(rgb, 0.0, 1.0) if clip else rgb
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gamut_bins_cached() -> bytes:
   levels = np.linspace(0.0, 1.0, 257)
   a, b = np.meshgrid(levels, levels, indexing="ij")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from PIL import Image
@@ -152,7 +152,7 @@ class PanopticWriter:
       json.dump({"annotations": self._annotations, "categories": self._categories}, f)
     tmp.replace(self.json_path)
 
-  def __enter__(self) -> "PanopticWriter":
+  def __enter__(self) -> PanopticWriter:
     return self
 
   def __exit__(self, exc_type, *_) -> None:

@@ -42,8 +42,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from dense_jax.data import augment as augment_lib
-from dense_jax.data import sources
+from dense_jax.data import augment as augment_lib, sources
 
 _STATE_VERSION = 1
 
@@ -128,7 +127,7 @@ class DataIterator:
     self._iter = iter(dataset)
     self.meta = meta
 
-  def __iter__(self) -> "DataIterator":
+  def __iter__(self) -> DataIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
@@ -267,7 +266,7 @@ def create_iterator(dataset: str, split: str, *, global_batch_size: int, seed: i
     per_process = -(-per_process // batch) * batch  # ... rounded up to whole batches
     padded = np.full((per_process,), -1, np.int64)
     padded[:len(own)] = own
-    template = fn(((0, int(own[0])) if len(own) else (0, 0)))
+    template = fn((0, int(own[0])) if len(own) else (0, 0))
     fn = dataclasses.replace(fn, template={
         k: np.full_like(v, _fill_value(k, info.ignore_label)) for k, v in template.items()
         if k != "batch_mask"})

@@ -62,7 +62,7 @@ import functools
 import logging
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -276,7 +276,7 @@ def parse(name: str) -> tuple[Spec, str]:
                    f"datasets: dense_jax.data.available())")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dataset_info(name: str) -> sources.DatasetInfo:
   spec, _ = parse(name)
   return dataclasses.replace(spec.info, name=name)
@@ -335,7 +335,7 @@ class TfdsCatalogSource:
     self._map = spec.mapping(builder.info.features) if isinstance(spec.mapping, type) else spec.mapping
     self.keys = self.info.keys
 
-  def with_keys(self, keys) -> "TfdsCatalogSource":
+  def with_keys(self, keys) -> TfdsCatalogSource:
     unknown = sorted(set(keys) - set(self.info.keys))
     if unknown:
       raise ValueError(f"keys: expected a subset of {list(self.info.keys)} for {self.name!r}, got {unknown}")

@@ -16,7 +16,8 @@ task's `result` into one dict and refuses two tasks that report the same key.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -91,7 +92,7 @@ def figure_rows(tasks: dict, images: np.ndarray, predictions: dict, batch: dict,
     example = {k: np.asarray(v[i]) for k, v in batch.items()}
     row = [viz.to_uint8(images[i])]
     for name, task in tasks.items():
-      prediction = jax.tree.map(lambda v: np.asarray(v[i]), predictions[name])   # an array or a dict of them
+      prediction = jax.tree.map(lambda v, i=i: np.asarray(v[i]), predictions[name])   # an array or a dict of them
       row += [panel for _, panel in task.draw(images[i], prediction, example)]
     rows.append(row)
   return rows

@@ -8,7 +8,7 @@ a bad mode, base or size raises ValueError naming the field.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 MODES = ("whole", "sliding", "multiscale")
 DEFAULT_SCALES = (0.75, 1.0, 1.25)

@@ -48,10 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax import inference
-from dense_jax import paths
-from dense_jax.evaluation import loop
-from dense_jax.evaluation import tables
+from dense_jax import inference, paths
+from dense_jax.evaluation import loop, tables
 from dense_jax.evaluation.settings import EvalSettings
 
 
@@ -144,9 +142,7 @@ def evaluate(config=None, workdir: str | paths.Path = ".", settings: EvalSetting
     neither present nor predicted).
   """
   # pylint: disable=g-import-not-at-top
-  from dense_jax import data as data_lib
-  from dense_jax import tasks as tasks_lib
-  from dense_jax import viz
+  from dense_jax import data as data_lib, tasks as tasks_lib, viz
   from dense_jax.metrics import segmentation as seg_metrics
   from dense_jax.models.build import apply_model
   from dense_jax.tools import restore

@@ -14,7 +14,14 @@ item gives a finite loss (0, with zero gradient, for the terms that need one).
 
 from dense_jax.losses.colorization import colorization_loss
 from dense_jax.losses.depth import depth_loss
-from dense_jax.losses.detection import (SMOOTH_L1_BETA, detection_losses, fast_rcnn_loss, keypoint_loss, mask_loss,
-                                        rpn_loss, smooth_l1)
+from dense_jax.losses.detection import (
+                                        SMOOTH_L1_BETA,
+                                        detection_losses,
+                                        fast_rcnn_loss,
+                                        keypoint_loss,
+                                        mask_loss,
+                                        rpn_loss,
+                                        smooth_l1,
+)
 from dense_jax.losses.normals import normals_loss
 from dense_jax.losses.segmentation import IGNORE_LABEL, segmentation_cross_entropy

@@ -44,7 +44,7 @@ import contextlib
 import io
 import json
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils

@@ -17,7 +17,7 @@ A model returns a dict `{task name: output}`; for the tasks of these families th
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 ALL_TASKS = ("semantic", "depth", "normals", "colorization", "boundaries")
 

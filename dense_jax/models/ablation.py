@@ -8,8 +8,15 @@ This module re-exports their public names, the import path the experiments use.
 """
 
 from dense_jax.models.context_ablation import ContextAblationNet, context_ablation
-from dense_jax.models.stride_ablation import (SMALL_CHANNELS, STRIDE_ABLATION_TASKS, BasicBlock, SmallBackbone,
-                                              StrideAblationNet, small_plan, stride_ablation)
+from dense_jax.models.stride_ablation import (
+                                              SMALL_CHANNELS,
+                                              STRIDE_ABLATION_TASKS,
+                                              BasicBlock,
+                                              SmallBackbone,
+                                              StrideAblationNet,
+                                              small_plan,
+                                              stride_ablation,
+)
 from dense_jax.models.upsampling_ablation import UPSAMPLERS, UpsamplingAblationNet, upsampling_ablation
 
 __all__ = ["BasicBlock", "ContextAblationNet", "SMALL_CHANNELS", "STRIDE_ABLATION_TASKS", "SmallBackbone",

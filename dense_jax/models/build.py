@@ -8,8 +8,8 @@ the one function that calls a model (the trainer, `dense_jax.evaluation`, `dense
 `build_model`: `config.model` minus `name` are the model's keyword arguments (lists from a saved
 `config.json` become tuples), `num_classes` defaults to the dataset's, `compute_dtype='bfloat16'` adds
 `dtype=jnp.bfloat16`, a model with `check_dataset(info)` (the detectors) checks itself against the
-dataset (`config.model.num_classes` vs the dataset's class ids, ...); the image size is `config.dataset.image_size` or the dataset's own (ValueError
-for a dataset of varying image size without one).
+dataset (`config.model.num_classes` vs the dataset's class ids, ...); the image size is
+`config.dataset.image_size` or the dataset's own (ValueError for a dataset of varying image size without one).
 
 `apply_model`: `model.apply(variables, images, train=train, **kwargs)`, plus `targets=batch` when
 training a model that declares `needs_targets = True` (see `dense_jax.models.registry`); checks that
@@ -49,8 +49,8 @@ def model_kwargs(config, info) -> dict[str, Any]:
 
 def build_model(config) -> tuple[Any, Any, tuple[int, int]]:
   """`(model, dataset info, (H, W) image size)` for `config` (see the module docstring)."""
-  from dense_jax import data as data_lib     # pylint: disable=g-import-not-at-top
-  from dense_jax.models import registry      # pylint: disable=g-import-not-at-top
+  from dense_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from dense_jax.models import registry  # pylint: disable=g-import-not-at-top
   info = data_lib.dataset_info(config.dataset.name)
   size = image_size_of(config, info)
   model = registry.get_model(config.model.name, **model_kwargs(config, info))

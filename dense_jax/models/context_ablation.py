@@ -15,7 +15,7 @@ is `rf_frontend + 2·frontend_stride·Σ dilations` input pixels, so the schedul
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

@@ -17,7 +17,7 @@ at output stride 8 (torchvision's `deeplabv3_resnet50`, which uses output stride
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

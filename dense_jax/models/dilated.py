@@ -25,7 +25,7 @@ is what lets it be appended to a trained front-end without hurting it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -40,7 +40,7 @@ layer-by-layer formula.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

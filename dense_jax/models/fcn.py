@@ -40,14 +40,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dense_jax.models._common import (Dtype, batch_norm, check_image, conv, crop, scaled,
-                                      torch_like_dropout)
+from dense_jax.models._common import Dtype, batch_norm, check_image, conv, crop, scaled, torch_like_dropout
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.backbones.vgg import VGG16
 from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.nn import BilinearUpsample
-
 
 # ----------------------------------------------------------------------------- coordinate maps
 # A map (a, b) says that position x of a feature map sits at input-image coordinate a·x + b.

@@ -56,7 +56,7 @@ recipe is `mask_target_aligned=False` with the task's `mask_paste='torchvision'`
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -71,12 +71,12 @@ from dense_jax.models.heads.mask import MaskHead, MaskPredictor
 from dense_jax.models.heads.rpn import RPNHead
 from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
-from dense_jax.ops import boxes as box_ops
-from dense_jax.ops import rcnn_targets
+from dense_jax.ops import boxes as box_ops, rcnn_targets
 from dense_jax.ops.anchors import FPN_ANCHOR_SIZES, FPN_ASPECT_RATIOS, anchors_per_location, fpn_anchors_per_level
 from dense_jax.ops.keypoint_targets import keypoint_targets
 from dense_jax.ops.nms import batched_nms_padded
 from dense_jax.ops.roi_align import multilevel_roi_align
+
 
 def _take(x, idx):
   """`x (B, N, ...)[b, idx[b]]` for `idx (B, K)`: per-image gather along axis 1."""
@@ -370,7 +370,8 @@ class MaskRCNN(nn.Module):
 
   def mask_training_targets(self, gt, pos_rois, pos_gt):
     """28x28 mask targets `(B, Rp, 28, 28)` of the head RoIs, cropped from each matched instance's mask."""
-    return rcnn_targets.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio, self.mask_target_aligned)
+    return rcnn_targets.mask_targets(gt, pos_rois, pos_gt, 28, self.mask_target_sampling_ratio,
+                                     self.mask_target_aligned)
 
   def head_mask_logits(self, pooled, pos_labels):
     """`mask_predictions` of the head RoIs' 14x14 features, each RoI's mask of its class `(B, Rp, 28, 28)`

@@ -33,7 +33,7 @@ it) — the other tasks then learn from grey images too, as a network trained on
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

@@ -31,7 +31,7 @@ the inverse of the aligned mask-target crop the model trains on. torchvision's i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -19,10 +19,9 @@ is a k×k conv with dilation 2. Output: (N, H, W, classes) for both modes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 

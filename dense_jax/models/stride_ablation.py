@@ -27,20 +27,19 @@ are `{task}_head` / `{task}_upsample`.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dense_jax.models._common import Dtype, check_image, conv, scaled
-from dense_jax.models._common import batch_norm as _batch_norm
+from dense_jax.checks import check_choice
+from dense_jax.models._common import Dtype, batch_norm as _batch_norm, check_image, conv, scaled
 from dense_jax.models._dense_tasks import check_tasks, finalize, raw_channels
 from dense_jax.models.backbones.resnet import ResNet
 from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.nn import BilinearUpsample
 from dense_jax.ops import resize_bilinear
-from dense_jax.checks import check_choice
 
 STRIDE_ABLATION_TASKS = ("semantic", "depth", "normals")
 SMALL_CHANNELS = (16, 32, 64, 128)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dense_jax.checks import check_choice
 from dense_jax.models._common import Dtype, batch_norm, check_image, conv
 from dense_jax.models.inputs import normalise_images
 from dense_jax.models.registry import register_model
 from dense_jax.nn import BilinearUpsample, ConvTranspose, MaxPoolWithArgmax, MaxUnpool, Unpool
 from dense_jax.ops import resize_bilinear
-from dense_jax.checks import check_choice
 
 UPSAMPLERS = ("nearest", "bed_of_nails", "max_unpool", "transposed", "bilinear")
 

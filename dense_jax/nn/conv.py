@@ -13,7 +13,8 @@ and runs the fast phase form on CPU (see `dense_jax.ops.conv`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ from dense_jax.checks import as_pair
 from dense_jax.ops.conv import conv2d, conv_transpose2d
 from dense_jax.ops.resize import bilinear_upsample_kernel
 
-IntOrPair = Union[int, tuple[int, int]]
+IntOrPair = int | tuple[int, int]
 Initializer = Callable[..., Any]
 
 
@@ -50,7 +51,7 @@ class Conv(nn.Module):
   use_bias: bool = True
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
-  dtype: Optional[Any] = None
+  dtype: Any | None = None
   param_dtype: Any = jnp.float32
 
   @nn.compact
@@ -91,7 +92,7 @@ class ConvTranspose(nn.Module):
   use_bias: bool = True
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
-  dtype: Optional[Any] = None
+  dtype: Any | None = None
   param_dtype: Any = jnp.float32
   method: str = "auto"
 
@@ -125,9 +126,9 @@ class BilinearUpsample(nn.Module):
   """
   factor: int = 2
   learnable: bool = True
-  padding: Optional[int] = None
+  padding: int | None = None
   use_bias: bool = False
-  dtype: Optional[Any] = None
+  dtype: Any | None = None
   param_dtype: Any = jnp.float32
   method: str = "auto"
 

@@ -11,13 +11,11 @@ per (batch, channel) plane), so a decoder can unpool with the encoder's indices:
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import flax.linen as nn
 
 from dense_jax.ops.pooling import max_pool_with_argmax, max_unpool
 
-IntOrPair = Union[int, tuple[int, int]]
+IntOrPair = int | tuple[int, int]
 
 
 class MaxPoolWithArgmax(nn.Module):
@@ -29,7 +27,7 @@ class MaxPoolWithArgmax(nn.Module):
     padding: int or (ph, pw), at most half the window; padded pixels never win.
   """
   window: IntOrPair = 2
-  stride: Optional[IntOrPair] = None
+  stride: IntOrPair | None = None
   padding: IntOrPair = 0
 
   @nn.compact
@@ -45,12 +43,12 @@ class MaxUnpool(nn.Module):
     method: 'auto' / 'window' (scatter-free, fast) or 'dense' (reference).
   """
   window: IntOrPair = 2
-  stride: Optional[IntOrPair] = None
+  stride: IntOrPair | None = None
   padding: IntOrPair = 0
   method: str = "auto"
 
   @nn.compact
-  def __call__(self, y, indices, output_size: Optional[IntOrPair] = None):
+  def __call__(self, y, indices, output_size: IntOrPair | None = None):
     """`output_size` = (H, W) of the pooled input; default `(Ho - 1)·s - 2·p + k` (PyTorch's)."""
     return max_unpool(y, indices, self.window, self.stride, self.padding, output_size,
                       method=self.method)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import flax.linen as nn
 
 from dense_jax.ops.unpool import unpool_bed_of_nails, unpool_nearest
@@ -19,7 +17,7 @@ class Unpool(nn.Module):
     mode: 'nearest' (copy each pixel into its block) or 'bed_of_nails' (pixel at the block's
       top-left, zeros elsewhere).
   """
-  factor: Union[int, tuple[int, int]] = 2
+  factor: int | tuple[int, int] = 2
   mode: str = "nearest"
 
   @nn.compact

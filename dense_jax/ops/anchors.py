@@ -19,7 +19,7 @@ stride-2 subsampling of P5 all round up).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

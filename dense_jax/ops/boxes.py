@@ -18,7 +18,7 @@ log of the delta coding); callers mask padding rows anyway.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 

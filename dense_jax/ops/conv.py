@@ -446,7 +446,7 @@ def _phase_kernel(w, stride, dilation):
   `wc[j, :, :, (r, o)] = w_dil[(M - 1 - j)·s + r, :, :, o]`: the taps of phase `r`, flipped so that
   a correlation over `j` computes the sum over `m = M - 1 - j`.
   """
-  (sh, sw), (kh, kw, ci, co) = stride, w.shape
+  (sh, sw), (_, _, ci, co) = stride, w.shape
   wk = _dilate_kernel(w, dilation)
   kdh, kdw = wk.shape[:2]
   mh, mw = _phase_taps(kdh, sh), _phase_taps(kdw, sw)

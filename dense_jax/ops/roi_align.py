@@ -60,14 +60,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+import warnings
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-
-import warnings
 
 from dense_jax.checks import as_pair, check_choice, check_in_range, check_rank, concrete
 from dense_jax.ops.boxes import box_area

@@ -10,5 +10,5 @@
 """
 
 from dense_jax.tasks.base import Task, centre_crop, example_mask, host_accumulator
-from dense_jax.tasks.registry import available_tasks, get_task, register_task
 from dense_jax.tasks.build import DEFAULT_TASKS, build_tasks, check_outputs
+from dense_jax.tasks.registry import available_tasks, get_task, register_task

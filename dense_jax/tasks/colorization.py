@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax import losses
-from dense_jax import paths
+from dense_jax import losses, paths
 from dense_jax.data import color
 from dense_jax.metrics import colorization as color_metrics
 from dense_jax.tasks import _labels

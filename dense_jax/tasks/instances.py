@@ -39,7 +39,7 @@ paste_masks_in_image, for weights trained with its aligned=False targets (torchv
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

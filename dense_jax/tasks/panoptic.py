@@ -52,14 +52,11 @@ from __future__ import annotations
 
 import io
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax import paths
-from dense_jax import losses
-from dense_jax.metrics import panoptic as pq_lib
-from dense_jax.metrics import segmentation as seg_metrics
+from dense_jax import losses, paths
+from dense_jax.metrics import panoptic as pq_lib, segmentation as seg_metrics
 from dense_jax.tasks.base import SinglePredictionTask, example_mask, host_accumulator
 from dense_jax.tasks.instances import coco_category_map
 from dense_jax.tasks.registry import register_task
@@ -188,8 +185,9 @@ class PanopticTask(SinglePredictionTask):
     if self.write_pngs:
       out["pngs"] = []
       if predictions is not None:
-        from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
         from PIL import Image  # pylint: disable=g-import-not-at-top
+
+        from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
         prediction, real = np.asarray(predictions["prediction"]), np.asarray(predictions["real"])
         image_ids = predictions.get("image_id")
         sizes = predictions.get("original_size")
@@ -216,8 +214,9 @@ class PanopticTask(SinglePredictionTask):
     ids where the batches carried them, else as evaluated and numbered 1, 2, ... (module docstring)."""
     if not self.write_pngs or "pngs" not in acc:
       return {}
-    from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    from dense_jax.data import panoptic_format  # pylint: disable=g-import-not-at-top
     json_path = paths.as_path(directory) / f"{stem}_{self.name}.json"
     with panoptic_format.PanopticWriter(json_path, categories=self.output_categories) as writer:
       for number, (png, segments, image_id, size) in enumerate(acc["pngs"], start=1):

@@ -40,7 +40,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -134,6 +135,7 @@ def _module_name(module: nn.Module) -> str:
 def _wrapped_pools(record):
   """Temporarily wraps the functional poolings so that calls to them are recorded."""
   import flax.linen  # pylint: disable=g-import-not-at-top
+
   import dense_jax.ops  # pylint: disable=g-import-not-at-top
   patched = []
 
@@ -310,8 +312,8 @@ def format_table(rows: Sequence[Layer]) -> str:
 
 def erf_map(model: nn.Module, variables, images, output_position=None) -> np.ndarray:
   """`(H, W)` ERF of the logits' pixel `output_position` (default the centre) for `images`."""
-  from dense_jax.ops import effective_receptive_field  # pylint: disable=g-import-not-at-top
   from dense_jax.models.build import primary_output  # pylint: disable=g-import-not-at-top
+  from dense_jax.ops import effective_receptive_field  # pylint: disable=g-import-not-at-top
   fn = jax.jit(lambda v, x: effective_receptive_field(lambda z: primary_output(model.apply(v, z, train=False)),
                                                       x, output_position))
   return np.asarray(fn(variables, jnp.asarray(images, jnp.float32)))

@@ -52,8 +52,7 @@ def init_variables(config, model, image_size) -> dict:
 def abstract_train_state(config, model, image_size):
   """The `TrainState` the trainer saves for `config`, as ShapeDtypeStructs on the first device."""
   # pylint: disable=g-import-not-at-top
-  from dense_jax.train import config as config_lib
-  from dense_jax.train import optimizers
+  from dense_jax.train import config as config_lib, optimizers
   from dense_jax.train.state import init_train_state
   config = config_lib.resolve(config)
   tx, _ = optimizers.make_optimizer(config.optimizer, config.total_steps)
@@ -83,6 +82,7 @@ def restore_variables(config, workdir: str | os.PathLike, step: int | None = Non
   """
   # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp
+
   from dense_jax.train import checkpoint as checkpoint_lib
   model, _, image_size = build_model(config)
   directory = paths.absolute(paths.as_path(workdir) / CHECKPOINTS)

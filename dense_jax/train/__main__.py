@@ -28,9 +28,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (TensorBoard writer) start-up chatter
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only writes event files here; silences its oneDNN note
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 from dense_jax.train import cli
 
@@ -80,13 +78,11 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", cache)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
       jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  from dense_jax.train import config as config_lib
-  from dense_jax.train import distributed
+  from dense_jax.train import config as config_lib, distributed
   config_lib.apply_cpu_devices(_CONFIG.value)   # before anything starts JAX's backend
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from dense_jax.data import DataFileError
-  from dense_jax.train import checkpoint
-  from dense_jax.train import loop
+  from dense_jax.train import checkpoint, loop
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except loop.NonFiniteLossError as e:

@@ -140,7 +140,7 @@ def check_directory(directory: str | os.PathLike, key: str = "workdir") -> None:
         f"{key}: expected a local directory or a gs:// URL for the checkpoints, got {text}: orbax writes "
         f"checkpoint arrays through TensorStore, which it gives only local paths and gs:// buckets")
   try:
-    import google.cloud.storage  # pylint: disable=g-import-not-at-top,unused-import
+    import google.cloud.storage  # noqa: F401  (only whether it imports)
   except ImportError:
     raise paths.RemotePathError(
         f"{key}: checkpoints in {text} need the google-cloud-storage package (orbax lists a gs:// "

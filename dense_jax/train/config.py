@@ -139,6 +139,7 @@ def apply_cpu_devices(config) -> None:
   the run uses. Once the backend is up it only prints a note if the count differs.
   """
   import os  # pylint: disable=g-import-not-at-top
+
   import jax  # pylint: disable=g-import-not-at-top
   n = config.get("cpu_devices") if hasattr(config, "get") else None
   if not n or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
 import os
 import signal
@@ -34,19 +33,18 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dense_jax import evaluation
-from dense_jax import paths
-from dense_jax import tasks as tasks_lib
-from dense_jax import viz
+from dense_jax import evaluation, paths, tasks as tasks_lib, viz
 from dense_jax.convert import init_from
 from dense_jax.models import build as build_lib
 from dense_jax.tasks import build as task_build
-from dense_jax.train import checkpoint as checkpoint_lib
-from dense_jax.train import config as config_lib
-from dense_jax.train import optimizers
-from dense_jax.train import reporting
-from dense_jax.train import sharding as sharding_lib
-from dense_jax.train import workdir as workdir_lib
+from dense_jax.train import (
+  checkpoint as checkpoint_lib,
+  config as config_lib,
+  optimizers,
+  reporting,
+  sharding as sharding_lib,
+  workdir as workdir_lib,
+)
 from dense_jax.train.state import TrainState, init_train_state
 from dense_jax.train.step import make_train_step, output_constraint  # make_train_step: re-exported
 from dense_jax.train.workdir import CHECKPOINTS, CONFIG_FILE

@@ -24,8 +24,7 @@ import time
 
 import numpy as np
 
-from dense_jax import paths
-from dense_jax import viz
+from dense_jax import paths, viz
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -26,7 +26,8 @@ Optimizer moments share their parameter's path suffix, so one rule shards both.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np

@@ -83,6 +83,7 @@ def _resolved(plain: dict) -> dict:
   """`plain` with the trainer's defaults filled in, so that a key a config leaves at its default
   compares equal to the same key written out; `plain` itself if it does not resolve."""
   import ml_collections  # pylint: disable=g-import-not-at-top
+
   from dense_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   try:
     return _as_plain(config_lib.resolve(ml_collections.ConfigDict(plain)))

@@ -52,8 +52,7 @@ def _apply(config, overrides: dict):
 def _compiled_step(config):
   # pylint: disable=g-import-not-at-top
   from dense_jax.tools import restore
-  from dense_jax.train import config as config_lib
-  from dense_jax.train import loop, optimizers
+  from dense_jax.train import config as config_lib, loop, optimizers
   from dense_jax.train.state import init_train_state
   from experiments.ablation_common import train_step_memory_mb
   config = config_lib.resolve(config)

@@ -240,7 +240,8 @@ def bench_sweep(repeats: int, torch, shapes, peak: float, kernel=3, stride=1, di
         f"autodiff, blk = the blocked weight gradient, auto = what conv2d picks here; blk/peak = blk dw "
         f"GFLOP/s / the matmul peak {peak:.0f}); fwd+bwd ms and torch/ours (>1: ours faster). "
         f"load average {os.getloadavg()[0]:.1f}")
-  print(f"{'N,H,W,Cin->Cout':22s} {'fwd':>6s} {'dx':>6s} {'dw ref':>7s} {'dw blk':>7s} {'blk/peak':>8s} {'fb ref ms':>10s} "
+  print(f"{'N,H,W,Cin->Cout':22s} {'fwd':>6s} {'dx':>6s} {'dw ref':>7s} {'dw blk':>7s} {'blk/peak':>8s} "
+        f"{'fb ref ms':>10s} "
         f"{'fb auto ms':>10s} {'torch ms':>9s} {'torch/auto':>10s} {'load':>5s}")
   rng = np.random.default_rng(6)
   worst = None

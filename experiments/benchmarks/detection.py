@@ -519,7 +519,8 @@ def device_model_rows(name: str, smoke: bool, batch_size: int, size, dtype_name:
   common = {"table": "device", "size": f"{size[0]}x{size[1]}", "batch": batch_size, "dtype": dtype_name,
             "repeats": repeats}
   achieved = flops / ms["ours"] * 1e3
-  rows = [{**common, "model": label, "side": "ours", "step_ms": ms["ours"], "images_per_s": batch_size / ms["ours"] * 1e3,
+  rows = [{**common, "model": label, "side": "ours", "step_ms": ms["ours"],
+           "images_per_s": batch_size / ms["ours"] * 1e3,
            "flops": flops, "tflop_per_s": achieved / 1e12, "of_peak": achieved / peak, "xla_peak_gb": xla_peak / 1e9,
            "xla_peak_gb_per_image": xla_peak / 1e9 / batch_size,
            "allocator_peak_gb": alloc / 1e9 if alloc else None, "compile_s": compile_s}]

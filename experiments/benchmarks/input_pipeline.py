@@ -24,8 +24,7 @@ import time
 import numpy as np
 
 from dense_jax import data
-from dense_jax.data import augment as augment_lib
-from dense_jax.data import dense_shapes, sources
+from dense_jax.data import augment as augment_lib, dense_shapes, sources
 from experiments.benchmarks import timing
 
 
@@ -65,6 +64,7 @@ def unet_rate(size: int, num_classes: int, args) -> float:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
   import optax
+
   from dense_jax.models import get_model
   model = get_model("unet", num_classes=num_classes, width=16, depth=3, padding="same")
   rng = np.random.default_rng(0)

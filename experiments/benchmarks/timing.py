@@ -19,7 +19,7 @@ import platform
 import statistics
 import subprocess
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,7 @@ def rate_per_s(step: Callable, items_per_call: int, seconds: float, windows: int
   return statistics.median(rates)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_threads(threads: int | None = None) -> int:
   """Sets PyTorch's intra-op threads once per process (`threads`, default every core, as XLA uses);
   returns the count. ImportError without torch."""

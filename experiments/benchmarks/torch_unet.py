@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class DoubleConv(nn.Sequential):
   def __init__(self, cin: int, cout: int, padding: int, norm: bool):
     layers = []
-    for i, c in enumerate((cin, cout)):
+    for c in (cin, cout):
       layers.append(nn.Conv2d(c, cout, 3, padding=padding, bias=not norm))
       if norm:
         layers.append(nn.BatchNorm2d(cout, momentum=0.1, eps=1e-5))

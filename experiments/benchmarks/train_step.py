@@ -9,8 +9,9 @@
 speed: images/s of one full training step (forward, backward, AdamW update; batch-norm in training
   mode; cross-entropy with the ignore label) of the quick config's U-Net
   (`experiments/unet_dense_shapes.py:quick`) on 1 JAX CPU device and data-parallel on the quick config's
-  `cpu_devices` (one device per core: XLA:CPU spreads one device's small ops poorly over cores), and of `experiments/benchmarks/torch_unet.TorchUNet` with
-  the same layers, batch, resolution and optimizer. PyTorch runs with 1 and with all cores' intra-op
+  `cpu_devices` (one device per core: XLA:CPU spreads one device's small ops poorly over cores), and of
+  `experiments/benchmarks/torch_unet.TorchUNet` with the same layers, batch, resolution and optimizer.
+  PyTorch runs with 1 and with all cores' intra-op
   threads (on a busy machine OpenMP's spinning threads can make 2 threads slower than 1) and the better
   one is compared. Median over `--repeats` interleaved rounds of `--steps` steps each after warm-up.
   Ratio = JAX / best PyTorch (≥ 1 means JAX is faster).
@@ -53,6 +54,7 @@ def _jax_step(config, batch: int, size: int, num_classes: int, num_devices: int 
   # pylint: disable=g-import-not-at-top
   import jax
   from jax.sharding import NamedSharding, PartitionSpec as P
+
   from dense_jax.models import get_model
   from dense_jax.train import loop, optimizers, sharding
   from dense_jax.train.state import init_train_state
@@ -96,6 +98,7 @@ def torch_runner(config, batch, size, num_classes, steps, threads):
   """The same for the PyTorch U-Net with `threads` intra-op threads."""
   # pylint: disable=g-import-not-at-top
   import torch
+
   from experiments.benchmarks.torch_unet import TorchUNet
   m, opt = config.model, config.optimizer
   torch.manual_seed(0)
@@ -129,6 +132,7 @@ def speed(args) -> list[dict]:
   batch = args.batch or config.batch_size
   num_classes = 9
   import jax  # pylint: disable=g-import-not-at-top
+
   from experiments.benchmarks.conv import xla_conv_gradients  # pylint: disable=g-import-not-at-top
   runners = {}
   for n in sorted({1, len(jax.devices())}):
@@ -247,6 +251,7 @@ def hlo(args) -> None:
   import jax
   import jax.numpy as jnp
   from jax.sharding import NamedSharding, PartitionSpec as P
+
   from dense_jax.models import get_model
   from dense_jax.train import loop, optimizers, sharding
   from dense_jax.train.state import init_train_state

@@ -38,7 +38,7 @@ def test_colorization_loss_masking():
   valid = np.ones((2, 3, 4), bool)
   valid[0, 1, 2] = False
   logits = logits.at[0, 1, 2].set(jnp.inf)
-  fn = lambda lg: losses.colorization_loss(lg, idx, w, valid=jnp.asarray(valid),  # noqa: E731
+  fn = lambda lg: losses.colorization_loss(lg, idx, w, valid=jnp.asarray(valid),
                                            example_mask=jnp.array([1, 0]))[0]
   masked = ~valid
   masked[1] = True

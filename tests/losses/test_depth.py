@@ -66,7 +66,7 @@ def test_depth_loss_masks_pixels_and_examples():
   log_pred, gt = _depth_batch(2)
   log_pred = log_pred.at[gt == 0].set(jnp.inf)            # garbage where masked must not leak
   example_mask = jnp.array([1.0, 0.0, 1.0])
-  fn = lambda lp: losses.depth_loss(lp, gt, example_mask=example_mask)[0]  # noqa: E731
+  fn = lambda lp: losses.depth_loss(lp, gt, example_mask=example_mask)[0]
   masked = np.asarray(gt == 0) | (np.asarray(example_mask) == 0)[:, None, None]
   grad_at_masked(fn, log_pred, masked)
   keep = np.array([0, 2])

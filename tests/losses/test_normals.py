@@ -26,7 +26,7 @@ def test_normals_loss_values_and_masking():
   masked = np.zeros(gt.shape[:3], bool)
   masked[1, 1, 1] = True
   masked[0] = True                                       # example 0 lacks the label
-  fn = lambda p: losses.normals_loss(p, jnp.asarray(gt), example_mask=jnp.array([False, True]))[0]  # noqa: E731
+  fn = lambda p: losses.normals_loss(p, jnp.asarray(gt), example_mask=jnp.array([False, True]))[0]
   grad_at_masked(fn, jnp.asarray(pred), masked)
 
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dense_jax.ops import paste_masks as paste_ref
 from dense_jax.models import get_model
 from dense_jax.models.panoptic_fpn import PanopticFPN, paste_masks
+from dense_jax.ops import paste_masks as paste_ref
 
 THINGS = (4, 5, 6, 7, 8)   # dense_shapes: 9 classes, 0-3 stuff
 KEY = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}

@@ -56,7 +56,7 @@ def test_exact_paste_equals_grid_sample_align_corners_false():
 def test_exact_paste_inverts_the_aligned_mask_target_crop():
   """A ground-truth mask cropped to its own box (aligned=True, 28x28) and pasted back is the mask again,
   for small and large objects alike; torchvision's pair (aligned=False crop, integer-corner paste) is not."""
-  from dense_jax.ops.mask_targets import mask_targets   # pylint: disable=g-import-not-at-top
+  from dense_jax.ops.mask_targets import mask_targets  # pylint: disable=g-import-not-at-top
   masks = np.zeros((3, 64, 64), np.uint8)
   boxes = np.array([[5, 7, 11, 14], [20, 3, 61, 40], [30, 45, 39, 52]], np.float32)   # xyxy, 6x7 .. 41x37 px
   for i, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):

@@ -5,8 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dense_jax.ops import boxes as box_ops
-from dense_jax.ops import rcnn_targets
+from dense_jax.ops import boxes as box_ops, rcnn_targets
 
 
 def test_ground_truth_reads_the_data_contract():

@@ -10,12 +10,13 @@ ground and backdrop planes), `shapes` (analytic objects),
 Importing this package registers the TFDS builder and every config as a source.
 """
 
-from dense_jax.data.dense_shapes import builder  # registers the TFDS builder `dense_shapes`
+from dense_jax.data.dense_shapes import (
+    builder,  # registers the TFDS builder `dense_shapes`
+    source as _source,
+)
 from dense_jax.data.dense_shapes.builder import DenseShapes, DenseShapesConfig
 from dense_jax.data.dense_shapes.config import CONFIGS, SceneConfig
 from dense_jax.data.dense_shapes.scene import example_seed, generate_example, render_scene
 from dense_jax.data.dense_shapes.source import GeneratedSource, TfdsSource, prepare, register_config
-
-from dense_jax.data.dense_shapes import source as _source
 
 _source.register_all()

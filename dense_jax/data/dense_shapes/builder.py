@@ -31,8 +31,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dense_jax.data.dense_shapes import config as config_lib
-from dense_jax.data.dense_shapes import scene
+from dense_jax.data.dense_shapes import config as config_lib, scene
 
 _ZLIB = tfds.features.Encoding.ZLIB
 _BYTES = tfds.features.Encoding.BYTES

@@ -13,10 +13,8 @@ import argparse
 
 import numpy as np
 
-from dense_jax import paths
-from dense_jax import viz
-from dense_jax.data.dense_shapes import config as config_lib
-from dense_jax.data.dense_shapes import scene
+from dense_jax import paths, viz
+from dense_jax.data.dense_shapes import config as config_lib, scene
 
 
 def draw(examples: list[dict], cfg: config_lib.SceneConfig, out: str) -> None:

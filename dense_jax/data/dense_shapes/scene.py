@@ -30,9 +30,9 @@ How a scene is made:
      the thing pixels of `semantic`), boxes the tight half-open boxes of the masks;
    - shading: colour * (0.35 + 0.65 max(0, n . l)), light l from the upper left front, so spheres,
      tori and cylinders look round and normals are learnable;
-   - panoptic: id 1 + c for stuff class c (stuff ids are 0..num_stuff-1; every stuff region is one segment), id 1 + num_stuff + i for
-     instance i; `segment_classes[id]` its class, `segment_is_thing[id]` 1 for instances; ids absent
-     from the map are padding (class 0, not thing). Id 0 (void) never occurs in a generated scene.
+   - panoptic: id 1 + c for stuff class c (stuff ids are 0..num_stuff-1; every stuff region is one
+     segment), id 1 + num_stuff + i for instance i; `segment_classes[id]` its class,
+     `segment_is_thing[id]` 1 for instances; ids absent from the map are padding (class 0, not thing). Id 0 (void) never occurs in a generated scene.
    - keypoints: each polygon corner is snapped to the centre of the object's nearest silhouette pixel
      (so it lies on the object), visibility 2 if the object is what that pixel shows, 1 if a nearer object
      hides it, 0 (and x = y = 0) if the corner is outside the image or the class has no such slot.
@@ -43,7 +43,7 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

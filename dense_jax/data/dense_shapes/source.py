@@ -23,8 +23,7 @@ import time
 import numpy as np
 
 from dense_jax.data import sources
-from dense_jax.data.dense_shapes import config as config_lib
-from dense_jax.data.dense_shapes import scene
+from dense_jax.data.dense_shapes import config as config_lib, scene
 
 log = logging.getLogger(__name__)
 NAME = "dense_shapes"
@@ -102,7 +101,7 @@ class TfdsSource:
       self._source = builder.as_data_source(
           split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
 
-  def with_keys(self, keys) -> "TfdsSource":
+  def with_keys(self, keys) -> TfdsSource:
     return TfdsSource(self.config, self.split, self.data_dir, keys)
 
   def __len__(self) -> int:

@@ -31,4 +31,4 @@ does what the dataset's official tools do. The input pipeline turns both into `D
 Ignored pixels are 255 everywhere.
 """
 
-from dense_jax.data.real._common import BadLabelError, MissingDataError, UnreadableFileError  # noqa: F401
+from dense_jax.data.real._common import BadLabelError, MissingDataError, UnreadableFileError

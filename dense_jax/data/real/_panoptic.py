@@ -20,7 +20,7 @@ UnreadableFileError, each naming the file and the image.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -61,7 +61,6 @@ import math
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from dense_jax import paths
 from dense_jax.data.panoptic_format import rgb_to_id  # noqa: F401  (coco.rgb_to_id: tfds_catalog)
 from dense_jax.data.real import _common, _panoptic
 from dense_jax.data.sources import DatasetInfo, register_source
@@ -342,7 +341,7 @@ class CocoSource:
   def _semantic_from_instances(self, things, crowds, h: int, w: int) -> np.ndarray:
     semantic = np.zeros((h, w), np.int32)
     crowd = np.zeros((h, w), bool)
-    for annotation, mask in crowds:
+    for _, mask in crowds:
       crowd |= mask.astype(bool)
     for annotation, mask in sorted(things, key=lambda am: -_area(*am)):  # small objects end on top
       semantic[mask.astype(bool)] = self._category(annotation["category_id"])

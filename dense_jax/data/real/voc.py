@@ -155,7 +155,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
       example = f"image id {image_id}"
       if files.exists(f"SegmentationClass/{image_id}.png"):
         rel = f"SegmentationClass/{image_id}.png"
-        label = checks.read(lambda _: _decoded(files, rel, _common.read_label_png), files.where(rel), example,
+        label = checks.read(lambda _, rel=rel: _decoded(files, rel, _common.read_label_png), files.where(rel), example,
                             _REDOWNLOAD)
         checks.check_label(label, rgb.shape, _VALID, files.where(rel), example,
                            "VOC class ids (0..20, 255 = boundary / difficult)", _REDOWNLOAD)

@@ -24,7 +24,7 @@ Parameter names follow torchvision: `conv1`, `bn1`, `layer{s}_{i}/{conv1,bn1,...
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

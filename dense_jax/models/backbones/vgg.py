@@ -26,7 +26,7 @@ Parameter names: `conv{b}_{i}` (kernel HWIO, bias) and `bn{b}_{i}`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

@@ -21,7 +21,7 @@ only the position prior; GroupNorm re-scales each conv's output, so no unit is d
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -30,7 +30,6 @@ from dense_jax.models._common import Dtype, conv, kaiming_fan_out
 from dense_jax.models.heads.mask import kaiming_transpose
 from dense_jax.nn.conv import ConvTranspose
 from dense_jax.ops.resize import resize_bilinear
-
 
 NORMS = ("", "gn")
 

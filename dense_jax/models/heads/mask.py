@@ -11,7 +11,7 @@ transposed conv torch's "fan_out" of its `(in, out, kh, kw)` weight is `in·kh·
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

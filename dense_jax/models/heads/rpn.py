@@ -10,7 +10,7 @@ std 0.01, zero bias (torchvision).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
