@@ -32,7 +32,8 @@ How a scene is made:
      tori and cylinders look round and normals are learnable;
    - panoptic: id 1 + c for stuff class c (stuff ids are 0..num_stuff-1; every stuff region is one
      segment), id 1 + num_stuff + i for instance i; `segment_classes[id]` its class,
-     `segment_is_thing[id]` 1 for instances; ids absent from the map are padding (class 0, not thing). Id 0 (void) never occurs in a generated scene.
+     `segment_is_thing[id]` 1 for instances; ids absent from the map are padding (class 0, not thing). Id 0 (void)
+     never occurs in a generated scene.
    - keypoints: each polygon corner is snapped to the centre of the object's nearest silhouette pixel
      (so it lies on the object), visibility 2 if the object is what that pixel shows, 1 if a nearer object
      hides it, 0 (and x = y = 0) if the corner is outside the image or the class has no such slot.
