@@ -9,6 +9,7 @@ import pytest
 
 from dense_jax.losses import detection
 from dense_jax.ops.keypoint_targets import keypoint_targets
+from tests.ops.test_keypoint_targets import rois_and_keypoints
 
 
 def _torch():
@@ -93,16 +94,10 @@ def test_mask_loss_equals_torchvision():
 def test_keypoint_loss_equals_torchvision():
   torch = _torch()
   from torchvision.models.detection.roi_heads import keypointrcnn_loss
-  rng = np.random.default_rng(3)
-  r, k, s = 7, 5, 56
-  x0, y0 = rng.uniform(0, 20, (2, r))
-  rois = np.stack([x0, y0, x0 + rng.uniform(5, 30, r), y0 + rng.uniform(5, 30, r)], 1).astype(np.float32)
-  kps = np.stack([rng.uniform(-5, 60, (r, k)), rng.uniform(-5, 60, (r, k)), rng.integers(0, 3, (r, k))], -1)
-  kps = kps.astype(np.float32)
-  kps[0, 0, :2] = rois[0, 2:]                  # exactly on the far corner: cell S - 1
-  kps[0, 0, 2] = 2
+  rois, kps = rois_and_keypoints()
+  r, k, s = *kps.shape[:2], 56
   idx, valid = keypoint_targets(jnp.asarray(kps), jnp.asarray(rois), s)
-  logits = rng.normal(size=(r, k, s, s)).astype(np.float32)
+  logits = np.random.default_rng(4).normal(size=(r, k, s, s)).astype(np.float32)
   ref = keypointrcnn_loss(torch.from_numpy(logits), [torch.from_numpy(rois)], [torch.from_numpy(kps)],
                           [torch.arange(r)])
   ours = detection.keypoint_loss(logits.transpose(0, 2, 3, 1)[None], idx[None], valid[None])
