@@ -40,7 +40,7 @@ def test_entries_register_themselves_in_the_package(package):
   assert registry.available() == ["alpha"]
   assert registry.build("alpha", size=3) == ("alpha", 3)
   assert list(registry.import_errors) == ["regtest_pkg.broken"]
-  with pytest.raises(ValueError, match=r"thing: expected one of \['alpha'\], got 'beta'.*regtest_pkg.broken "
+  with pytest.raises(ValueError, match=r"(?s)thing: expected one of \['alpha'\], got 'beta'.*regtest_pkg.broken "
                                        r"failed to import: ImportError: no such dependency"):
     registry.get("beta")
   with pytest.raises(ValueError, match=r"thing 'alpha': bad arguments \['colour'\]"):
