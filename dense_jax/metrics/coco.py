@@ -22,7 +22,7 @@ Conventions. Ground-truth bbox `[x0, y0, w, h]`; area = mask pixel count (box ar
 sets COCO's small/medium/large ranges (32², 96², bounds inclusive as in pycocotools); `num_keypoints` =
 count of visibility > 0; iscrowd 0; image and annotation ids from 1 (pycocotools reads id 0 as "no
 match"). Detections become results as torchvision's reference evaluation makes them: masks pasted at image
-resolution (`dense_jax.metrics.paste`, `mask_paste` mode), thresholded `> 0.5`, RLE-encoded. AP is
+resolution (`dense_jax.ops.paste_masks`, `mask_paste` mode), thresholded `> 0.5`, RLE-encoded. AP is
 pycocotools' own: 101-point interpolated precision, mean over categories with ground truth and IoU (OKS)
 thresholds 0.50:0.05:0.95, at most 100 detections per image (20 for keypoints).
 OKS = mean over labelled keypoints of `exp(-d² / (2 s² k²))`, s² the area, k = 2σ: `COCO_OKS_SIGMAS` (the
@@ -261,7 +261,7 @@ class CocoAccumulator:
   oks_sigmas: per-keypoint σ for "keypoint" (default: COCO's when K = 17).
   max_gt_instances: evaluate at most this many ground-truth rows per image (the rest are dropped and
     counted); None = every row below num_instances.
-  mask_paste: how RoI masks are pasted (`dense_jax.metrics.paste`): 'exact' (detectron2's; pairs with
+  mask_paste: how RoI masks are pasted (`dense_jax.ops.paste_masks`): 'exact' (detectron2's; pairs with
     aligned mask targets) or 'torchvision' (its paste_masks_in_image; pairs with its aligned=False targets).
   """
 

@@ -50,7 +50,7 @@ box's size in pixels, a data-dependent shape); mask targets are the ground-truth
 exact box (`mask_target_aligned=True`, detectron2's `crop_and_resize`, RoIAlign aligned=True), which the
 instances task's default 'exact' paste inverts. torchvision crops with aligned=False (half a pixel off)
 and pastes with integer corners one pixel wider than the box: on dense_shapes/small_64's 5-25 px objects
-that pair caps mask AP at 0.515 even for a perfect model (`dense_jax.metrics.paste`); torchvision's
+that pair caps mask AP at 0.515 even for a perfect model (`dense_jax.ops.paste_masks`); torchvision's
 recipe is `mask_target_aligned=False` with the task's `mask_paste='torchvision'`.
 """
 

@@ -24,7 +24,7 @@ Output dict (train and eval):
                        bool, segment_scores (B, S) float32
 
 Masks are pasted as detectron2 pastes them: a separable bilinear resampling of the 28×28 map over the
-continuous box (tent weights, zero outside the map; `dense_jax.metrics.paste`'s 'exact' mode, in JAX),
+continuous box (tent weights, zero outside the map; `dense_jax.ops.paste_masks`'s 'exact' mode, in JAX),
 the inverse of the aligned mask-target crop the model trains on. torchvision's integer-cornered
 `paste_masks_in_image` differs from it by at most a pixel row/column at box borders.
 """

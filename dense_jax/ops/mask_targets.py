@@ -61,7 +61,7 @@ def mask_targets(gt_masks, boxes, matched_idxs, mask_size: int = 28, sampling_ra
       sits at the point (i, j), so the crop reads the box shifted by half a pixel); True = detectron2's
       `BitMasks.crop_and_resize` (aligned=True: the value sits at the pixel centre (i + 0.5, j + 0.5), so
       bin p covers exactly `[y0 + p h / m, y0 + (p + 1) h / m)` of the box). True is the crop that
-      `dense_jax.metrics.paste.paste_masks(..., mode='exact')` inverts.
+      `dense_jax.ops.paste_masks.paste_masks(..., mode='exact')` inverts.
 
   Returns:
     float32 `(..., R, m, m)`. Leading dimensions (images) are mapped over.

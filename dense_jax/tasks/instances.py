@@ -32,7 +32,7 @@ the dataset's own annotations; the metrics stay those of the evaluated resolutio
 the file is in the evaluated image's pixels.
 Figures: predicted masks (score >= `draw_threshold`) with their boxes, class and score next to the
 ground-truth masks and boxes (`dense_jax.viz`).
-Mask pasting (`mask_paste`, `dense_jax.metrics.paste`): 'exact' (default) inverts the model's aligned
+Mask pasting (`mask_paste`, `dense_jax.ops.paste_masks`): 'exact' (default) inverts the model's aligned
 mask targets (`MaskRCNN.mask_target_aligned=True`, the default); 'torchvision' is torchvision's
 paste_masks_in_image, for weights trained with its aligned=False targets (torchvision's recipe).
 """
