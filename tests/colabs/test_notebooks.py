@@ -1,6 +1,7 @@
 """Every colab runs top to bottom on the CPU (headless), so none of them rots; outputs stay stripped."""
 
 import pathlib
+import re
 
 import pytest
 
@@ -10,7 +11,16 @@ nbclient = pytest.importorskip("nbclient")
 COLABS = sorted((pathlib.Path(__file__).parents[2] / "colabs").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", COLABS, ids=[p.stem for p in COLABS])
+def _case(path):
+  """The notebook as a test case, `slow` if it trains (in the kernel or through a sweep's subprocesses),
+  `torch` if it imports torch."""
+  text = path.read_text()
+  marks = [pytest.mark.slow] if re.search(r"train_and_evaluate\(|run_all_locally\(", text) else []
+  marks += [pytest.mark.torch] if re.search(r'"(?:import|from) torch', text) else []
+  return pytest.param(path, id=path.stem, marks=marks)
+
+
+@pytest.mark.parametrize("path", [_case(p) for p in COLABS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
   notebook = nbformat.read(path, as_version=4)
   assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (

@@ -85,6 +85,7 @@ def _tiny_scene(n=4, size=32):
   return {"image": image.astype(np.float32), "depth": depth, "normals": np.ascontiguousarray(normals)}
 
 
+@pytest.mark.slow
 def test_depth_normals_variant_learns_a_tiny_batch():
   """60 Adam steps on one batch with the depth and normals tasks' losses (scale-invariant log +
   gradient matching; negative cosine): both fall, the normals' mean angle from ~120° to below 40°

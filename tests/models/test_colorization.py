@@ -96,6 +96,7 @@ def test_bad_input():
     decode_ab(np.zeros((1, 4, 4, 313)))                     # 313 logits, but data.color has 262 bins
 
 
+@pytest.mark.slow
 def test_narrow_model_learns_a_tiny_batch():
   """30 Adam steps: the soft-encoded ab cross-entropy (a distribution target) falls below half its start.
 

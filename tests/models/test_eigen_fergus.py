@@ -116,6 +116,7 @@ def tiny_batch(size=32, seed=0):
           jnp.asarray(normals, jnp.float32))
 
 
+@pytest.mark.slow
 def test_narrow_model_learns_a_tiny_batch():
   """30 Adam steps on one batch: log-depth L2 + (1 - cosine) of normals + cross-entropy all fall."""
   images, labels, log_depth, normals = tiny_batch()

@@ -112,6 +112,7 @@ def test_bad_input():
     get_model("multitask_narrow").init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
 
 
+@pytest.mark.slow
 def test_narrow_model_learns_all_five_tasks_on_a_tiny_batch():
   """40 Adam steps at 32x32 (one pyramid level): the summed simple inline losses and each of them fall."""
   rng = np.random.default_rng(0)

@@ -96,6 +96,7 @@ def test_matches_pytorch(padding, up, norm, size):
   np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_learns():
   """A tiny U-Net separates bright squares from a noisy background in 60 Adam steps."""
   rng = np.random.default_rng(0)

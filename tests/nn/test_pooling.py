@@ -37,6 +37,7 @@ def test_modules_have_no_parameters_and_match_the_ops():
   assert unpool.apply({}, y, idx).shape == (2, 6, 6, 3)  # PyTorch's default output size
 
 
+@pytest.mark.slow
 def test_round_trip_keeps_each_windows_maximum_in_place_and_trains():
   x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 9, 9, 2)), jnp.float32)
   model = _EncoderDecoder()
