@@ -4,10 +4,9 @@ Quick (a few minutes on a 2-core CPU, reaches a real validation mIoU):
 
     python -m dense_jax.train --config experiments/unet_dense_shapes.py:quick --workdir /tmp/dense_jax_unet
 
-  Measured 2026-11-30 (2-core VM, 2 JAX CPU devices, dense_shapes 2.0.0; per-class IoUs in docs/results.md):
-  1000 steps of batch 16 at 64×64, 5 min 22 s wall; validation mIoU 0.552 (pixel accuracy 0.922). The
-  run is deterministic and resumes if interrupted; tests/test_readme.py keeps these figures equal to the
-  README's.
+  Measured 2026-12-07 (2-core VM, 2 JAX CPU devices, dense_shapes 2.0.0): 1000 steps of batch 16 at
+  64×64, validation mIoU 0.557 (pixel accuracy 0.923); 5 min 22 s wall on a quiet machine (2026-11-30;
+  per-class IoUs of that run in docs/results.md). The run is deterministic and resumes if interrupted.
 
 Full (the 128×128 dataset, the paper's width 64, padded form):
 
