@@ -21,6 +21,7 @@ def test_cross_entropy_matches_hand_computation():
   np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
 
 
+@pytest.mark.torch
 def test_matches_torch_ignore_index():
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(0)
